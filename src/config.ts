@@ -15,6 +15,8 @@ export interface Config {
     readonly url: string;
     readonly clientId: string;
     readonly keepalive: number;
+    /** 5 (falls back to 3.1.1 when the broker refuses it) or 4 (3.1.1 only). */
+    readonly protocol: 4 | 5;
     readonly username?: string | undefined;
     readonly password?: string | undefined;
     readonly caFile?: string | undefined;
@@ -205,6 +207,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     () => `lamp-${id}`,
   );
   const keepalive = read("MQTT_KEEPALIVE", integer(1, 3600, " seconds"), () => "10");
+  const protocol = read("MQTT_PROTOCOL", oneOf(["5", "3.1.1"] as const), () => "5");
   const base = read("TOPIC_BASE", topic, () => `lamp/${id}`);
   const command = read("COMMAND_TOPIC", topic, () => `${base}/set_config`);
   const state = read("STATE_TOPIC", topic, () => `${base}/changed`);
@@ -243,6 +246,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       url: url as string,
       clientId: clientId as string,
       keepalive: keepalive as number,
+      protocol: protocol === "3.1.1" ? 4 : 5,
       username,
       password: passwordValue,
       caFile,

@@ -36,6 +36,15 @@ export class Lamp {
     return next;
   }
 
+  /** See Output.hold(): the state keeps changing, the pins wait. */
+  hold(): void {
+    this.output.hold();
+  }
+
+  release(): void {
+    this.output.release();
+  }
+
   async close(): Promise<void> {
     await this.output.close();
   }

@@ -34,6 +34,7 @@ export class Output {
   private dirty = false;
   private lastDuties: readonly number[] = [];
   private closed = false;
+  private held = false;
   private failing = false;
   private readonly now: () => number;
 
@@ -76,6 +77,21 @@ export class Output {
     this.schedule();
   }
 
+  /**
+   * Keeps new targets off the pins until release(): used while a reconnect backlog is being read, which
+   * a broker hands over in batches (Mosquitto sends 20 QoS 1 messages at a time), so that only the last
+   * command of the whole backlog is shown.
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    if (this.dirty) this.schedule();
+  }
+
   /** Waits for the fade to be cancelled and the last write to land, then stops writing for good. */
   async close(): Promise<void> {
     this.advance();
@@ -111,7 +127,7 @@ export class Output {
   // first, so a backlog of 1000 becomes one write.
   private schedule(): void {
     this.dirty = true;
-    if (this.scheduled || this.closed) return;
+    if (this.scheduled || this.closed || this.held) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;

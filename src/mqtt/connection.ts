@@ -41,7 +41,7 @@ export function describeMqttError(error: unknown): string {
  */
 export class MqttConnection {
   private client: MqttClient | undefined;
-  private protocol: 4 | 5 = 5;
+  private protocol: 4 | 5;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private connectedAt = 0;
@@ -56,7 +56,9 @@ export class MqttConnection {
     private readonly events: ConnectionEvents,
     private readonly logger: Logger,
     private readonly backoff: Backoff = DEFAULT_BACKOFF,
-  ) {}
+  ) {
+    this.protocol = config.mqtt.protocol;
+  }
 
   get connected(): boolean {
     return this.client?.connected === true;
@@ -148,9 +150,9 @@ export class MqttConnection {
     const { mqtt: m, topics } = this.config;
     const options: IClientOptions = {
       clientId: m.clientId,
-      protocolVersion: 5,
+      protocolVersion: this.protocol,
       clean: false,
-      properties: { sessionExpiryInterval: SESSION_EXPIRY_S },
+      ...(this.protocol === 5 && { properties: { sessionExpiryInterval: SESSION_EXPIRY_S } }),
       keepalive: m.keepalive,
       // We reconnect ourselves, with backoff; and subscribe ourselves, so presence goes first.
       reconnectPeriod: 0,

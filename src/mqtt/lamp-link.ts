@@ -9,6 +9,10 @@ import { FeedbackGuard } from "./guard.js";
 import { RateLimiter } from "./rate-limit.js";
 import { StatePublisher } from "./state-publisher.js";
 
+/** A reconnect backlog is over once no command arrived for this long (or BACKLOG_MAX_MS passed). */
+const BACKLOG_QUIET_MS = 100;
+const BACKLOG_MAX_MS = 2000;
+
 /** Something else that lives on the same connection (Home Assistant discovery, say). */
 export interface LinkExtension {
   /** Topics to subscribe to after every connect. */
@@ -36,6 +40,8 @@ export class LampLink {
   private readonly errors = new RateLimiter(10, 2);
   private readonly publisher: StatePublisher;
   private readonly extensions: LinkExtension[] = [];
+  private backlogTimer: NodeJS.Timeout | undefined;
+  private backlogEnds = 0;
 
   constructor(
     private readonly config: Config,
@@ -58,6 +64,11 @@ export class LampLink {
   /** Every (re)connect: presence first, then the command subscription, then the whole state. */
   onConnect(): void {
     const { topics } = this.config;
+    // Commands queued in our session while we were away arrive now; commands are absolute, so the pins
+    // go straight to the last one instead of flashing through them all.
+    this.lamp.hold();
+    this.backlogEnds = Date.now() + BACKLOG_MAX_MS;
+    this.armBacklogRelease();
     this.connection
       .publish(topics.presence, "1", { qos: 1, retain: true })
       .catch((error: unknown) => this.refused("publish", topics.presence, error));
@@ -76,6 +87,7 @@ export class LampLink {
       }
       return;
     }
+    if (this.backlogTimer) this.armBacklogRelease();
     if (this.guard.isOwnEcho(payload)) {
       this.logger.trace("ignored the echo of our own state");
       return;
@@ -114,8 +126,19 @@ export class LampLink {
     this.publisher.publish(statePayload(state, client));
   }
 
+  private armBacklogRelease(): void {
+    clearTimeout(this.backlogTimer);
+    const wait = Math.max(0, Math.min(BACKLOG_QUIET_MS, this.backlogEnds - Date.now()));
+    this.backlogTimer = setTimeout(() => {
+      this.backlogTimer = undefined;
+      this.lamp.release();
+    }, wait);
+  }
+
   /** Publishes `0` retained and waits for the broker to acknowledge it, bounded. */
   async goOffline(timeoutMs = 2000): Promise<void> {
+    clearTimeout(this.backlogTimer);
+    this.lamp.release();
     if (!this.connection.connected) return;
     const acknowledged = this.connection.publish(this.config.topics.presence, "0", { qos: 1, retain: true });
     let timer: NodeJS.Timeout | undefined;
