@@ -5,6 +5,7 @@ import { VERSION } from "../version.js";
 import { baseClientOptions, describeMqttError, type MqttConnection } from "./connection.js";
 import { explainConnectionError, redactUrl } from "./errors.js";
 import type { LinkExtension } from "./lamp-link.js";
+import { RateLimiter } from "./rate-limit.js";
 
 /** Who the commands Home Assistant sends say they are from: the LAMPI echo convention needs a name. */
 export const HA_CLIENT = "home-assistant";
@@ -99,6 +100,8 @@ export function discoveryConfig(config: Config): Record<string, unknown> {
  */
 export class HomeAssistantDiscovery implements LinkExtension {
   readonly topics: readonly string[];
+  /** HA says `online` once per start; a flood of them must not become a flood of 2 KB configs. */
+  private readonly onlines = new RateLimiter(3, 0.2);
 
   constructor(
     private readonly config: Config,
@@ -116,7 +119,8 @@ export class HomeAssistantDiscovery implements LinkExtension {
     if (topic !== statusTopic(this.config)) return;
     // Only the word itself: the topic is HA's, and anything may arrive on it.
     if (payload.length <= 16 && payload.toString("utf8").trim() === "online") {
-      this.announce("home assistant came online");
+      if (this.onlines.take()) this.announce("home assistant came online");
+      else this.logger.debug("ignored a repeated Home Assistant online");
     }
   }
 
