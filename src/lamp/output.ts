@@ -131,7 +131,8 @@ export class Output {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      if (!this.inFlight) this.inFlight = this.flush();
+      // After close() the pins belong to close(), which writes the newest levels itself.
+      if (!this.inFlight && !this.closed) this.inFlight = this.flush();
     });
   }
 
