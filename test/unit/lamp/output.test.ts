@@ -60,7 +60,7 @@ describe("Output: immediate targets and coalescing", () => {
   // `finally { this.inFlight = undefined }` runs synchronously inside `this.flush()`, *before*
   // `this.inFlight = this.flush()` stores the (already settled) promise. `inFlight` then stays set for
   // ever and every later setTarget is silently dropped until close(). Remove `.fails` once fixed.
-  it.fails("still writes the next change after a target that changed no duty", async () => {
+  it("still writes the next change after a target that changed no duty", async () => {
     const driver = mockDriver([5]);
     const output = new Output(driver, { gamma: 1, logger: silentLogger() });
     await output.open([0.2]);
@@ -189,7 +189,7 @@ describe("Output: fades", () => {
   // so the coalesced write of a fade step lands 1 ms after the step.
   const landWrite = () => vi.advanceTimersByTimeAsync(1);
 
-  it.fails("is halfway at the midpoint, at the target at the end, and then stops writing", async () => {
+  it("is halfway at the midpoint, at the target at the end, and then stops writing", async () => {
     const { driver, write, output } = fading();
     await output.open([0]);
     output.setTarget([1], 1000);
@@ -210,7 +210,7 @@ describe("Output: fades", () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
-  it.fails("fades in perceptual levels: gamma applies to the midpoint level", async () => {
+  it("fades in perceptual levels: gamma applies to the midpoint level", async () => {
     const { driver, output } = fading(2);
     await output.open([0]);
     output.setTarget([1], 1000);
@@ -219,7 +219,7 @@ describe("Output: fades", () => {
     expect(driver.duties[0]).toBeCloseTo(0.25, 9);
   });
 
-  it.fails("starts a new target mid-fade from where the light is, not from either end", async () => {
+  it("starts a new target mid-fade from where the light is, not from either end", async () => {
     const { driver, output } = fading();
     await output.open([0]);
     output.setTarget([1], 1000);
@@ -237,7 +237,7 @@ describe("Output: fades", () => {
     expect(driver.duties).toEqual([0]);
   });
 
-  it.fails("an immediate target cancels a running fade", async () => {
+  it("an immediate target cancels a running fade", async () => {
     const { driver, write, output } = fading();
     await output.open([0]);
     output.setTarget([1], 1000);
