@@ -16,7 +16,8 @@ export class FakeOnoff implements OnoffModule {
   readonly history = new Map<number, number[]>();
   readonly exported = new Map<number, { activeLow: boolean }>();
   readonly unexported: number[] = [];
-  readonly Gpio: OnoffModule["Gpio"];
+  /** Replaceable, so a test can make one export fail. */
+  Gpio: OnoffModule["Gpio"];
 
   constructor(chips: readonly GpioChipSpec[]) {
     const fake = this;
