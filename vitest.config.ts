@@ -3,6 +3,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    globalSetup: ["test/global-setup.ts"],
     // Integration and e2e tests spawn brokers and agents; two cores are shared with them.
     testTimeout: 30_000,
     hookTimeout: 30_000,
