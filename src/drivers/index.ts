@@ -74,5 +74,7 @@ export function describeSelection(selection: Selection): string {
     .map((t) => reasonOf(t.availability));
   const why = reasonOf(selection.availability);
   const head = why.startsWith(`${selection.module.name}:`) ? why : `${selection.module.name}: ${why}`;
-  return skipped.length > 0 && selection.availability.ok ? `${head} (skipped ${skipped.join("; ")})` : head;
+  // Off a Pi every candidate says "not a Raspberry Pi": the mock's own reason already says that.
+  const listSkipped = skipped.length > 0 && selection.availability.ok && selection.module.name !== "mock";
+  return listSkipped ? `${head} (skipped ${skipped.join("; ")})` : head;
 }
