@@ -129,13 +129,14 @@ describe("the built agent on the kernel's PWM (fake Pi 5 sysfs)", () => {
     const check = spawnAgent(env("e2epwmcheck"), ["--check"]);
     expect(await check.exited).toBe(0);
     expect(check.output()).toContain(
-      "driver: sysfs-pwm (kernel PWM pwmchip1 (1f00098000.pwm), 12->pwm0, 13->pwm1, 18->pwm2, 1000 Hz)",
+      "driver: sysfs-pwm: kernel PWM pwmchip1 (1f00098000.pwm), 12->pwm0, 13->pwm1, 18->pwm2, 1000 Hz",
     );
   });
 
-  it("--check names the pins that would work when one has no PWM channel", async () => {
+  it("refuses pins without a PWM channel as a configuration error naming the pins that would work", async () => {
     const check = spawnAgent({ ...env("e2epwmbad"), LED_PINS: "19,26,13" }, ["--check"]);
-    expect(await check.exited).not.toBe(0);
+    expect(await check.exited).toBe(2);
+    expect(check.output()).toContain('LED_PINS="19,26,13": pin 26 has');
     expect(check.output()).toContain("pin 26 has no hardware PWM channel");
     expect(check.output()).toContain("pins that work: 12, 13, 18, 19");
   });
