@@ -1,8 +1,8 @@
 import { format } from "node:util";
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
-import type { Config } from "../config.js";
+import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
-import { explainConnectionError, reasonText, redactUrl } from "./errors.js";
+import { explainConnectionError, reasonText } from "./errors.js";
 import { loadTlsMaterial } from "./tls-files.js";
 
 export interface Backoff {

@@ -156,16 +156,3 @@ export function explainConnectionError(error: unknown, context: ErrorContext): s
   }
   return code && !message.includes(code) ? `${message} (${code})` : message;
 }
-
-/** `mqtt://user:secret@host` -> `mqtt://user:********@host`: URLs are logged and printed by --check. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (!parsed.password) return url;
-    parsed.password = "********";
-    return parsed.toString();
-  } catch {
-    // Not a URL (config validation will say so); hide anything that looks like user:password@.
-    return url.replace(/\/\/([^/@:]*):[^/@]*@/, "//$1:********@");
-  }
-}

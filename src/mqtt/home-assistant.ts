@@ -1,9 +1,9 @@
 import mqtt from "mqtt";
-import type { Config } from "../config.js";
+import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
 import { VERSION } from "../version.js";
 import { baseClientOptions, describeMqttError, type MqttConnection } from "./connection.js";
-import { explainConnectionError, redactUrl } from "./errors.js";
+import { explainConnectionError } from "./errors.js";
 import type { LinkExtension } from "./lamp-link.js";
 import { RateLimiter } from "./rate-limit.js";
 

@@ -7,8 +7,8 @@ import { discoveryConfig, HA_CLIENT } from "../../src/mqtt/home-assistant.js";
 import { VERSION } from "../../src/version.js";
 import { type RunningAgent, startAgent } from "../helpers/agent.js";
 import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
-import { builtMain } from "../helpers/built.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
+import { MAIN } from "../helpers/process.js";
 
 // Jinja as Home Assistant runs it, as far as these templates go: nunjucks is Jinja-compatible for the
 // constructs used (set, if/else expressions, `is defined`, round, int, list literals and indexing).
@@ -59,7 +59,10 @@ function haReads(config: Record<string, unknown>, payload: string) {
     const [r, g, b] = ["red_template", "green_template", "blue_template"].map((k) =>
       Number.parseInt(render(config[k], vars), 10),
     ) as [number, number, number];
-    for (const c of [r, g, b]) expect(c).toBeGreaterThanOrEqual(0), expect(c).toBeLessThanOrEqual(255);
+    for (const c of [r, g, b]) {
+      expect(c).toBeGreaterThanOrEqual(0);
+      expect(c).toBeLessThanOrEqual(255);
+    }
     seen.hs = rgbToHs(r, g, b);
   }
   return seen;
@@ -320,7 +323,7 @@ describe("Home Assistant with the agent on a real broker", () => {
   it("lamp-agent --forget removes the entity (empty retained config) without disturbing a running agent", async () => {
     const { watcher, topic, id, logs } = await lampWithHa();
     await watcher.wait(topic, (t) => t.length > 0);
-    const forget = spawn(process.execPath, [builtMain(), "--forget"], {
+    const forget = spawn(process.execPath, [MAIN, "--forget"], {
       env: { PATH: process.env.PATH ?? "", MQTT_URL: broker.url, LAMP_ID: id, GPIO_DRIVER: "mock" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -347,7 +350,7 @@ describe("Home Assistant with the agent on a real broker", () => {
   });
 
   it("lamp-agent --forget says why when the broker cannot be reached, and exits 1", async () => {
-    const forget = spawn(process.execPath, [builtMain(), "--forget"], {
+    const forget = spawn(process.execPath, [MAIN, "--forget"], {
       env: {
         PATH: process.env.PATH ?? "",
         MQTT_URL: "mqtt://127.0.0.1:1",

@@ -5,9 +5,9 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startAgent } from "../helpers/agent.js";
 import { cleanup, hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
-import { builtMain } from "../helpers/built.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { makePki, type Pki } from "../helpers/pki.js";
+import { MAIN } from "../helpers/process.js";
 import { aclFile, lampAcl, passwordFile, tlsListener } from "../helpers/secure-broker.js";
 
 /** Distinctive, so any leak is found by a plain substring search of everything printed. */
@@ -50,7 +50,7 @@ interface Run {
 
 function run(args: string[], env: Record<string, string>): Run {
   let output = "";
-  const child = spawn(process.execPath, [builtMain(), ...args], {
+  const child = spawn(process.execPath, [MAIN, ...args], {
     cwd: work,
     // Only what we give it, plus PATH: no .env, no inherited LOG_LEVEL.
     env: { PATH: process.env.PATH ?? "", ...env },

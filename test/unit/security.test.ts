@@ -2,8 +2,8 @@ import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config.js";
-import { explainConnectionError, redactUrl } from "../../src/mqtt/errors.js";
+import { ConfigError, loadConfig, redactUrl } from "../../src/config.js";
+import { explainConnectionError } from "../../src/mqtt/errors.js";
 import { makePki, type Pki } from "../helpers/pki.js";
 
 let pki: Pki;
