@@ -41,6 +41,9 @@ export function tlsFileProblems(files: TlsFiles): string[] {
       );
     }
   }
+  // A certificate without its key (or the reverse) is reported as that by the configuration; its
+  // contents only matter once the pair is complete.
+  if (!files.certFile || !files.keyFile) return problems;
   let certificate: X509Certificate | undefined;
   if (files.certFile) {
     try {
