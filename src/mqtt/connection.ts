@@ -257,6 +257,8 @@ export class MqttConnection {
     const { mqtt: m } = this.config;
     if (m.caFile || m.certFile) {
       try {
+        // MQTT.js builds each new TLS stream from this same options object; the security tests (a fixed
+        // CA file, a renewed client certificate) fail if that ever changes.
         Object.assign(client.options, loadTlsMaterial(m));
       } catch (error) {
         this.report(new Error(`cannot use the TLS files: ${(error as Error).message}`));
