@@ -8,7 +8,7 @@ import {
   type DriverOptions,
 } from "./driver.js";
 import { findPinctrlChip, type GpioChip, sysfsGpioNumber } from "./gpiochip.js";
-import { checkDuties, errnoCode, Lifecycle, nodeSysfs, type SysfsIO } from "./sysfs.js";
+import { checkDuties, describe, errnoCode, Lifecycle, nodeSysfs, type SysfsIO } from "./sysfs.js";
 
 /**
  * onoff (fivdi/onoff): the kernel's legacy sysfs GPIO as plain outputs. On or off only, for a relay or
@@ -193,10 +193,6 @@ export class OnoffDriver implements Driver {
     }
     this.gpios = [];
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 export function createOnoffModule(overrides: Partial<OnoffDeps> = {}): DriverModule {

@@ -9,7 +9,7 @@ import {
   type DriverModule,
   type DriverOptions,
 } from "./driver.js";
-import { checkDuties, Lifecycle } from "./sysfs.js";
+import { checkDuties, describe, Lifecycle } from "./sysfs.js";
 
 /**
  * pigpio (fivdi/pigpio over joan2937/pigpio): DMA-timed PWM on any GPIO of a Pi Zero to 4, and the
@@ -325,10 +325,6 @@ export class PigpioDriver implements Driver {
       for (const listener of listeners) proc.on(signal, listener);
     }
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 export function createPigpioModule(overrides: Partial<PigpioDeps> = {}): DriverModule {

@@ -18,6 +18,7 @@ import {
 import {
   type Clock,
   checkDuties,
+  describe,
   errnoCode,
   Lifecycle,
   nodeSysfs,
@@ -324,10 +325,6 @@ export class SysfsPwmDriver implements Driver {
     }
     this.channels = [];
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 export function createSysfsPwmModule(overrides: Partial<SysfsPwmDeps> = {}): DriverModule {

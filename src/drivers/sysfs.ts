@@ -44,6 +44,11 @@ export const realClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
+/** An error's message for a log line or a DriverError: what failed, without the stack. */
+export function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 export function errnoCode(error: unknown): string | undefined {
   return error !== null && typeof error === "object" && "code" in error
     ? String((error as { code: unknown }).code)
