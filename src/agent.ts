@@ -1,0 +1,156 @@
+import type { Config } from "./config.js";
+import type { Driver } from "./drivers/driver.js";
+import { selectDriver } from "./drivers/index.js";
+import { Lamp } from "./lamp/lamp.js";
+import { Output } from "./lamp/output.js";
+import { DEFAULT_STATE, type LampState } from "./lamp/state.js";
+import type { Logger } from "./log.js";
+import { MqttConnection } from "./mqtt/connection.js";
+import { LampLink } from "./mqtt/lamp-link.js";
+import { StateStore } from "./store.js";
+
+/** A start-up failure that is not the configuration's fault: no usable driver, pins refused. */
+export class StartError extends Error {
+  override name = "StartError";
+}
+
+export interface AgentOptions {
+  /** Mock driver only: draw the lamp here (a TTY). */
+  readonly draw?: NodeJS.WriteStream | undefined;
+  /** Injected driver (tests); otherwise chosen from the config. */
+  readonly driver?: Driver;
+}
+
+export function initialState(saved: LampState | undefined, powerOn: Config["powerOn"]): LampState {
+  const base = saved ?? DEFAULT_STATE;
+  if (powerOn === "restore") return base;
+  return { ...base, on: powerOn === "on" };
+}
+
+/**
+ * Owns every part. Constructors do no I/O; `openHardware()` then `connect()` start them in order, and
+ * `stop()` takes them down in reverse, each step on its own so one failure cannot skip the rest.
+ */
+export class Agent {
+  private driver: Driver | undefined;
+  private lamp: Lamp | undefined;
+  private connection: MqttConnection | undefined;
+  private link: LampLink | undefined;
+  private readonly store: StateStore;
+
+  constructor(
+    readonly config: Config,
+    private readonly logger: Logger,
+    private readonly options: AgentOptions = {},
+  ) {
+    this.store = new StateStore(config.stateFile, logger.child({ part: "store" }));
+  }
+
+  get state(): LampState | undefined {
+    return this.lamp?.state;
+  }
+
+  /** Restores the state and shows it on the pins: the lamp works from here on, broker or not. */
+  async openHardware(): Promise<void> {
+    const { config } = this;
+    this.store.prepare();
+    const state = initialState(this.store.load(), config.powerOn);
+    const driver = this.options.driver ?? (await this.chooseDriver());
+    const output = new Output(driver, { gamma: config.gamma, logger: this.logger.child({ part: "output" }) });
+    const lamp = new Lamp(output, config.pins.length === 1 ? 1 : 3, state, config.defaultTransition);
+    try {
+      await lamp.open();
+    } catch (error) {
+      throw new StartError(
+        `${driver.name}: cannot open pins ${config.pins.join(",")}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    this.driver = driver;
+    this.lamp = lamp;
+    this.logger.info({ driver: driver.name, pins: config.pins.join(","), state }, "lamp ready");
+  }
+
+  /** Connects to the broker and keeps reconnecting until stop(). */
+  connect(): void {
+    const lamp = this.lamp;
+    if (!lamp) throw new Error("openHardware() first");
+    const logger = this.logger.child({ part: "mqtt" });
+    const connection = new MqttConnection(
+      this.config,
+      {
+        onConnect: () => this.link?.onConnect(),
+        onMessage: (topic, payload, packet) => this.link?.onMessage(topic, payload, packet),
+      },
+      logger,
+    );
+    this.link = new LampLink(
+      this.config,
+      lamp,
+      connection,
+      { onChange: (state) => this.store.save(state) },
+      logger,
+    );
+    this.connection = connection;
+    connection.start();
+  }
+
+  get mqttLink(): LampLink | undefined {
+    return this.link;
+  }
+
+  async stop(): Promise<void> {
+    const steps: [string, () => Promise<void>][] = [
+      ["presence", async () => this.link?.goOffline()],
+      ["mqtt", async () => this.connection?.stop()],
+      ["lamp", async () => this.lamp?.close()],
+      ["driver", async () => this.driver?.close()],
+      ["store", async () => this.store.flush()],
+    ];
+    for (const [part, step] of steps) {
+      try {
+        await step();
+      } catch (error) {
+        this.logger.error({ part, err: error }, "error while stopping");
+      }
+    }
+    this.logger.info("stopped");
+  }
+
+  private async chooseDriver(): Promise<Driver> {
+    const { config } = this;
+    const options = {
+      pins: config.pins,
+      activeLow: config.activeLow,
+      frequency: config.frequency,
+      sysfsRoot: config.sysfsRoot,
+      traceFile: config.mockTrace,
+      draw: this.options.draw,
+      logger: this.logger.child({ part: "driver" }),
+    };
+    const selection = await selectDriver(config.driver, options);
+    for (const { name, availability } of selection.tried) {
+      this.logger.debug({ driver: name, ...availability }, "driver probe");
+    }
+    if (!selection.availability.ok) throw new StartError(selection.availability.reason);
+    if (config.driver === "auto") {
+      const log =
+        selection.module.name === "mock"
+          ? this.logger.warn.bind(this.logger)
+          : this.logger.info.bind(this.logger);
+      log(
+        {
+          driver: selection.module.name,
+          why: selection.availability.detail,
+          tried: selection.tried.map((t) => t.name),
+        },
+        selection.module.name === "mock"
+          ? "no GPIO hardware found: using the mock driver"
+          : "driver chosen automatically",
+      );
+    }
+    return selection.module.create(options);
+  }
+}

@@ -1,0 +1,107 @@
+import { appendFileSync } from "node:fs";
+import { statusLine } from "../cli/status-line.js";
+import { type Driver, DriverError, type DriverModule, type DriverOptions } from "./driver.js";
+
+export interface MockWrite {
+  /** Milliseconds since the driver was opened. */
+  readonly t: number;
+  readonly pin: number;
+  readonly duty: number;
+}
+
+/**
+ * A lamp without hardware. It refuses what real pins refuse (use before open or after close, a
+ * second open, a duty outside 0..1), so the agent cannot get away with anything here that would fail
+ * on a Pi.
+ */
+export class MockDriver implements Driver {
+  readonly name = "mock" as const;
+  readonly dimmable = true;
+  /** Every pin write, in order, for tests. */
+  readonly writes: MockWrite[] = [];
+  private phase: "new" | "open" | "closed" = "new";
+  private openedAt = 0;
+  private last: readonly number[] = [];
+
+  constructor(private readonly options: DriverOptions) {}
+
+  /** The duties the pins show now (logical: 1 is fully lit). */
+  get duties(): readonly number[] {
+    return this.last;
+  }
+
+  async open(initial: readonly number[]): Promise<void> {
+    if (this.phase === "open") throw new DriverError("already_open", "mock driver: pins are already open");
+    if (this.phase === "closed") throw new DriverError("closed", "mock driver: cannot reopen closed pins");
+    this.check(initial);
+    this.phase = "open";
+    this.openedAt = performance.now();
+    this.apply(initial);
+  }
+
+  async write(duties: readonly number[]): Promise<void> {
+    if (this.phase !== "open") {
+      throw new DriverError(
+        "closed",
+        `mock driver: write while pins are ${this.phase === "new" ? "not open" : "closed"}`,
+      );
+    }
+    this.check(duties);
+    this.apply(duties);
+  }
+
+  async close(): Promise<void> {
+    if (this.phase === "open" && this.options.draw) statusLine.clear();
+    this.phase = "closed";
+  }
+
+  private check(duties: readonly number[]): void {
+    if (duties.length !== this.options.pins.length) {
+      throw new DriverError(
+        "invalid_duty",
+        `mock driver: ${duties.length} duties for ${this.options.pins.length} pins`,
+      );
+    }
+    for (const duty of duties) {
+      if (!Number.isFinite(duty) || duty < 0 || duty > 1) {
+        throw new DriverError("invalid_duty", `mock driver: duty ${duty} is outside 0..1`);
+      }
+    }
+  }
+
+  private apply(duties: readonly number[]): void {
+    const t = Math.round((performance.now() - this.openedAt) * 1000) / 1000;
+    const lines: string[] = [];
+    this.options.pins.forEach((pin, i) => {
+      // Only pins whose duty changed are written, as on real hardware; the first write sets them all.
+      const duty = duties[i] ?? 0;
+      if (this.last.length > 0 && this.last[i] === duty) return;
+      this.writes.push({ t, pin, duty });
+      lines.push(`${JSON.stringify({ t, pin, duty })}\n`);
+    });
+    this.last = [...duties];
+    if (this.options.traceFile && lines.length > 0) appendFileSync(this.options.traceFile, lines.join(""));
+    if (this.options.draw) statusLine.set(this.options.draw, swatch(duties));
+  }
+}
+
+// PWM duty is linear light; a terminal colour is sRGB-encoded, so encode before drawing.
+const encode = (duty: number): number => Math.round(255 * duty ** (1 / 2.2));
+
+export function swatch(duties: readonly number[]): string {
+  const [r, g, b] = duties.length === 3 ? duties.map(encode) : [0, 0, 0].map(() => encode(duties[0] ?? 0));
+  const lit = duties.some((d) => d > 0);
+  const block = `\x1b[48;2;${r};${g};${b}m${" ".repeat(12)}\x1b[0m`;
+  const label = duties.map((d) => d.toFixed(3)).join(" ");
+  return `lamp ${block} ${lit ? "lit " : "dark"}  duty ${label}`;
+}
+
+export const mockDriver: DriverModule = {
+  name: "mock",
+  async probe() {
+    return { ok: true, detail: "no hardware: writes are recorded (and drawn on a terminal)" };
+  },
+  create(options) {
+    return new MockDriver(options);
+  },
+};

@@ -1,0 +1,118 @@
+import { z } from "zod";
+import { type LampState, makeState } from "./state.js";
+
+/** Larger payloads are refused before parsing: a lamp command is under 200 bytes. */
+export const MAX_PAYLOAD_BYTES = 4096;
+
+export type CommandErrorCode =
+  | "payload_too_large"
+  | "invalid_json"
+  | "invalid_field"
+  | "unknown_field"
+  | "retained_command";
+
+/** A rejected command: the code and message go to `<base>/error`, with the sender when known. */
+export class CommandError extends Error {
+  constructor(
+    readonly code: CommandErrorCode,
+    message: string,
+    readonly client: string | null = null,
+  ) {
+    super(message);
+    this.name = "CommandError";
+  }
+}
+
+const unit = z.number().min(0).max(1);
+
+const schema = z.strictObject({
+  on: z.boolean().optional(),
+  color: z.strictObject({ h: unit.optional(), s: unit.optional() }).optional(),
+  brightness: unit.optional(),
+  transition: z.number().min(0).max(3600).optional(),
+  client: z.string().min(1).max(64).optional(),
+});
+
+/** A validated command: only the fields the sender gave. */
+export interface Command {
+  readonly on?: boolean;
+  readonly color?: { readonly h?: number; readonly s?: number };
+  readonly brightness?: number;
+  /** Seconds; absent means the configured default. */
+  readonly transition?: number;
+  readonly client?: string;
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+function describe(issue: z.core.$ZodIssue): { code: CommandErrorCode; message: string } {
+  const where = issue.path.join(".");
+  if (issue.code === "unrecognized_keys") {
+    const names = issue.keys.map((key) => (where ? `${where}.${key}` : key));
+    return {
+      code: "unknown_field",
+      message: `unknown field${names.length > 1 ? "s" : ""}: ${names.join(", ")}`,
+    };
+  }
+  const expected: Record<string, string> = {
+    on: "a boolean",
+    "color.h": "a number from 0 to 1",
+    "color.s": "a number from 0 to 1",
+    brightness: "a number from 0 to 1",
+    transition: "a number of seconds from 0 to 3600",
+    client: "a string of 1 to 64 characters",
+    color: 'an object like {"h": 0.5, "s": 1}',
+  };
+  return {
+    code: "invalid_field",
+    message: `${where || "payload"} must be ${expected[where] ?? "valid"}`,
+  };
+}
+
+/**
+ * Bytes off the wire -> a Command, or a CommandError saying exactly what was wrong. All or nothing:
+ * one bad field rejects the whole command.
+ */
+export function parseCommand(payload: Uint8Array): Command {
+  if (payload.byteLength > MAX_PAYLOAD_BYTES) {
+    throw new CommandError(
+      "payload_too_large",
+      `payload is ${payload.byteLength} bytes; the limit is ${MAX_PAYLOAD_BYTES}`,
+    );
+  }
+  let text: string;
+  try {
+    text = decoder.decode(payload);
+  } catch {
+    throw new CommandError("invalid_json", "payload is not valid UTF-8");
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new CommandError("invalid_json", `payload is not JSON: ${(error as Error).message}`);
+  }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new CommandError("invalid_json", 'payload must be a JSON object like {"on": true}');
+  }
+  // The sender is named in the error even when another field is bad, so its UI can show the error.
+  const raw = (json as Record<string, unknown>).client;
+  const client = typeof raw === "string" && raw.length >= 1 && raw.length <= 64 ? raw : null;
+  const result = schema.safeParse(json);
+  if (!result.success) {
+    const issues = result.error.issues.map(describe);
+    const code = issues.some((i) => i.code === "unknown_field") ? "unknown_field" : "invalid_field";
+    throw new CommandError(code, issues.map((i) => i.message).join("; "), client);
+  }
+  return result.data;
+}
+
+/** The state a command leads to from `current`; every value quantised to two decimals. */
+export function applyCommand(current: LampState, command: Command): LampState {
+  return makeState(
+    command.on ?? current.on,
+    command.color?.h ?? current.color.h,
+    command.color?.s ?? current.color.s,
+    command.brightness ?? current.brightness,
+  );
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { Agent, StartError } from "./agent.js";
+import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";
+import { selectDriver } from "./drivers/index.js";
+import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
+import { createLogger } from "./log.js";
+import { VERSION } from "./version.js";
+
+const HELP = `lamp-agent ${VERSION}: an MQTT agent for a Raspberry Pi LED lamp
+
+Usage: lamp-agent [--check] [--help] [--version]
+
+  (no option)  run in the foreground until SIGTERM or SIGINT
+  --check      validate the configuration and hardware access, print the effective
+               configuration (secrets masked), exit 0 when the agent could run
+Configuration comes from environment variables and a .env file in the working
+directory; see .env.example. Exit codes: 0 ok, 1 failure, 2 invalid configuration.`;
+
+function load(): LoadedConfig {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`lamp-agent: ${error.message}\n`);
+    process.exit(EXIT_CONFIG);
+  }
+}
+
+async function check(loaded: LoadedConfig): Promise<number> {
+  const { config, effective } = loaded;
+  const width = Math.max(...effective.map((s) => s.name.length + s.value.length + 1));
+  process.stdout.write(`lamp-agent ${VERSION}: effective configuration\n`);
+  for (const setting of effective) {
+    const line = `${setting.name}=${setting.value}`;
+    process.stdout.write(`  ${line.padEnd(width)}  # ${setting.source}\n`);
+  }
+  const logger = createLogger({ level: "silent", format: "json" });
+  const selection = await selectDriver(config.driver, {
+    pins: config.pins,
+    activeLow: config.activeLow,
+    frequency: config.frequency,
+    sysfsRoot: config.sysfsRoot,
+    logger,
+  });
+  for (const { name, availability } of selection.tried) {
+    process.stdout.write(`  driver ${name}: ${availability.ok ? "usable" : availability.reason}\n`);
+  }
+  if (!selection.availability.ok) {
+    process.stdout.write(`problem: ${selection.availability.reason}\n`);
+    return EXIT_FAILURE;
+  }
+  const detail = selection.availability.detail ? ` (${selection.availability.detail})` : "";
+  process.stdout.write(
+    `driver: ${selection.module.name}${detail}\nok: the agent can run with this configuration\n`,
+  );
+  return EXIT_OK;
+}
+
+async function run(loaded: LoadedConfig): Promise<void> {
+  const { config } = loaded;
+  const logger = createLogger(config.log);
+  exitOnBugs(logger);
+  logger.info(
+    { version: VERSION, lampId: config.lampId, node: process.versions.node },
+    "lamp-agent starting",
+  );
+  const agent = new Agent(config, logger, { draw: process.stdout.isTTY ? process.stdout : undefined });
+  try {
+    await agent.openHardware();
+  } catch (error) {
+    if (!(error instanceof StartError)) throw error;
+    logger.fatal(error.message);
+    process.exit(EXIT_FAILURE);
+  }
+  // After the pins: pigpio installs signal handlers of its own when it initialises, and ours must win.
+  onSignals(logger, () => agent.stop());
+  agent.connect();
+}
+
+const { values } = parseArgs({
+  options: {
+    check: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+    version: { type: "boolean", short: "v", default: false },
+  },
+  strict: true,
+});
+if (values.help) {
+  process.stdout.write(`${HELP}\n`);
+} else if (values.version) {
+  process.stdout.write(`${VERSION}\n`);
+} else if (values.check) {
+  process.exitCode = await check(load());
+} else {
+  await run(load());
+}

@@ -1,0 +1,183 @@
+import type { IPublishPacket } from "mqtt";
+import type { Config } from "../config.js";
+import { type Command, CommandError, parseCommand } from "../lamp/command.js";
+import type { Lamp } from "../lamp/lamp.js";
+import type { LampState } from "../lamp/state.js";
+import type { Logger } from "../log.js";
+import { describeMqttError, type MqttConnection } from "./connection.js";
+import { FeedbackGuard } from "./guard.js";
+import { RateLimiter } from "./rate-limit.js";
+import { StatePublisher } from "./state-publisher.js";
+
+/** A reconnect backlog is over once no command arrived for this long (or BACKLOG_MAX_MS passed). */
+const BACKLOG_QUIET_MS = 100;
+const BACKLOG_MAX_MS = 2000;
+
+/** Something else that lives on the same connection (Home Assistant discovery, say). */
+export interface LinkExtension {
+  /** Topics to subscribe to after every connect. */
+  readonly topics: readonly string[];
+  /** After presence and state went out on a (re)connect. */
+  onConnect(): void;
+  /** A message on one of `topics`. */
+  onMessage(topic: string, payload: Buffer): void;
+}
+
+export interface LinkHooks {
+  /** Every accepted state change, after the lamp took it (the store saves it). */
+  onChange(state: LampState): void;
+}
+
+export function statePayload(state: LampState, client: string | null): string {
+  return JSON.stringify({ on: state.on, color: state.color, brightness: state.brightness, client });
+}
+
+/**
+ * The lamp on MQTT. Data flows one way: message -> guard -> parser -> lamp, and lamp state -> MQTT.
+ */
+export class LampLink {
+  private readonly guard: FeedbackGuard;
+  private readonly errors = new RateLimiter(10, 2);
+  private readonly publisher: StatePublisher;
+  private readonly extensions: LinkExtension[] = [];
+  private backlogTimer: NodeJS.Timeout | undefined;
+  private backlogEnds = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly lamp: Lamp,
+    private readonly connection: MqttConnection,
+    private readonly hooks: LinkHooks,
+    private readonly logger: Logger,
+  ) {
+    const { topics } = config;
+    this.guard = new FeedbackGuard(config.mqtt.clientId, topics.command === topics.state);
+    this.publisher = new StatePublisher(connection, topics.state, logger, (payload) =>
+      this.guard.published(payload),
+    );
+  }
+
+  addExtension(extension: LinkExtension): void {
+    this.extensions.push(extension);
+  }
+
+  /** Every (re)connect: presence first, then the command subscription, then the whole state. */
+  onConnect(): void {
+    const { topics } = this.config;
+    // Commands queued in our session while we were away arrive now; commands are absolute, so the pins
+    // go straight to the last one instead of flashing through them all.
+    this.lamp.hold();
+    this.backlogEnds = Date.now() + BACKLOG_MAX_MS;
+    this.armBacklogRelease();
+    this.connection
+      .publish(topics.presence, "1", { qos: 1, retain: true })
+      .catch((error: unknown) => this.refused("publish", topics.presence, error));
+    for (const topic of [topics.command, ...this.extensions.flatMap((e) => e.topics)]) {
+      this.connection.subscribe(topic).catch((error: unknown) => this.refused("subscribe", topic, error));
+    }
+    this.publisher.reset();
+    this.publisher.publish(statePayload(this.lamp.state, this.config.mqtt.clientId));
+    for (const extension of this.extensions) extension.onConnect();
+  }
+
+  onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (topic !== this.config.topics.command) {
+      for (const extension of this.extensions) {
+        if (extension.topics.includes(topic)) extension.onMessage(topic, payload);
+      }
+      return;
+    }
+    if (this.backlogTimer) this.armBacklogRelease();
+    if (this.guard.isOwnEcho(payload)) {
+      this.logger.trace("ignored the echo of our own state");
+      return;
+    }
+    // An empty message is how a user clears a retained command: nothing to do, nothing to report.
+    if (payload.length === 0) return;
+    if (packet.retain) {
+      this.reportError(
+        new CommandError(
+          "retained_command",
+          "retained commands are ignored (they would replay on every reconnect); publish set_config without the retain flag",
+        ),
+      );
+      return;
+    }
+    let command: Command;
+    try {
+      command = parseCommand(payload);
+    } catch (error) {
+      if (error instanceof CommandError) this.reportError(error);
+      else this.logger.error({ err: error }, "unexpected error parsing a command");
+      return;
+    }
+    if (this.guard.isOwnClient(command.client)) {
+      this.logger.trace("ignored a command naming us as its client");
+      return;
+    }
+    const state = this.lamp.apply(command);
+    if (!state) {
+      this.logger.debug({ client: command.client }, "command changes nothing");
+      return;
+    }
+    const client = command.client ?? null;
+    this.logger.info({ client, ...flat(state) }, "state changed");
+    this.hooks.onChange(state);
+    this.publisher.publish(statePayload(state, client));
+  }
+
+  private armBacklogRelease(): void {
+    clearTimeout(this.backlogTimer);
+    const wait = Math.max(0, Math.min(BACKLOG_QUIET_MS, this.backlogEnds - Date.now()));
+    this.backlogTimer = setTimeout(() => {
+      this.backlogTimer = undefined;
+      this.lamp.release();
+    }, wait);
+  }
+
+  /** Publishes `0` retained and waits for the broker to acknowledge it, bounded. */
+  async goOffline(timeoutMs = 2000): Promise<void> {
+    clearTimeout(this.backlogTimer);
+    this.lamp.release();
+    if (!this.connection.connected) return;
+    const acknowledged = this.connection.publish(this.config.topics.presence, "0", { qos: 1, retain: true });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    });
+    try {
+      const result = await Promise.race([acknowledged, timeout]);
+      if (result === "timeout") this.logger.warn("the broker did not acknowledge presence 0 in time");
+    } catch (error) {
+      this.logger.warn({ cause: describeMqttError(error) }, "could not publish presence 0");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private reportError(error: CommandError): void {
+    if (!this.errors.take()) return;
+    const suppressed = this.errors.suppressed;
+    this.errors.suppressed = 0;
+    this.logger.warn(
+      { code: error.code, client: error.client, suppressed },
+      `rejected a command: ${error.message}`,
+    );
+    const body = JSON.stringify({ error: error.code, message: error.message, client: error.client });
+    if (!this.connection.connected) return;
+    this.connection.publish(this.config.topics.error, body, { qos: 0, retain: false }).catch(() => undefined);
+  }
+
+  private refused(action: "publish" | "subscribe", topic: string, error: unknown): void {
+    // A call cut short by a lost connection is not a refusal; the next connect does it again.
+    if (!this.connection.connected) return;
+    this.logger.error(
+      { topic, cause: describeMqttError(error) },
+      `the broker refused to let us ${action} (check its ACL for this client)`,
+    );
+  }
+}
+
+function flat(state: LampState): Record<string, unknown> {
+  return { on: state.on, h: state.color.h, s: state.color.s, brightness: state.brightness };
+}

@@ -1,0 +1,153 @@
+import { mkdirSync, readFileSync } from "node:fs";
+import { mkdir, open, rename, unlink } from "node:fs/promises";
+import path from "node:path";
+import { z } from "zod";
+import type { LampState } from "./lamp/state.js";
+import { makeState } from "./lamp/state.js";
+import type { Logger } from "./log.js";
+
+const unit = z.number().min(0).max(1);
+const fileSchema = z.object({
+  version: z.literal(1),
+  state: z.object({
+    on: z.boolean(),
+    color: z.object({ h: unit, s: unit }),
+    brightness: unit,
+  }),
+});
+
+export interface StoreOptions {
+  /** Coalesces saves: at most one write per interval (a dragged slider is one write, not fifty). */
+  readonly intervalMs?: number;
+  /** After a failed write, try again this much later even if nothing changes. */
+  readonly retryMs?: number;
+}
+
+/**
+ * The last state, in a JSON file replaced atomically (temp file, fsync, rename, fsync of the directory),
+ * so a power cut leaves either the old file or the new one, never a torn one.
+ */
+export class StateStore {
+  private pending: LampState | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> | undefined;
+  private failing = false;
+  private readonly intervalMs: number;
+  private readonly retryMs: number;
+
+  constructor(
+    readonly file: string,
+    private readonly logger: Logger,
+    options: StoreOptions = {},
+  ) {
+    this.intervalMs = options.intervalMs ?? 1000;
+    this.retryMs = options.retryMs ?? 10_000;
+  }
+
+  /** The saved state, or undefined when there is none or it is unreadable (reported, never fatal). */
+  load(): LampState | undefined {
+    let text: string;
+    try {
+      text = readFileSync(this.file, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+        this.logger.warn(
+          { file: this.file, err: error },
+          "cannot read the saved state; starting from defaults",
+        );
+      }
+      return undefined;
+    }
+    try {
+      const { state } = fileSchema.parse(JSON.parse(text));
+      return makeState(state.on, state.color.h, state.color.s, state.brightness);
+    } catch (error) {
+      const reason = error instanceof z.ZodError ? "unexpected content" : (error as Error).message;
+      this.logger.warn(
+        { file: this.file, reason },
+        "the saved state is corrupt; starting from defaults and replacing it",
+      );
+      return undefined;
+    }
+  }
+
+  /** Fails early, at start, when the directory cannot even be created; the agent still runs. */
+  prepare(): void {
+    try {
+      mkdirSync(path.dirname(this.file), { recursive: true });
+    } catch (error) {
+      this.logger.warn(
+        { file: this.file, err: error },
+        "cannot create the state directory; state will not survive a restart",
+      );
+      this.failing = true;
+    }
+  }
+
+  save(state: LampState): void {
+    this.pending = state;
+    this.timer ??= setTimeout(() => this.writeNow(), this.intervalMs);
+  }
+
+  /** Writes what is pending now; used at stop. */
+  async flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.writing;
+    if (this.pending) await this.write();
+  }
+
+  private writeNow(): void {
+    this.timer = undefined;
+    if (this.writing) {
+      this.timer = setTimeout(() => this.writeNow(), this.intervalMs);
+      return;
+    }
+    this.writing = this.write().finally(() => {
+      this.writing = undefined;
+    });
+  }
+
+  private async write(): Promise<void> {
+    const state = this.pending;
+    if (!state) return;
+    this.pending = undefined;
+    const temp = `${this.file}.${process.pid}.tmp`;
+    try {
+      await mkdir(path.dirname(this.file), { recursive: true });
+      const handle = await open(temp, "w", 0o644);
+      try {
+        await handle.writeFile(`${JSON.stringify({ version: 1, state })}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, this.file);
+      await syncDirectory(path.dirname(this.file));
+      if (this.failing) this.logger.info({ file: this.file }, "saving the state works again");
+      this.failing = false;
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
+      // A read-only or full disk is logged once, not on every change; the lamp keeps working.
+      if (!this.failing) {
+        this.logger.error({ file: this.file, err: error }, "cannot save the state; will keep trying");
+      }
+      this.failing = true;
+      this.pending ??= state;
+      this.timer ??= setTimeout(() => this.writeNow(), this.retryMs);
+      this.timer.unref();
+    }
+  }
+}
+
+// The rename is only durable once the directory entry is on disk too.
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } catch {
+    // Some filesystems refuse fsync on a directory; the rename is then as durable as they allow.
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,54 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { Agent } from "../../src/agent.js";
+import { loadConfig } from "../../src/config.js";
+import { MockDriver } from "../../src/drivers/mock.js";
+import { createLogger } from "../../src/log.js";
+
+export interface RunningAgent {
+  readonly agent: Agent;
+  readonly driver: MockDriver;
+  readonly logs: Record<string, unknown>[];
+  readonly id: string;
+  readonly dir: string;
+  stop(): Promise<void>;
+}
+
+let counter = 0;
+
+/** The real Agent, in-process, on a mock driver, with its log lines captured as objects. */
+export async function startAgent(url: string, env: Record<string, string> = {}): Promise<RunningAgent> {
+  const id = env.LAMP_ID ?? `t${process.pid}x${++counter}`;
+  const dir = mkdtempSync(path.join(tmpdir(), "lamp-agent-"));
+  const { config } = loadConfig({
+    dotenv: false,
+    env: {
+      MQTT_URL: url,
+      LAMP_ID: id,
+      GPIO_DRIVER: "mock",
+      STATE_FILE: path.join(dir, "state.json"),
+      ...env,
+    },
+  });
+  const logs: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split("\n")) if (line) logs.push(JSON.parse(line));
+      done();
+    },
+  });
+  const logger = createLogger({ level: "debug", format: "json", stream });
+  const driver = new MockDriver({
+    pins: config.pins,
+    activeLow: config.activeLow,
+    frequency: config.frequency,
+    sysfsRoot: config.sysfsRoot,
+    logger,
+  });
+  const agent = new Agent(config, logger, { driver });
+  await agent.openHardware();
+  agent.connect();
+  return { agent, driver, logs, id, dir, stop: () => agent.stop() };
+}
