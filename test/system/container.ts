@@ -192,14 +192,20 @@ export class Container {
       consoleLog,
     );
 
-    // degraded is fine: a container lacks some hardware a unit or two may want.
-    const booted = await container.exec("systemctl is-system-running --wait", {
-      timeoutMs: Math.max(1000, deadline - Date.now()),
-    });
-    if (!/^(running|degraded)/.test(booted.stdout)) {
-      const log = readFileSync(consoleLog, "utf8").slice(-3000);
-      await container.destroy();
-      throw new Error(`the container did not finish booting (${booted.stdout.trim()}):\n${log}`);
+    // degraded is fine: a container lacks some hardware a unit or two may want. Until systemd has
+    // set up its socket, systemctl cannot ask it anything: retry until the deadline.
+    let state = "";
+    while (!/^(running|degraded)/.test(state)) {
+      if (Date.now() > deadline) {
+        const log = readFileSync(consoleLog, "utf8").slice(-3000);
+        await container.destroy();
+        throw new Error(`the container did not finish booting (${state || "no answer"}):\n${log}`);
+      }
+      const booted = await container.exec("systemctl is-system-running --wait", {
+        timeoutMs: Math.max(1000, deadline - Date.now()),
+      });
+      state = booted.stdout.trim();
+      if (!/^(running|degraded)/.test(state)) await sleep(250);
     }
     return container;
   }

@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,6 +17,8 @@ const repo = fileURLToPath(new URL("../..", import.meta.url));
 const cacheDir = process.env.LAMP_TEST_CACHE ?? "/var/cache/lamp-agent-test";
 const LAMP_ID = "systest";
 const PRESENCE = `state/${LAMP_ID}`;
+const COMMAND = `lamp/${LAMP_ID}/set_config`;
+const CHANGED = `lamp/${LAMP_ID}/changed`;
 const UNIT = "lamp-agent.service";
 const CLONE = "/root/lamp-agent";
 
@@ -75,6 +77,20 @@ function copyCloneInto(root: string): void {
   execFileSync("tar", ["-C", target, "-xf", "-"], { input: tarball });
 }
 
+/**
+ * npm in the container must reach the registry the way the host does: behind a TLS-inspecting
+ * proxy (CI, corporate networks) that takes the host's extra certificate authorities.
+ */
+async function trustHostCertificates(): Promise<void> {
+  const local = "/usr/local/share/ca-certificates";
+  const extra = existsSync(local) ? readdirSync(local, { recursive: true }).map(String) : [];
+  if (!extra.some((file) => file.endsWith(".crt"))) return;
+  cpSync(local, path.join(container.root, local), { recursive: true });
+  await container.sh("update-ca-certificates", { timeoutMs: 60_000 });
+  // npm checks against its own list unless told to use the system's.
+  await container.sh("echo cafile=/etc/ssl/certs/ca-certificates.crt >> /etc/npmrc");
+}
+
 async function mainPid(): Promise<number> {
   return Number((await container.sh(`systemctl show -p MainPID --value ${UNIT}`)).trim());
 }
@@ -114,6 +130,7 @@ describe("lamp-agent deployed on a real systemd", () => {
     broker = await startBroker();
     await broker.stop();
     copyCloneInto(container.root);
+    await trustHostCertificates();
     envFile = [
       "# written by the system test before install.sh, which must keep it",
       `LAMP_ID=${LAMP_ID}`,
@@ -168,26 +185,33 @@ describe("lamp-agent deployed on a real systemd", () => {
 
   it("publishes presence 1 once the broker comes up", async () => {
     await broker.restart();
-    recorder = await Recorder.connect(broker.url, [PRESENCE]);
+    recorder = await Recorder.connect(broker.url, [PRESENCE, CHANGED]);
     const online = await presence().wait(PRESENCE, (text) => text === "1", 90_000);
     expect(online.text).toBe("1");
   });
 
-  it("systemctl stop publishes 0 and exits cleanly", async () => {
+  it("takes a command; systemctl stop publishes 0, exits 0 and keeps the state in StateDirectory", async () => {
+    const changed = presence().next(CHANGED, (text) => text.includes('"brightness":0.42'), 20_000);
+    await presence().publish(COMMAND, JSON.stringify({ on: true, brightness: 0.42, client: "systest" }));
+    await changed;
+
     const offline = presence().next(PRESENCE, (text) => text === "0", 20_000);
     await container.sh(`systemctl stop ${UNIT}`, { timeoutMs: 30_000 });
     await offline;
     const show = await container.sh(`systemctl show -p Result -p ExecMainStatus ${UNIT}`);
     expect(show).toContain("Result=success");
     expect(show).toContain("ExecMainStatus=0");
-    // The state was kept in StateDirectory for the next start.
-    await container.sh("test -s /var/lib/lamp-agent/state.json");
+    // Written under ProtectSystem=strict, into the directory systemd made for the lamp-agent user.
+    expect(await container.sh("stat -c %U /var/lib/lamp-agent/state.json")).toBe("lamp-agent\n");
+    expect(await container.sh("cat /var/lib/lamp-agent/state.json")).toContain("0.42");
   });
 
   it("kill -9: the broker sends the Will's 0 and systemd brings the agent back to 1", async () => {
     const online = presence().next(PRESENCE, (text) => text === "1", 30_000);
+    const restored = presence().next(CHANGED, (text) => text.includes('"brightness":0.42'), 30_000);
     await container.sh(`systemctl start ${UNIT}`, { timeoutMs: 40_000 });
     await online;
+    await restored;
     const before = await mainPid();
     const restarts = Number((await container.sh(`systemctl show -p NRestarts --value ${UNIT}`)).trim());
     const will = presence().next(PRESENCE, (text) => text === "0", 20_000);
