@@ -81,7 +81,9 @@ cleanup() {
 trap cleanup EXIT
 
 if ! staging; then
-  exec 9>/run/lock/lamp-agent-install.lock 2>/dev/null || exec 9>/tmp/lamp-agent-install.lock
+  lock_dir=/run/lock
+  [[ -d $lock_dir ]] || lock_dir=/run
+  exec 9>"$lock_dir/lamp-agent-install.lock"
   flock -n 9 || die "another install.sh is running"
 fi
 

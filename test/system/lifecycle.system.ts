@@ -1,5 +1,6 @@
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,11 +22,14 @@ const COMMAND = `lamp/${LAMP_ID}/set_config`;
 const CHANGED = `lamp/${LAMP_ID}/changed`;
 const UNIT = "lamp-agent.service";
 const CLONE = "/root/lamp-agent";
+const AGENT_PASSWORD = "agent-secret-in-a-credential";
+const OBSERVER_PASSWORD = "observer-secret";
 
 let container: Container;
 let broker: TestBroker;
 let recorder: Recorder | undefined;
 let envFile: string;
+let auth: string | undefined;
 const timings: string[] = [];
 
 async function timed<T>(label: string, step: () => Promise<T>): Promise<T> {
@@ -126,8 +130,16 @@ describe("lamp-agent deployed on a real systemd", () => {
     container = await timed("boot", () =>
       Container.boot({ image, cacheDir, binds: [`${npmCache}:/root/.npm`] }),
     );
-    // A spare port for the host broker, which stays down at first: the lamp must start without it.
-    broker = await startBroker();
+    // The broker wants a password, which the agent gets only as a systemd credential. It stays down
+    // at first: the lamp must start without it.
+    auth = mkdtempSync(path.join(tmpdir(), "lamp-systest-auth-"));
+    const passwords = path.join(auth, "passwords");
+    execFileSync("mosquitto_passwd", ["-b", "-c", passwords, "lamp", AGENT_PASSWORD]);
+    execFileSync("mosquitto_passwd", ["-b", passwords, "observer", OBSERVER_PASSWORD]);
+    broker = await startBroker({
+      listener: ["listener {port} 127.0.0.1", "allow_anonymous false", `password_file ${passwords}`],
+    });
+    if (broker.kind !== "mosquitto") throw new Error("the system test needs mosquitto on the host");
     await broker.stop();
     copyCloneInto(container.root);
     await trustHostCertificates();
@@ -135,6 +147,7 @@ describe("lamp-agent deployed on a real systemd", () => {
       "# written by the system test before install.sh, which must keep it",
       `LAMP_ID=${LAMP_ID}`,
       `MQTT_URL=mqtt://127.0.0.1:${broker.port}`,
+      "MQTT_USERNAME=lamp",
       "MQTT_KEEPALIVE=5",
       "GPIO_DRIVER=mock",
       "HA_DISCOVERY=false",
@@ -154,6 +167,7 @@ describe("lamp-agent deployed on a real systemd", () => {
       if (journal) process.stderr.write(`--- last journal lines of ${UNIT}\n${journal.stdout}\n`);
       await container.destroy();
     }
+    if (auth) rmSync(auth, { recursive: true, force: true });
     process.stderr.write(`--- timings\n${timings.join("\n")}\n`);
   });
 
@@ -163,6 +177,7 @@ describe("lamp-agent deployed on a real systemd", () => {
     );
     expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
     expect(result.stdout).toContain("kept /etc/lamp-agent/lamp-agent.env");
+    expect(result.stdout).toContain("installed /etc/systemd/system/lamp-agent.service.d/credentials.conf");
     expect(await container.sh("cat /etc/lamp-agent/lamp-agent.env")).toBe(envFile);
     // Type=notify: active means READY=1 arrived, with the broker still down.
     expect(await isActive()).toBe(true);
@@ -177,6 +192,8 @@ describe("lamp-agent deployed on a real systemd", () => {
     expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
     expect(status).toMatch(/^Seccomp:\s+2$/m);
     expect(await container.sh("id -nG lamp-agent")).toMatch(/\bgpio\b/);
+    // The password reaches the agent as a credential file, never through its environment.
+    expect(await container.sh(`tr '\\0' '\\n' < /proc/${pid}/environ`)).not.toContain(AGENT_PASSWORD);
     // ProtectSystem=strict: the agent's view of /opt and /etc is read-only.
     const write = await container.exec(`nsenter -t ${pid} -m -- touch /opt/lamp-agent/x /etc/x`);
     expect(write.code).not.toBe(0);
@@ -185,7 +202,10 @@ describe("lamp-agent deployed on a real systemd", () => {
 
   it("publishes presence 1 once the broker comes up", async () => {
     await broker.restart();
-    recorder = await Recorder.connect(broker.url, [PRESENCE, CHANGED]);
+    recorder = await Recorder.connect(broker.url, [PRESENCE, CHANGED], {
+      username: "observer",
+      password: OBSERVER_PASSWORD,
+    });
     const online = await presence().wait(PRESENCE, (text) => text === "1", 90_000);
     expect(online.text).toBe("1");
   });
@@ -247,7 +267,7 @@ describe("lamp-agent deployed on a real systemd", () => {
     expect(await mainPid()).not.toBe(healthy);
     const journal = await container.sh(`journalctl -u ${UNIT} --no-pager -o cat`);
     expect(journal).toMatch(/[Ww]atchdog timeout/);
-    await container.sh(`rm -r /etc/systemd/system/${UNIT}.d && systemctl daemon-reload`);
+    await container.sh(`rm /etc/systemd/system/${UNIT}.d/zz-systest.conf && systemctl daemon-reload`);
   });
 
   it("re-running install.sh with nothing new changes nothing", async () => {
@@ -269,8 +289,9 @@ describe("lamp-agent deployed on a real systemd", () => {
     const result = await timed("install.sh (update, broken build)", () =>
       container.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 12 * 60_000 }),
     );
-    expect(result.code).not.toBe(0);
-    expect(result.stderr).toContain("building (npm run build) failed");
+    const output = `${result.stdout}\n${result.stderr}`;
+    expect(result.code, output).not.toBe(0);
+    expect(output).toContain("building (npm run build) failed");
     expect(await isActive()).toBe(true);
     expect(await mainPid()).toBe(pid);
     await container.sh("test ! -e /opt/lamp-agent.old && ! ls -d /opt/lamp-agent.new.* 2>/dev/null");
@@ -305,7 +326,8 @@ describe("lamp-agent deployed on a real systemd", () => {
       10_000,
     );
     expect((await container.exec(`systemctl is-active ${UNIT}`)).stdout.trim()).not.toBe("active");
-    await container.sh(`test ! -e /etc/systemd/system/${UNIT} && test ! -e /opt/lamp-agent`);
+    await container.sh(`test ! -e /etc/systemd/system/${UNIT} && test ! -e /etc/systemd/system/${UNIT}.d`);
+    await container.sh("test ! -e /opt/lamp-agent");
     await container.sh("test -s /etc/lamp-agent/lamp-agent.env && test -s /var/lib/lamp-agent/state.json");
     expect((await container.exec("ls /etc/systemd/system/multi-user.target.wants/")).stdout).not.toContain(
       UNIT,
