@@ -157,6 +157,7 @@ describe("lamp-agent deployed on a real systemd", () => {
     await container.sh(`mkdir -p /etc/lamp-agent && cat > /etc/lamp-agent/lamp-agent.env`, {
       input: envFile,
     });
+    await container.sh("cat > /etc/lamp-agent/mqtt-password", { input: `${AGENT_PASSWORD}\n` });
   });
 
   afterAll(async () => {
