@@ -1,6 +1,6 @@
 import type { Config } from "./config.js";
 import type { Driver } from "./drivers/driver.js";
-import { selectDriver } from "./drivers/index.js";
+import { describeSelection, selectDriver } from "./drivers/index.js";
 import { Lamp } from "./lamp/lamp.js";
 import { Output } from "./lamp/output.js";
 import { DEFAULT_STATE, type LampState } from "./lamp/state.js";
@@ -136,20 +136,10 @@ export class Agent {
     }
     if (!selection.availability.ok) throw new StartError(selection.availability.reason);
     if (config.driver === "auto") {
-      const log =
-        selection.module.name === "mock"
-          ? this.logger.warn.bind(this.logger)
-          : this.logger.info.bind(this.logger);
-      log(
-        {
-          driver: selection.module.name,
-          why: selection.availability.detail,
-          tried: selection.tried.map((t) => t.name),
-        },
-        selection.module.name === "mock"
-          ? "no GPIO hardware found: using the mock driver"
-          : "driver chosen automatically",
-      );
+      const line = describeSelection(selection);
+      if (selection.module.name === "mock")
+        this.logger.warn({ driver: "mock" }, `no GPIO hardware found: ${line}`);
+      else this.logger.info({ driver: selection.module.name }, `driver chosen automatically: ${line}`);
     }
     return selection.module.create(options);
   }

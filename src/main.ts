@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { Agent, StartError } from "./agent.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";
-import { selectDriver } from "./drivers/index.js";
+import { describeSelection, selectDriver } from "./drivers/index.js";
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
 import { createLogger } from "./log.js";
 import { VERSION } from "./version.js";
@@ -44,15 +44,14 @@ async function check(loaded: LoadedConfig): Promise<number> {
     logger,
   });
   for (const { name, availability } of selection.tried) {
-    process.stdout.write(`  driver ${name}: ${availability.ok ? "usable" : availability.reason}\n`);
+    process.stdout.write(`  ${availability.ok ? `${name}: usable` : availability.reason}\n`);
   }
   if (!selection.availability.ok) {
     process.stdout.write(`problem: ${selection.availability.reason}\n`);
     return EXIT_FAILURE;
   }
-  const detail = selection.availability.detail ? ` (${selection.availability.detail})` : "";
   process.stdout.write(
-    `driver: ${selection.module.name}${detail}\nok: the agent can run with this configuration\n`,
+    `driver: ${describeSelection(selection)}\nok: the agent can run with this configuration\n`,
   );
   return EXIT_OK;
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
-import type { Config } from "../config.js";
+import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
 
 export interface Backoff {
@@ -71,7 +71,7 @@ export class MqttConnection {
   start(): void {
     const options = this.clientOptions();
     this.logger.info(
-      { url: this.config.mqtt.url, clientId: this.config.mqtt.clientId },
+      { url: redactUrl(this.config.mqtt.url), clientId: this.config.mqtt.clientId },
       "connecting to the broker",
     );
     const client = mqtt.connect(this.config.mqtt.url, options);
