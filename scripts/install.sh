@@ -182,14 +182,15 @@ say "using Node.js $node_version ($node_bin)"
 
 # --- build and stage -----------------------------------------------------------------------------
 
-sources=(package.json package-lock.json tsconfig.json tsconfig.build.json src hardware .env.example docs/deployment.md)
+# What the agent is built from; a change here means a new build and a restart.
+sources=(package.json package-lock.json tsconfig.json tsconfig.build.json src)
 present_sources() {
   local entry
   for entry in "${sources[@]}"; do [[ -e $repo/$entry ]] && printf '%s\n' "$entry"; done
   return 0
 }
 
-# Everything the installed tree is made from: same id, nothing to do.
+# Same id as the installed tree: nothing to build, nothing to restart.
 build_id() {
   local entries
   mapfile -t entries < <(present_sources)
@@ -257,12 +258,20 @@ stage_tree() {
     rm -rf "$stage/src" "$stage/tsconfig.json" "$stage/tsconfig.build.json"
   fi
   [[ -f $stage/dist/main.js ]] || die "the build produced no dist/main.js"
-  cp "$repo/.env.example" "$stage/"
-  if [[ -d $repo/hardware ]]; then cp -R "$repo/hardware" "$stage/hardware"; fi
-  mkdir -p "$stage/docs"
-  if [[ -f $repo/docs/deployment.md ]]; then cp "$repo/docs/deployment.md" "$stage/docs/"; fi
+  copy_reference "$stage"
   # Becomes .build-id once this tree runs: a run that dies before then is redone by the next one.
   echo "$new_id" >"$stage/.build-id.pending"
+}
+
+# The settings list, wiring notes and this page, for reference beside the agent. The running agent
+# never reads them, so they are refreshed in place without a rebuild or a restart.
+copy_reference() {
+  local tree=$1
+  cp "$repo/.env.example" "$tree/"
+  rm -rf "$tree/hardware"
+  if [[ -d $repo/hardware ]]; then cp -R "$repo/hardware" "$tree/hardware"; fi
+  mkdir -p "$tree/docs"
+  if [[ -f $repo/docs/deployment.md ]]; then cp "$repo/docs/deployment.md" "$tree/docs/"; fi
 }
 
 commit_build() {
@@ -278,6 +287,7 @@ changed=0
 had_previous=0
 stage=
 if [[ $new_id == "$old_id" && -f $dest$PREFIX/dist/main.js ]]; then
+  copy_reference "$dest$PREFIX"
   say "$PREFIX is up to date"
 else
   stage_tree

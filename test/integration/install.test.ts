@@ -117,6 +117,16 @@ describe("scripts/install.sh into a DESTDIR", () => {
     expect(statSync(staged("opt/lamp-agent/dist/main.js")).mtimeMs).toBe(before);
   });
 
+  it("refreshes the reference files beside the agent without rebuilding it", () => {
+    appendFileSync(path.join(clone, ".env.example"), "#NEW_SETTING=1\n");
+    const run = install();
+    expect(run.code, run.out).toBe(0);
+    expect(run.out).toContain("/opt/lamp-agent is up to date");
+    expect(readFileSync(staged("opt/lamp-agent/.env.example"), "utf8")).toContain("#NEW_SETTING=1");
+    // The operator's file is still theirs.
+    expect(readFileSync(envFile(), "utf8")).not.toContain("NEW_SETTING");
+  });
+
   it("adds the pigpio drop-in only while GPIO_DRIVER=pigpio, the credentials one only with a password file", () => {
     appendFileSync(envFile(), 'GPIO_DRIVER="pigpio"\n');
     writeFileSync(staged("etc/lamp-agent/mqtt-password"), "secret\n");
