@@ -30,11 +30,14 @@ export interface ExecOptions {
   readonly input?: string;
 }
 
+/** What a run records in `running.json`, so the next one can clean up after a killed runner. */
 interface Leftover {
-  readonly nspawnPid: number;
+  /** The test process that owns the cache directory while it runs. */
+  readonly ownerPid: number;
+  readonly nspawnPid?: number;
   readonly initPid?: number;
-  readonly merged: string;
-  readonly work: string;
+  readonly merged?: string;
+  readonly work?: string;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -94,20 +97,31 @@ export class Container {
   ) {}
 
   /**
-   * Kills a container a previous run left behind (a test runner killed before its teardown), so
-   * runs never pile up containers or mounts.
+   * Takes the cache directory for this process. A container a previous run left behind (its runner
+   * killed before the teardown) is killed and its mounts removed, so runs never pile up; a run that
+   * is still going is refused rather than disturbed.
    */
-  static cleanLeftover(leftoverFile: string): void {
-    if (!existsSync(leftoverFile)) return;
-    const left = JSON.parse(readFileSync(leftoverFile, "utf8")) as Leftover;
+  static claim(cacheDir: string): void {
+    const file = path.join(cacheDir, "running.json");
+    if (existsSync(file)) {
+      const left = JSON.parse(readFileSync(file, "utf8")) as Leftover;
+      if (left.ownerPid !== process.pid && alive(left.ownerPid)) {
+        throw new Error(`another system test (pid ${left.ownerPid}) is using ${cacheDir}`);
+      }
+      Container.removeLeftover(left);
+    }
+    mkdirSync(cacheDir, { recursive: true });
+    writeFileSync(file, JSON.stringify({ ownerPid: process.pid } satisfies Leftover));
+  }
+
+  private static removeLeftover(left: Leftover): void {
     for (const pid of [left.initPid, left.nspawnPid]) {
       if (pid === undefined || !alive(pid)) continue;
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
       if (cmdline.includes("systemd")) process.kill(pid, "SIGKILL");
     }
-    unmount(left.merged);
-    rmSync(left.work, { recursive: true, force: true });
-    rmSync(leftoverFile, { force: true });
+    if (left.merged) unmount(left.merged);
+    if (left.work) rmSync(left.work, { recursive: true, force: true });
   }
 
   static async boot(options: {
@@ -116,8 +130,8 @@ export class Container {
     readonly binds?: readonly string[];
     readonly timeoutMs?: number;
   }): Promise<Container> {
+    Container.claim(options.cacheDir);
     const leftoverFile = path.join(options.cacheDir, "running.json");
-    Container.cleanLeftover(leftoverFile);
 
     const work = mkdtempSync("/var/tmp/lamp-systest.");
     const upper = path.join(work, "upper");
@@ -166,7 +180,7 @@ export class Container {
     child.unref();
     const nspawnPid = child.pid;
     if (nspawnPid === undefined) throw new Error("systemd-nspawn did not start");
-    const leftover: Leftover = { nspawnPid, merged, work };
+    const leftover: Leftover = { ownerPid: process.pid, nspawnPid, merged, work };
     writeFileSync(leftoverFile, JSON.stringify(leftover));
 
     const deadline = Date.now() + (options.timeoutMs ?? 90_000);
@@ -174,7 +188,8 @@ export class Container {
     while (initPid === undefined) {
       if (!alive(nspawnPid) || Date.now() > deadline) {
         const log = existsSync(consoleLog) ? readFileSync(consoleLog, "utf8").slice(-3000) : "";
-        Container.cleanLeftover(leftoverFile);
+        Container.removeLeftover(leftover);
+        rmSync(leftoverFile, { force: true });
         throw new Error(`the container did not start:\n${log}`);
       }
       initPid = findInit(nspawnPid);

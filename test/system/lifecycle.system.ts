@@ -122,6 +122,8 @@ function presence(): Recorder {
 describe("lamp-agent deployed on a real systemd", () => {
   beforeAll(async () => {
     if (process.getuid?.() !== 0) throw new Error("the system test needs root (debootstrap, nspawn, mounts)");
+    // Before the root is built: two runs must not build or boot from one cache at once.
+    Container.claim(cacheDir);
     const image = await timed("root image (build or cache)", buildRoot);
     // Debian's npm in the container fetches from the npm registry; a cache kept on the host between
     // runs makes a warm run mostly offline.
