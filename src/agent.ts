@@ -5,7 +5,8 @@ import { Lamp } from "./lamp/lamp.js";
 import { Output } from "./lamp/output.js";
 import { DEFAULT_STATE, type LampState } from "./lamp/state.js";
 import type { Logger } from "./log.js";
-import { MqttConnection } from "./mqtt/connection.js";
+import { type Backoff, MqttConnection } from "./mqtt/connection.js";
+import { HomeAssistantDiscovery } from "./mqtt/home-assistant.js";
 import { LampLink } from "./mqtt/lamp-link.js";
 import { StateStore } from "./store.js";
 
@@ -19,6 +20,8 @@ export interface AgentOptions {
   readonly draw?: NodeJS.WriteStream | undefined;
   /** Injected driver (tests); otherwise chosen from the config. */
   readonly driver?: Driver;
+  /** Reconnect backoff (tests shorten it); the default otherwise. */
+  readonly backoff?: Backoff;
 }
 
 export function initialState(saved: LampState | undefined, powerOn: Config["powerOn"]): LampState {
@@ -85,6 +88,7 @@ export class Agent {
         onMessage: (topic, payload, packet) => this.link?.onMessage(topic, payload, packet),
       },
       logger,
+      this.options.backoff,
     );
     this.link = new LampLink(
       this.config,
@@ -93,6 +97,11 @@ export class Agent {
       { onChange: (state) => this.store.save(state) },
       logger,
     );
+    if (this.config.ha.enabled) {
+      this.link.addExtension(
+        new HomeAssistantDiscovery(this.config, connection, logger.child({ part: "ha" })),
+      );
+    }
     this.connection = connection;
     connection.start();
   }

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { modelPath, pwmPinProblems } from "./drivers/board.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
+import { secretFileWarnings, tlsFileProblems } from "./mqtt/tls-files.js";
 
 export const POWER_ON_MODES = ["restore", "on", "off"] as const;
 export type PowerOn = (typeof POWER_ON_MODES)[number];
@@ -20,6 +21,8 @@ export interface Config {
     readonly protocol: 4 | 5;
     readonly username?: string | undefined;
     readonly password?: string | undefined;
+    /** Where the password came from, when from a file (checked for permissions, never logged). */
+    readonly passwordFile?: string | undefined;
     readonly caFile?: string | undefined;
     readonly certFile?: string | undefined;
     readonly keyFile?: string | undefined;
@@ -63,6 +66,8 @@ export interface LoadedConfig {
   readonly config: Config;
   /** Every variable, as used, secrets masked: what `--check` prints. */
   readonly effective: readonly EffectiveSetting[];
+  /** Not errors, but worth saying at start and in `--check`: secret files others can read. */
+  readonly warnings: readonly string[];
 }
 
 const SECRET = new Set(["MQTT_PASSWORD"]);
@@ -227,6 +232,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   if (certSet !== keySet) {
     problems.push("MQTT_CERT_FILE and MQTT_KEY_FILE: a client certificate needs both");
   }
+  problems.push(...tlsFileProblems({ caFile, certFile, keyFile }));
   const clientId = read(
     "MQTT_CLIENT_ID",
     z.string().regex(/^[\x21-\x7e]{1,64}$/, "allowed: 1 to 64 printable characters, no spaces"),
@@ -282,6 +288,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       protocol: protocol === "3.1.1" ? 4 : 5,
       username,
       password: passwordValue,
+      passwordFile,
       caFile,
       certFile,
       keyFile,
@@ -300,7 +307,11 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     sysfsRoot: sysfsRoot as string,
     log: { level: logLevel as LogLevel, format: logFormat as LogFormat },
   };
-  return { config: deepFreeze(config), effective };
+  const warnings = secretFileWarnings([
+    { name: "MQTT_KEY_FILE", path: keyFile },
+    { name: "MQTT_PASSWORD_FILE", path: passwordFile },
+  ]);
+  return { config: deepFreeze(config), effective, warnings };
 }
 
 function readModelSync(sysfsRoot: string): string | null {
