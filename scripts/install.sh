@@ -107,6 +107,31 @@ remove_udev_rules() {
   fi
 }
 
+# The last VAR= line of the env file, unquoted, as systemd's EnvironmentFile= would read it.
+env_setting() {
+  [[ -f $dest$ENV_FILE ]] || return 0
+  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$dest$ENV_FILE" | tail -n 1 | tr -d "\"' \r"
+}
+
+# Home Assistant keeps a removed lamp's entity until its retained discovery config is cleared:
+# `lamp-agent --forget`, run with the service's own configuration and credential, once it is stopped
+# (a running agent would announce itself again).
+forget_in_home_assistant() {
+  booted && [[ -f $PREFIX/dist/main.js && -f $ENV_FILE ]] || return 0
+  [[ $(env_setting HA_DISCOVERY) != false ]] || return 0
+  local props=(-p "EnvironmentFile=$ENV_FILE" -p "WorkingDirectory=$PREFIX" -p RuntimeMaxSec=30)
+  if getent passwd "$SERVICE_USER" >/dev/null; then props+=(-p "User=$SERVICE_USER"); fi
+  if [[ -f $UNIT_DIR/$NAME.service.d/credentials.conf && -f $PASSWORD_FILE ]]; then
+    props+=(-p "LoadCredential=mqtt-password:$PASSWORD_FILE" -p "Environment=MQTT_PASSWORD_FILE=mqtt-password")
+  fi
+  if PATH=$SYSTEMD_PATH systemd-run --quiet --wait --pipe --collect "${props[@]}" \
+    node "$PREFIX/dist/main.js" --forget </dev/null; then
+    say "removed the lamp from Home Assistant"
+  else
+    warn "could not remove the lamp from Home Assistant (broker unreachable?); the entity stays until you delete it there"
+  fi
+}
+
 uninstall() {
   if booted && systemctl cat "$NAME.service" >/dev/null 2>&1; then
     say "stopping and disabling $NAME.service"
@@ -114,6 +139,7 @@ uninstall() {
   elif ! staging && [[ -e $UNIT_DIR/$NAME.service ]]; then
     systemctl_quiet disable "$NAME.service"
   fi
+  forget_in_home_assistant
   rm -f "$dest$UNIT_DIR/$NAME.service" "$dest$UNIT_DIR/$NAME.service.d/pigpio.conf" \
     "$dest$UNIT_DIR/$NAME.service.d/credentials.conf"
   rmdir "$dest$UNIT_DIR/$NAME.service.d" 2>/dev/null || true
@@ -358,8 +384,7 @@ place() {
   fi
 }
 
-# The last GPIO_DRIVER= line wins, as it does for systemd's EnvironmentFile=.
-driver=$(sed -n 's/^[[:space:]]*GPIO_DRIVER[[:space:]]*=[[:space:]]*//p' "$dest$ENV_FILE" | tail -n 1 | tr -d "\"' \r")
+driver=$(env_setting GPIO_DRIVER)
 dropins=$dest$UNIT_DIR/$NAME.service.d
 place "$repo/scripts/$NAME.service" "$dest$UNIT_DIR/$NAME.service"
 if [[ $driver == pigpio ]]; then

@@ -20,6 +20,7 @@ const LAMP_ID = "systest";
 const PRESENCE = `state/${LAMP_ID}`;
 const COMMAND = `lamp/${LAMP_ID}/set_config`;
 const CHANGED = `lamp/${LAMP_ID}/changed`;
+const DISCOVERY = `homeassistant/light/${LAMP_ID}/config`;
 const UNIT = "lamp-agent.service";
 const CLONE = "/root/lamp-agent";
 const AGENT_PASSWORD = "agent-secret-in-a-credential";
@@ -152,7 +153,6 @@ describe("lamp-agent deployed on a real systemd", () => {
       "MQTT_USERNAME=lamp",
       "MQTT_KEEPALIVE=5",
       "GPIO_DRIVER=mock",
-      "HA_DISCOVERY=false",
       "LOG_LEVEL=debug",
       "",
     ].join("\n");
@@ -205,7 +205,7 @@ describe("lamp-agent deployed on a real systemd", () => {
 
   it("publishes presence 1 once the broker comes up", async () => {
     await broker.restart();
-    recorder = await Recorder.connect(broker.url, [PRESENCE, CHANGED], {
+    recorder = await Recorder.connect(broker.url, [PRESENCE, CHANGED, DISCOVERY], {
       username: "observer",
       password: OBSERVER_PASSWORD,
     });
@@ -316,13 +316,17 @@ describe("lamp-agent deployed on a real systemd", () => {
     expect(await container.sh("cat /opt/lamp-agent/.build-id")).toMatch(/^[0-9a-f]{64}\n$/);
   });
 
-  it("--uninstall stops it, leaves nothing running and keeps config and state", async () => {
+  it("--uninstall stops it, removes it from Home Assistant, leaves nothing running, keeps config and state", async () => {
+    await presence().wait(DISCOVERY, (text) => text.includes('"unique_id"'), 10_000);
     const offline = presence().next(PRESENCE, (text) => text === "0", 30_000);
+    const forgotten = presence().next(DISCOVERY, (text) => text === "", 30_000);
     const result = await container.exec(`cd ${CLONE} && scripts/install.sh --uninstall`, {
       timeoutMs: 60_000,
     });
-    expect(result.code, result.stderr).toBe(0);
+    expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+    expect(result.stdout).toContain("removed the lamp from Home Assistant");
     await offline;
+    await forgotten;
     await waitFor(
       "no process of lamp-agent left",
       async () => (await container.exec("pgrep -u lamp-agent")).code === 1,
