@@ -6,6 +6,7 @@ import { describeSelection, selectDriver } from "./drivers/index.js";
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
 import { createLogger } from "./log.js";
 import { forgetDiscovery } from "./mqtt/home-assistant.js";
+import { createNotifier } from "./systemd/notify.js";
 import { VERSION } from "./version.js";
 
 const HELP = `lamp-agent ${VERSION}: an MQTT agent for a Raspberry Pi LED lamp
@@ -81,6 +82,7 @@ async function run(loaded: LoadedConfig): Promise<void> {
     "lamp-agent starting",
   );
   for (const warning of loaded.warnings) logger.warn(warning);
+  const notifier = createNotifier(process.env, logger);
   const agent = new Agent(config, logger, { draw: process.stdout.isTTY ? process.stdout : undefined });
   try {
     await agent.openHardware();
@@ -90,7 +92,17 @@ async function run(loaded: LoadedConfig): Promise<void> {
     process.exit(EXIT_FAILURE);
   }
   // After the pins: pigpio installs signal handlers of its own when it initialises, and ours must win.
-  onSignals(logger, () => agent.stop());
+  onSignals(logger, async () => {
+    notifier.stopping();
+    try {
+      await agent.stop();
+    } finally {
+      await notifier.close();
+    }
+  });
+  // Ready once the pins are: a lamp must work without its broker.
+  notifier.ready(`lamp ${config.lampId} ready`);
+  notifier.startWatchdog();
   agent.connect();
 }
 
