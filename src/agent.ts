@@ -58,6 +58,7 @@ export class Agent {
     const { config } = this;
     this.store.prepare();
     const state = initialState(this.store.load(), config.powerOn);
+    if (this.store.corrupt) this.store.save(state);
     const driver = this.options.driver ?? (await this.chooseDriver());
     const output = new Output(driver, { gamma: config.gamma, logger: this.logger.child({ part: "output" }) });
     const lamp = new Lamp(output, config.pins.length === 1 ? 1 : 3, state, config.defaultTransition);

@@ -32,6 +32,8 @@ export class StateStore {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
   private failing = false;
+  /** Set by load() when the file was there but unusable: the caller saves a good state over it. */
+  corrupt = false;
   private readonly intervalMs: number;
   private readonly retryMs: number;
 
@@ -67,6 +69,7 @@ export class StateStore {
         { file: this.file, reason },
         "the saved state is corrupt; starting from defaults and replacing it",
       );
+      this.corrupt = true;
       return undefined;
     }
   }

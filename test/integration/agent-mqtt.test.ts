@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { type RunningAgent, startAgent } from "../helpers/agent.js";
 import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
@@ -199,6 +202,19 @@ describe("agent on a real broker", () => {
     expect(watcher.on(`${base}/changed`).length).toBeLessThan(500);
     expect(driver.writes.length - writes).toBeLessThan(500 * 3);
     expect(driver.duties).toEqual([1, 1, 1]);
+  });
+
+  it("reports a torn state file, starts from defaults and replaces the file with a valid one", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lamp-torn-"));
+    const file = path.join(dir, "state.json");
+    writeFileSync(file, '{"version":1,"state":{"on":tr');
+    const { agent, logs } = await lamp({ STATE_FILE: file });
+    expect(agent.state).toEqual({ on: true, color: { h: 0, s: 0 }, brightness: 1 });
+    expect(logs.some((l) => String(l.msg).includes("corrupt"))).toBe(true);
+    await vi.waitFor(() => expect(JSON.parse(readFileSync(file, "utf8")).state.on).toBe(true), {
+      timeout: 5000,
+    });
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("logs clearly when another client takes its client id", async () => {
