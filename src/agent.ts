@@ -85,6 +85,7 @@ export class Agent {
         onMessage: (topic, payload, packet) => this.link?.onMessage(topic, payload, packet),
       },
       logger,
+      this.config.mqtt.reconnect,
     );
     this.link = new LampLink(
       this.config,
