@@ -25,5 +25,8 @@ client.on("message", (_topic, payload) => {
 });
 client.on("error", (error) => process.stderr.write(`floor-echo: ${error.message}\n`));
 process.on("SIGTERM", () => {
+  if (!client.connected) process.exit(0);
+  // Bounded, like the agent: a broker that never acknowledges must not keep us alive.
+  setTimeout(() => process.exit(0), 2000).unref();
   client.publish(presence, "0", { qos: 1, retain: true }, () => client.end(() => process.exit(0)));
 });

@@ -57,8 +57,11 @@ export class LampLink {
       // The info line is per state published (coalesced), not per command: a dragged slider sends
       // hundreds of commands a second, and a line for each took 40% of the agent's CPU in a burst
       // (bench/run.mjs) and would flood the journal, which rate-limits a unit and then drops its errors.
-      const { color, ...rest } = JSON.parse(payload) as { color: { h: number; s: number } };
-      this.logger.info({ ...rest, h: color.h, s: color.s }, "state published");
+      // Written after the packet has gone out (MQTT.js writes on the next tick), off the round trip.
+      setImmediate(() => {
+        const { color, ...rest } = JSON.parse(payload) as { color: { h: number; s: number } };
+        this.logger.info({ ...rest, h: color.h, s: color.s }, "state published");
+      });
     });
   }
 
