@@ -1,11 +1,12 @@
 import type { Config } from "./config.js";
 import type { Driver } from "./drivers/driver.js";
-import { selectDriver } from "./drivers/index.js";
+import { describeSelection, selectDriver } from "./drivers/index.js";
 import { Lamp } from "./lamp/lamp.js";
 import { Output } from "./lamp/output.js";
 import { DEFAULT_STATE, type LampState } from "./lamp/state.js";
 import type { Logger } from "./log.js";
-import { MqttConnection } from "./mqtt/connection.js";
+import { type Backoff, MqttConnection } from "./mqtt/connection.js";
+import { HomeAssistantDiscovery } from "./mqtt/home-assistant.js";
 import { LampLink } from "./mqtt/lamp-link.js";
 import { StateStore } from "./store.js";
 
@@ -19,6 +20,8 @@ export interface AgentOptions {
   readonly draw?: NodeJS.WriteStream | undefined;
   /** Injected driver (tests); otherwise chosen from the config. */
   readonly driver?: Driver;
+  /** Reconnect backoff (tests shorten it); otherwise MQTT_RECONNECT_MIN_MS and MQTT_RECONNECT_MAX_MS. */
+  readonly backoff?: Backoff;
 }
 
 export function initialState(saved: LampState | undefined, powerOn: Config["powerOn"]): LampState {
@@ -85,7 +88,8 @@ export class Agent {
         onMessage: (topic, payload, packet) => this.link?.onMessage(topic, payload, packet),
       },
       logger,
-      this.config.mqtt.reconnect,
+      // An injected backoff (in-process tests) wins over MQTT_RECONNECT_MIN_MS / _MAX_MS.
+      this.options.backoff ?? this.config.mqtt.reconnect,
     );
     this.link = new LampLink(
       this.config,
@@ -94,6 +98,11 @@ export class Agent {
       { onChange: (state) => this.store.save(state) },
       logger,
     );
+    if (this.config.ha.enabled) {
+      this.link.addExtension(
+        new HomeAssistantDiscovery(this.config, connection, logger.child({ part: "ha" })),
+      );
+    }
     this.connection = connection;
     connection.start();
   }
@@ -137,20 +146,10 @@ export class Agent {
     }
     if (!selection.availability.ok) throw new StartError(selection.availability.reason);
     if (config.driver === "auto") {
-      const log =
-        selection.module.name === "mock"
-          ? this.logger.warn.bind(this.logger)
-          : this.logger.info.bind(this.logger);
-      log(
-        {
-          driver: selection.module.name,
-          why: selection.availability.detail,
-          tried: selection.tried.map((t) => t.name),
-        },
-        selection.module.name === "mock"
-          ? "no GPIO hardware found: using the mock driver"
-          : "driver chosen automatically",
-      );
+      const line = describeSelection(selection);
+      if (selection.module.name === "mock")
+        this.logger.warn({ driver: "mock" }, `no GPIO hardware found: ${line}`);
+      else this.logger.info({ driver: selection.module.name }, `driver chosen automatically: ${line}`);
     }
     return selection.module.create(options);
   }

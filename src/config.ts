@@ -3,8 +3,10 @@ import { hostname, networkInterfaces } from "node:os";
 import path from "node:path";
 import dotenv from "dotenv";
 import { z } from "zod";
+import { modelPath, pwmPinProblems } from "./drivers/board.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
+import { secretFileWarnings, tlsFileProblems } from "./mqtt/tls-files.js";
 
 export const POWER_ON_MODES = ["restore", "on", "off"] as const;
 export type PowerOn = (typeof POWER_ON_MODES)[number];
@@ -21,6 +23,8 @@ export interface Config {
     readonly protocol: 4 | 5;
     readonly username?: string | undefined;
     readonly password?: string | undefined;
+    /** Where the password came from, when from a file (checked for permissions, never logged). */
+    readonly passwordFile?: string | undefined;
     readonly caFile?: string | undefined;
     readonly certFile?: string | undefined;
     readonly keyFile?: string | undefined;
@@ -64,9 +68,28 @@ export interface LoadedConfig {
   readonly config: Config;
   /** Every variable, as used, secrets masked: what `--check` prints. */
   readonly effective: readonly EffectiveSetting[];
+  /** Not errors, but worth saying at start and in `--check`: secret files others can read. */
+  readonly warnings: readonly string[];
 }
 
 const SECRET = new Set(["MQTT_PASSWORD"]);
+
+/** A URL as it may be shown: a password in it (mqtt://user:pass@host) is masked. */
+export function redactUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (!url.password) return value;
+    url.password = "********";
+    return url.toString();
+  } catch {
+    return value.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:********@");
+  }
+}
+
+function shown(name: string, value: string): string {
+  if (SECRET.has(name)) return "********";
+  return name === "MQTT_URL" ? redactUrl(value) : value;
+}
 const TOPIC = /^[^+#]{1,256}$/;
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -77,13 +100,18 @@ const bool = z
   .transform((v) => v.trim().toLowerCase())
   .refine((v) => truthy.has(v) || falsy.has(v), "allowed: true or false")
   .transform((v) => truthy.has(v));
-const number = (min: number, max: number, unit = "") =>
-  z.coerce
-    .number({ error: `allowed: a number from ${min} to ${max}${unit}` })
-    .min(min, `allowed: a number from ${min} to ${max}${unit}`)
-    .max(max, `allowed: a number from ${min} to ${max}${unit}`);
-const integer = (min: number, max: number, unit = "") =>
-  number(min, max, unit).int(`allowed: a whole number from ${min} to ${max}${unit}`);
+// Plain decimals only: Number() would also take "0x10", "1e3" and " " (as 0).
+const DECIMAL = /^\s*-?\d+(\.\d+)?\s*$/;
+const number = (min: number, max: number, unit = "", whole = false) => {
+  const allowed = `allowed: ${whole ? "a whole number" : "a number"} from ${min} to ${max}${unit}`;
+  const value = z.number().min(min, allowed).max(max, allowed);
+  return z
+    .string()
+    .regex(DECIMAL, allowed)
+    .transform(Number)
+    .pipe(whole ? value.int(allowed) : value);
+};
+const integer = (min: number, max: number, unit = "") => number(min, max, unit, true);
 const oneOf = <T extends string>(values: readonly T[]) =>
   z.enum(values as unknown as [T, ...T[]], { error: `allowed: ${values.join(", ")}` });
 const topic = z
@@ -167,11 +195,12 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     const source = raw === undefined ? "default" : fromEnv ? "environment" : ".env";
     const value = raw ?? fallback();
     if (value === undefined) return undefined;
-    effective.push({ name, value: SECRET.has(name) ? "********" : value, source });
+    effective.push({ name, value: shown(name, value), source });
     const result = schema.safeParse(value);
     if (result.success) return result.data;
-    const shown = SECRET.has(name) ? "********" : JSON.stringify(value);
-    problems.push(`${name}=${shown}: ${result.error.issues[0]?.message ?? "invalid"}`);
+    problems.push(
+      `${name}=${JSON.stringify(shown(name, value))}: ${result.error.issues[0]?.message ?? "invalid"}`,
+    );
     return undefined;
   }
   const none = () => undefined;
@@ -200,9 +229,12 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const caFile = read("MQTT_CA_FILE", readable, none);
   const certFile = read("MQTT_CERT_FILE", readable, none);
   const keyFile = read("MQTT_KEY_FILE", readable, none);
-  if ((certFile === undefined) !== (keyFile === undefined) && problems.length === 0) {
+  const certSet = Boolean(env.MQTT_CERT_FILE || fromFile.MQTT_CERT_FILE);
+  const keySet = Boolean(env.MQTT_KEY_FILE || fromFile.MQTT_KEY_FILE);
+  if (certSet !== keySet) {
     problems.push("MQTT_CERT_FILE and MQTT_KEY_FILE: a client certificate needs both");
   }
+  problems.push(...tlsFileProblems({ caFile, certFile, keyFile }));
   const clientId = read(
     "MQTT_CLIENT_ID",
     z.string().regex(/^[\x21-\x7e]{1,64}$/, "allowed: 1 to 64 printable characters, no spaces"),
@@ -246,6 +278,13 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const logLevel = read("LOG_LEVEL", oneOf(LOG_LEVELS), () => "info");
   const logFormat = read("LOG_FORMAT", oneOf(LOG_FORMATS), () => "auto");
 
+  if (driver === "sysfs-pwm" && pinList && sysfsRoot) {
+    // Which pins have a hardware PWM channel depends on the board; off a Pi there is nothing to check.
+    const prefix = `LED_PINS=${JSON.stringify(pinList.join(","))}:`;
+    for (const problem of pwmPinProblems(readModelSync(sysfsRoot), pinList)) {
+      problems.push(problem.replace(/^LED_PINS:/, prefix));
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const passwordValue =
     password ?? (passwordFile ? readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "") : undefined);
@@ -260,6 +299,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       protocol: protocol === "3.1.1" ? 4 : 5,
       username,
       password: passwordValue,
+      passwordFile,
       caFile,
       certFile,
       keyFile,
@@ -278,7 +318,19 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     sysfsRoot: sysfsRoot as string,
     log: { level: logLevel as LogLevel, format: logFormat as LogFormat },
   };
-  return { config: deepFreeze(config), effective };
+  const warnings = secretFileWarnings([
+    { name: "MQTT_KEY_FILE", path: keyFile },
+    { name: "MQTT_PASSWORD_FILE", path: passwordFile },
+  ]);
+  return { config: deepFreeze(config), effective, warnings };
+}
+
+function readModelSync(sysfsRoot: string): string | null {
+  try {
+    return readFileSync(modelPath(sysfsRoot), "utf8").replace(/\0+$/, "").trim() || null;
+  } catch {
+    return null;
+  }
 }
 
 function deepFreeze<T>(value: T): T {

@@ -2,18 +2,22 @@
 import { parseArgs } from "node:util";
 import { Agent, StartError } from "./agent.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";
-import { selectDriver } from "./drivers/index.js";
+import { describeSelection, selectDriver } from "./drivers/index.js";
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
 import { createLogger } from "./log.js";
+import { forgetDiscovery } from "./mqtt/home-assistant.js";
+import { createNotifier } from "./systemd/notify.js";
 import { VERSION } from "./version.js";
 
 const HELP = `lamp-agent ${VERSION}: an MQTT agent for a Raspberry Pi LED lamp
 
-Usage: lamp-agent [--check] [--help] [--version]
+Usage: lamp-agent [--check] [--forget] [--help] [--version]
 
   (no option)  run in the foreground until SIGTERM or SIGINT
   --check      validate the configuration and hardware access, print the effective
                configuration (secrets masked), exit 0 when the agent could run
+  --forget     remove this lamp from Home Assistant (an empty retained discovery
+               config on the broker), then exit; for uninstalling
 Configuration comes from environment variables and a .env file in the working
 directory; see .env.example. Exit codes: 0 ok, 1 failure, 2 invalid configuration.`;
 
@@ -35,6 +39,7 @@ async function check(loaded: LoadedConfig): Promise<number> {
     const line = `${setting.name}=${setting.value}`;
     process.stdout.write(`  ${line.padEnd(width)}  # ${setting.source}\n`);
   }
+  for (const warning of loaded.warnings) process.stdout.write(`warning: ${warning}\n`);
   const logger = createLogger({ level: "silent", format: "json" });
   const selection = await selectDriver(config.driver, {
     pins: config.pins,
@@ -44,17 +49,28 @@ async function check(loaded: LoadedConfig): Promise<number> {
     logger,
   });
   for (const { name, availability } of selection.tried) {
-    process.stdout.write(`  driver ${name}: ${availability.ok ? "usable" : availability.reason}\n`);
+    process.stdout.write(`  ${availability.ok ? `${name}: usable` : availability.reason}\n`);
   }
   if (!selection.availability.ok) {
     process.stdout.write(`problem: ${selection.availability.reason}\n`);
     return EXIT_FAILURE;
   }
-  const detail = selection.availability.detail ? ` (${selection.availability.detail})` : "";
   process.stdout.write(
-    `driver: ${selection.module.name}${detail}\nok: the agent can run with this configuration\n`,
+    `driver: ${describeSelection(selection)}\nok: the agent can run with this configuration\n`,
   );
   return EXIT_OK;
+}
+
+async function forget(loaded: LoadedConfig): Promise<number> {
+  const logger = createLogger({ ...loaded.config.log, stream: process.stderr });
+  try {
+    const topic = await forgetDiscovery(loaded.config, logger);
+    process.stdout.write(`removed the Home Assistant entity: published an empty retained ${topic}\n`);
+    return EXIT_OK;
+  } catch (error) {
+    process.stderr.write(`lamp-agent: --forget failed: ${(error as Error).message}\n`);
+    return EXIT_FAILURE;
+  }
 }
 
 async function run(loaded: LoadedConfig): Promise<void> {
@@ -65,6 +81,8 @@ async function run(loaded: LoadedConfig): Promise<void> {
     { version: VERSION, lampId: config.lampId, node: process.versions.node },
     "lamp-agent starting",
   );
+  for (const warning of loaded.warnings) logger.warn(warning);
+  const notifier = createNotifier(process.env, logger);
   const agent = new Agent(config, logger, { draw: process.stdout.isTTY ? process.stdout : undefined });
   try {
     await agent.openHardware();
@@ -74,13 +92,24 @@ async function run(loaded: LoadedConfig): Promise<void> {
     process.exit(EXIT_FAILURE);
   }
   // After the pins: pigpio installs signal handlers of its own when it initialises, and ours must win.
-  onSignals(logger, () => agent.stop());
+  onSignals(logger, async () => {
+    notifier.stopping();
+    try {
+      await agent.stop();
+    } finally {
+      await notifier.close();
+    }
+  });
+  // Ready once the pins are: a lamp must work without its broker.
+  notifier.ready(`lamp ${config.lampId} ready`);
+  notifier.startWatchdog();
   agent.connect();
 }
 
 const { values } = parseArgs({
   options: {
     check: { type: "boolean", default: false },
+    forget: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
     version: { type: "boolean", short: "v", default: false },
   },
@@ -92,6 +121,8 @@ if (values.help) {
   process.stdout.write(`${VERSION}\n`);
 } else if (values.check) {
   process.exitCode = await check(load());
+} else if (values.forget) {
+  process.exitCode = await forget(load());
 } else {
   await run(load());
 }

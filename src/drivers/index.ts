@@ -1,24 +1,13 @@
+import { isRaspberryPi, readBoardModel } from "./board.js";
 import type { Availability, DriverModule, DriverName, DriverOptions } from "./driver.js";
 
 /** Drivers are imported only when chosen, so a laptop never loads native GPIO code. */
 const loaders: Record<DriverName, () => Promise<DriverModule>> = {
   mock: async () => (await import("./mock.js")).mockDriver,
-  pigpio: async () => unavailable("pigpio"),
-  "sysfs-pwm": async () => unavailable("sysfs-pwm"),
-  onoff: async () => unavailable("onoff"),
+  pigpio: async () => (await import("./pigpio.js")).pigpioDriver,
+  "sysfs-pwm": async () => (await import("./sysfs-pwm.js")).sysfsPwmDriver,
+  onoff: async () => (await import("./onoff.js")).onoffDriver,
 };
-
-function unavailable(name: DriverName): DriverModule {
-  return {
-    name,
-    async probe() {
-      return { ok: false, reason: `${name}: driver not built into this version` };
-    },
-    create() {
-      throw new Error(`${name}: driver not built into this version`);
-    },
-  };
-}
 
 /** The order `auto` tries on a Pi: DMA PWM on any pin, then the kernel's PWM, then plain on/off. */
 export const AUTO_ORDER: readonly DriverName[] = ["pigpio", "sysfs-pwm", "onoff"];
@@ -35,6 +24,12 @@ export interface Selection {
   readonly tried: readonly { readonly name: DriverName; readonly availability: Availability }[];
 }
 
+/**
+ * `auto` tries AUTO_ORDER and takes the first that works. Off a Pi it falls back to the mock (ok, so
+ * the demo and development run; the caller warns). On a Pi where none works it does not pretend: the
+ * selection is the mock but `ok` is false, with every candidate's reason, so the agent stops and
+ * `--check` says why instead of a lamp that silently stays dark.
+ */
 export async function selectDriver(choice: DriverName | "auto", options: DriverOptions): Promise<Selection> {
   if (choice !== "auto") {
     const module = await loadDriver(choice);
@@ -48,9 +43,38 @@ export async function selectDriver(choice: DriverName | "auto", options: DriverO
     if (availability.ok) return { module, availability, tried };
   }
   const mock = await loadDriver("mock");
+  if (isRaspberryPi(await readBoardModel(options.sysfsRoot))) {
+    return {
+      module: mock,
+      availability: {
+        ok: false,
+        reason: `no GPIO driver works on this Raspberry Pi: ${tried.map((t) => reasonOf(t.availability)).join("; ")}`,
+      },
+      tried,
+    };
+  }
   return {
     module: mock,
-    availability: { ok: true, detail: "no GPIO driver works on this machine: using the mock driver" },
+    availability: { ok: true, detail: "not a Raspberry Pi: using the mock driver, no pins are driven" },
     tried,
   };
+}
+
+function reasonOf(availability: Availability): string {
+  return availability.ok ? (availability.detail ?? "ok") : availability.reason;
+}
+
+/**
+ * One line for the log and `--check`: which driver and why, e.g.
+ * `sysfs-pwm: kernel PWM pwmchip0 (1f00098000.pwm), ... (skipped pigpio: the Raspberry Pi 5 is not supported ...)`.
+ */
+export function describeSelection(selection: Selection): string {
+  const skipped = selection.tried
+    .filter((t) => t.name !== selection.module.name && !t.availability.ok)
+    .map((t) => reasonOf(t.availability));
+  const why = reasonOf(selection.availability);
+  const head = why.startsWith(`${selection.module.name}:`) ? why : `${selection.module.name}: ${why}`;
+  // Off a Pi every candidate says "not a Raspberry Pi": the mock's own reason already says that.
+  const listSkipped = skipped.length > 0 && selection.availability.ok && selection.module.name !== "mock";
+  return listSkipped ? `${head} (skipped ${skipped.join("; ")})` : head;
 }

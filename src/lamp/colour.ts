@@ -42,6 +42,6 @@ export function levelsFor(state: LampState, channels: 1 | 3): number[] {
  * of a brightness slider looks the same. `gamma` 1 is linear.
  */
 export function toDuty(level: number, gamma: number): number {
-  const clamped = Math.min(1, Math.max(0, level));
+  const clamped = Number.isNaN(level) ? 0 : Math.min(1, Math.max(0, level));
   return gamma === 1 ? clamped : clamped ** gamma;
 }

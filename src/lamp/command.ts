@@ -30,7 +30,8 @@ const schema = z.strictObject({
   color: z.strictObject({ h: unit.optional(), s: unit.optional() }).optional(),
   brightness: unit.optional(),
   transition: z.number().min(0).max(3600).optional(),
-  client: z.string().min(1).max(64).optional(),
+  // null is what the lamp itself reports for an unnamed sender; a UI echoing a state back may send it.
+  client: z.string().min(1).max(64).nullable().optional(),
 });
 
 /** A validated command: only the fields the sender gave. */
@@ -40,7 +41,7 @@ export interface Command {
   readonly brightness?: number;
   /** Seconds; absent means the configured default. */
   readonly transition?: number;
-  readonly client?: string;
+  readonly client?: string | null;
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });

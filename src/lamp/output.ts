@@ -131,31 +131,34 @@ export class Output {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      if (!this.inFlight) this.inFlight = this.flush();
+      // After close() the pins belong to close(), which writes the newest levels itself.
+      // The reset is chained here, not in flush(): a flush with nothing to write finishes synchronously,
+      // before this assignment, and would otherwise leave a settled promise marked as in flight.
+      if (!this.inFlight && !this.closed) {
+        this.inFlight = this.flush().finally(() => {
+          this.inFlight = undefined;
+        });
+      }
     });
   }
 
   private async flush(): Promise<void> {
-    try {
-      while (this.dirty) {
-        this.dirty = false;
-        const duties = this.duties();
-        if (duties.every((duty, i) => duty === this.lastDuties[i])) continue;
-        this.lastDuties = duties;
-        this.writes++;
-        try {
-          await this.driver.write(duties);
-          if (this.failing) this.options.logger.info("pin writes work again");
-          this.failing = false;
-        } catch (error) {
-          // Logged once per failure streak: a broken pin must not flood the journal 50 times a second.
-          if (!this.failing) this.options.logger.error({ err: error }, "could not write the pins");
-          this.failing = true;
-          this.lastDuties = [];
-        }
+    while (this.dirty) {
+      this.dirty = false;
+      const duties = this.duties();
+      if (duties.every((duty, i) => duty === this.lastDuties[i])) continue;
+      this.lastDuties = duties;
+      this.writes++;
+      try {
+        await this.driver.write(duties);
+        if (this.failing) this.options.logger.info("pin writes work again");
+        this.failing = false;
+      } catch (error) {
+        // Logged once per failure streak: a broken pin must not flood the journal 50 times a second.
+        if (!this.failing) this.options.logger.error({ err: error }, "could not write the pins");
+        this.failing = true;
+        this.lastDuties = [];
       }
-    } finally {
-      this.inFlight = undefined;
     }
   }
 }

@@ -1,7 +1,9 @@
-import { readFileSync } from "node:fs";
+import { format } from "node:util";
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
-import type { Config } from "../config.js";
+import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
+import { explainConnectionError, reasonText } from "./errors.js";
+import { loadTlsMaterial } from "./tls-files.js";
 
 export interface Backoff {
   readonly initialMs: number;
@@ -16,6 +18,12 @@ const STABLE_MS = 10_000;
 const SESSION_EXPIRY_S = 3600;
 /** Reason code 142, "Session taken over": another client connected with our client id. */
 const SESSION_TAKEN_OVER = 142;
+/**
+ * The largest packet we accept. MQTT 5 tells the broker in CONNECT, and the broker then drops anything
+ * bigger instead of making us buffer it (MQTT.js would hold a 256 MB publish in memory before our
+ * 4 KiB command check ever saw it). Commands are at most 4 KiB; the rest is headroom for topics.
+ */
+export const MAX_PACKET_BYTES = 64 * 1024;
 
 export interface ConnectionEvents {
   /** Called after every CONNACK that accepted us; `protocol` is 5 or 4 (3.1.1). */
@@ -32,6 +40,40 @@ export interface PublishOptions {
 export function describeMqttError(error: unknown): string {
   const e = error as { message?: string; code?: unknown };
   return typeof e.code === "number" ? `${e.message} (reason code ${e.code})` : String(e.message ?? error);
+}
+
+/**
+ * Connection options shared by the agent and one-shot clients (`--forget`): credentials, TLS material
+ * read from disk now, and MQTT.js's debug output routed to our logger at trace with every secret
+ * scrubbed (its own `debug` output prints whole CONNECT packets, password included, under DEBUG=mqttjs*).
+ */
+export function baseClientOptions(config: Config, logger: Logger): IClientOptions {
+  const m = config.mqtt;
+  const options: IClientOptions = { ...loadTlsMaterial(m) };
+  if (m.username !== undefined) options.username = m.username;
+  if (m.password !== undefined) options.password = m.password;
+  const secrets = [m.password, safeUrlPassword(m.url)].filter((s): s is string => !!s);
+  options.log = (...args: unknown[]) => {
+    if (!logger.isLevelEnabled("trace")) return;
+    let text = format(...args.map((arg) => hidePasswordField(arg)));
+    for (const secret of secrets) text = text.replaceAll(secret, "********");
+    logger.trace({ mqttjs: text }, "mqtt.js");
+  };
+  return options;
+}
+
+function safeUrlPassword(url: string): string | undefined {
+  try {
+    const password = new URL(url).password;
+    return password ? decodeURIComponent(password) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function hidePasswordField(arg: unknown): unknown {
+  if (arg && typeof arg === "object" && "password" in arg) return { ...arg, password: "********" };
+  return arg;
 }
 
 /**
@@ -71,7 +113,7 @@ export class MqttConnection {
   start(): void {
     const options = this.clientOptions();
     this.logger.info(
-      { url: this.config.mqtt.url, clientId: this.config.mqtt.clientId },
+      { url: redactUrl(this.config.mqtt.url), clientId: this.config.mqtt.clientId },
       "connecting to the broker",
     );
     const client = mqtt.connect(this.config.mqtt.url, options);
@@ -127,8 +169,13 @@ export class MqttConnection {
     const options = this.protocol === 5 ? { qos: 1 as const, nl: true, rap: true } : { qos: 1 as const };
     return new Promise((resolve, reject) => {
       client.subscribe(topic, options, (error, granted) => {
-        const refused = granted?.find((g) => g.qos >= 0x80);
-        if (error || refused) reject(error ?? new Error(`refused with reason code ${refused?.qos}`));
+        // MQTT 3.1.1 has one failure code, 128; MQTT 5 says why (135: not authorized, by an ACL).
+        // MQTT.js reports a refusal as an error carrying the SUBACK, or (older versions) in `granted`.
+        const suback = (error as { packet?: { granted?: unknown[] } } | null)?.packet?.granted ?? [];
+        const codes = [...suback, ...(granted ?? []).map((g) => g.qos)];
+        const refused = codes.find((code): code is number => typeof code === "number" && code >= 0x80);
+        if (refused !== undefined) reject(new Error(`refused: ${reasonText(refused)}`));
+        else if (error) reject(error);
         else resolve();
       });
     });
@@ -155,10 +202,13 @@ export class MqttConnection {
   private clientOptions(): IClientOptions {
     const { mqtt: m, topics } = this.config;
     const options: IClientOptions = {
+      ...baseClientOptions(this.config, this.logger),
       clientId: m.clientId,
       protocolVersion: this.protocol,
       clean: false,
-      ...(this.protocol === 5 && { properties: { sessionExpiryInterval: SESSION_EXPIRY_S } }),
+      ...(this.protocol === 5 && {
+        properties: { sessionExpiryInterval: SESSION_EXPIRY_S, maximumPacketSize: MAX_PACKET_BYTES },
+      }),
       keepalive: m.keepalive,
       // We reconnect ourselves, with backoff; and subscribe ourselves, so presence goes first.
       reconnectPeriod: 0,
@@ -168,11 +218,6 @@ export class MqttConnection {
       queueQoSZero: false,
       will: { topic: topics.presence, payload: Buffer.from("0"), qos: 1, retain: true },
     };
-    if (m.username !== undefined) options.username = m.username;
-    if (m.password !== undefined) options.password = m.password;
-    if (m.caFile) options.ca = readFileSync(m.caFile);
-    if (m.certFile) options.cert = readFileSync(m.certFile);
-    if (m.keyFile) options.key = readFileSync(m.keyFile);
     return options;
   }
 
@@ -191,10 +236,43 @@ export class MqttConnection {
       this.logger.warn("the broker does not speak MQTT 5; using MQTT 3.1.1");
       return;
     }
-    const message = describeMqttError(error);
-    // One line per distinct cause, not one per retry.
+    this.report(error);
+  }
+
+  /** One line per distinct cause, not one per retry. */
+  private report(error: unknown): void {
+    const { mqtt: m } = this.config;
+    const message = explainConnectionError(error, {
+      url: redactUrl(m.url),
+      protocol: this.protocol,
+      caFile: m.caFile,
+      clientCertificate: m.certFile !== undefined,
+      credentials: m.username !== undefined || m.password !== undefined,
+    });
     if (message !== this.lastError) this.logger.error({ cause: message }, "MQTT connection problem");
     this.lastError = message;
+  }
+
+  /**
+   * Re-reads the TLS files first, so a renewed certificate is used without a restart; a pair that does
+   * not fit (mid-renewal) is reported and retried later rather than thrown from inside MQTT.js.
+   */
+  private reconnect(): void {
+    const client = this.client;
+    if (this.stopping || !client) return;
+    const { mqtt: m } = this.config;
+    if (m.caFile || m.certFile) {
+      try {
+        // MQTT.js builds each new TLS stream from this same options object; the security tests (a fixed
+        // CA file, a renewed client certificate) fail if that ever changes.
+        Object.assign(client.options, loadTlsMaterial(m));
+      } catch (error) {
+        this.report(new Error(`cannot use the TLS files: ${(error as Error).message}`));
+        this.scheduleReconnect();
+        return;
+      }
+    }
+    client.reconnect();
   }
 
   private onClose(): void {
@@ -212,6 +290,10 @@ export class MqttConnection {
     if (lasted >= STABLE_MS) this.attempt = 0;
     this.connectedAt = 0;
     this.takenOver = false;
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
     const delay = this.downgraded
       ? 0
       : Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.attempt);
@@ -221,8 +303,6 @@ export class MqttConnection {
     const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
     this.logger.debug({ inMs: jittered }, "reconnecting");
     clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => {
-      if (!this.stopping) this.client?.reconnect();
-    }, jittered);
+    this.reconnectTimer = setTimeout(() => this.reconnect(), jittered);
   }
 }

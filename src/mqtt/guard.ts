@@ -21,7 +21,7 @@ export class FeedbackGuard {
     private readonly now: () => number = Date.now,
   ) {}
 
-  isOwnClient(client: string | undefined): boolean {
+  isOwnClient(client: string | null | undefined): boolean {
     return client === this.clientId;
   }
 

@@ -103,6 +103,9 @@ export class LampLink {
     // An empty message is how a user clears a retained command: nothing to do, nothing to report.
     if (payload.length === 0) return;
     if (packet.retain) {
+      // With one topic for commands and state, the retained message found there on subscribe is our
+      // own last state, not a command anyone sent.
+      if (this.config.topics.command === this.config.topics.state) return;
       this.reportError(
         new CommandError(
           "retained_command",

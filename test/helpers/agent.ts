@@ -5,7 +5,8 @@ import { Writable } from "node:stream";
 import { Agent } from "../../src/agent.js";
 import { loadConfig } from "../../src/config.js";
 import { MockDriver } from "../../src/drivers/mock.js";
-import { createLogger } from "../../src/log.js";
+import { createLogger, type LogLevel } from "../../src/log.js";
+import type { Backoff } from "../../src/mqtt/connection.js";
 
 export interface RunningAgent {
   readonly agent: Agent;
@@ -18,8 +19,19 @@ export interface RunningAgent {
 
 let counter = 0;
 
+export interface StartOptions {
+  /** Log level of the captured logs (default debug). */
+  readonly level?: LogLevel;
+  /** Reconnect backoff, shortened for tests that watch retries. */
+  readonly backoff?: Backoff;
+}
+
 /** The real Agent, in-process, on a mock driver, with its log lines captured as objects. */
-export async function startAgent(url: string, env: Record<string, string> = {}): Promise<RunningAgent> {
+export async function startAgent(
+  url: string,
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<RunningAgent> {
   const id = env.LAMP_ID ?? `t${process.pid}x${++counter}`;
   const dir = mkdtempSync(path.join(tmpdir(), "lamp-agent-"));
   const { config } = loadConfig({
@@ -39,7 +51,7 @@ export async function startAgent(url: string, env: Record<string, string> = {}):
       done();
     },
   });
-  const logger = createLogger({ level: "debug", format: "json", stream });
+  const logger = createLogger({ level: options.level ?? "debug", format: "json", stream });
   const driver = new MockDriver({
     pins: config.pins,
     activeLow: config.activeLow,
@@ -47,7 +59,7 @@ export async function startAgent(url: string, env: Record<string, string> = {}):
     sysfsRoot: config.sysfsRoot,
     logger,
   });
-  const agent = new Agent(config, logger, { driver });
+  const agent = new Agent(config, logger, { driver, ...(options.backoff && { backoff: options.backoff }) });
   await agent.openHardware();
   agent.connect();
   return { agent, driver, logs, id, dir, stop: () => agent.stop() };

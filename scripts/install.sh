@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# Installs lamp-agent from this clone as a systemd service, or removes it. See docs/deployment.md.
+#
+#   sudo scripts/install.sh              install, or update after `git pull` (idempotent)
+#   sudo scripts/install.sh --uninstall  remove it; keep /etc/lamp-agent and the saved lamp state
+#   sudo scripts/install.sh --purge      remove it with its configuration, state and user
+#   DESTDIR=/tmp/stage scripts/install.sh  stage the files under a root; touch nothing on this host
+set -euo pipefail
+shopt -s nullglob
+
+readonly NAME=lamp-agent
+readonly PREFIX=/opt/lamp-agent
+readonly CONFIG_DIR=/etc/lamp-agent
+readonly ENV_FILE=$CONFIG_DIR/lamp-agent.env
+readonly PASSWORD_FILE=$CONFIG_DIR/mqtt-password
+readonly STATE_DIR=/var/lib/lamp-agent
+readonly UNIT_DIR=/etc/systemd/system
+readonly UDEV_DIR=/etc/udev/rules.d
+readonly SERVICE_USER=lamp-agent
+readonly GPIO_GROUP=gpio
+readonly NODE_MIN_MAJOR=18
+# systemd looks up `node` in ExecStart= on this PATH, so this is the node the service will run.
+readonly SYSTEMD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# sudo may carry a umask of 077, which would leave the installed files unreadable to the service.
+umask 022
+
+say() { printf '%s: %s\n' "$NAME" "$*"; }
+warn() { printf '%s: warning: %s\n' "$NAME" "$*" >&2; }
+die() {
+  printf '%s: error: %s\n' "$NAME" "$*" >&2
+  exit 1
+}
+trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
+set -E
+
+usage() {
+  sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  echo
+  echo "Options: --uninstall, --purge, --no-start (install and enable, start at next boot), -h/--help"
+}
+
+args=("$@")
+action=install
+start=1
+while (($# > 0)); do
+  case $1 in
+  --uninstall) action=uninstall ;;
+  --purge) action=purge ;;
+  --no-start) start=0 ;;
+  -h | --help)
+    usage
+    exit 0
+    ;;
+  *) die "unknown option '$1' (try --help)" ;;
+  esac
+  shift
+done
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dest=${DESTDIR:-}
+if [[ -n $dest ]]; then
+  mkdir -p "$dest"
+  dest=$(cd "$dest" && pwd)
+  [[ $dest != / ]] || dest=
+fi
+# Staging (DESTDIR) writes files only: no users, no systemctl, no udevadm, no chown.
+staging() { [[ -n $dest ]]; }
+booted() { ! staging && [[ -d /run/systemd/system ]]; }
+
+if ! staging && [[ $(id -u) -ne 0 ]]; then
+  die "must run as root: sudo $0 ${args[*]}"
+fi
+
+work=
+stage=
+cleanup() {
+  if [[ -n $work ]]; then rm -rf "$work"; fi
+  if [[ -n $stage ]]; then rm -rf "$stage"; fi
+}
+trap cleanup EXIT
+
+if ! staging; then
+  lock_dir=/run/lock
+  [[ -d $lock_dir ]] || lock_dir=/run
+  exec 9>"$lock_dir/lamp-agent-install.lock"
+  flock -n 9 || die "another install.sh is running"
+fi
+
+systemctl_quiet() { systemctl "$@" >/dev/null 2>&1 || true; }
+
+# --- removal -------------------------------------------------------------------------------------
+
+remove_udev_rules() {
+  local names=() rule
+  for rule in "$dest$PREFIX"/hardware/*.rules "$repo"/hardware/*.rules; do names+=("$(basename "$rule")"); done
+  local removed=0
+  for rule in "${names[@]}"; do
+    if [[ -e $dest$UDEV_DIR/$rule ]]; then
+      rm -f "$dest$UDEV_DIR/$rule"
+      say "removed $UDEV_DIR/$rule"
+      removed=1
+    fi
+  done
+  if ((removed)) && ! staging && command -v udevadm >/dev/null && [[ -d /run/udev ]]; then
+    udevadm control --reload || warn "udevadm could not reload the rules"
+  fi
+}
+
+# The last VAR= line of the env file, unquoted, as systemd's EnvironmentFile= would read it.
+env_setting() {
+  [[ -f $dest$ENV_FILE ]] || return 0
+  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$dest$ENV_FILE" | tail -n 1 | tr -d "\"' \r"
+}
+
+# Home Assistant keeps a removed lamp's entity until its retained discovery config is cleared:
+# `lamp-agent --forget`, run with the service's own configuration and credential, once it is stopped
+# (a running agent would announce itself again).
+forget_in_home_assistant() {
+  booted && [[ -f $PREFIX/dist/main.js && -f $ENV_FILE ]] || return 0
+  [[ $(env_setting HA_DISCOVERY) != false ]] || return 0
+  local props=(-p "EnvironmentFile=$ENV_FILE" -p "WorkingDirectory=$PREFIX" -p RuntimeMaxSec=30)
+  if getent passwd "$SERVICE_USER" >/dev/null; then props+=(-p "User=$SERVICE_USER"); fi
+  if [[ -f $UNIT_DIR/$NAME.service.d/credentials.conf && -f $PASSWORD_FILE ]]; then
+    props+=(-p "LoadCredential=mqtt-password:$PASSWORD_FILE" -p "Environment=MQTT_PASSWORD_FILE=mqtt-password")
+  fi
+  if PATH=$SYSTEMD_PATH systemd-run --quiet --wait --pipe --collect "${props[@]}" \
+    node "$PREFIX/dist/main.js" --forget </dev/null; then
+    say "removed the lamp from Home Assistant"
+  else
+    warn "could not remove the lamp from Home Assistant (broker unreachable?); the entity stays until you delete it there"
+  fi
+}
+
+uninstall() {
+  if booted && systemctl cat "$NAME.service" >/dev/null 2>&1; then
+    say "stopping and disabling $NAME.service"
+    systemctl disable --now "$NAME.service" || warn "systemctl could not stop $NAME.service"
+  elif ! staging && [[ -e $UNIT_DIR/$NAME.service ]]; then
+    systemctl_quiet disable "$NAME.service"
+  fi
+  forget_in_home_assistant
+  rm -f "$dest$UNIT_DIR/$NAME.service" "$dest$UNIT_DIR/$NAME.service.d/pigpio.conf" \
+    "$dest$UNIT_DIR/$NAME.service.d/credentials.conf"
+  rmdir "$dest$UNIT_DIR/$NAME.service.d" 2>/dev/null || true
+  if booted; then
+    systemctl daemon-reload
+    systemctl_quiet reset-failed "$NAME.service"
+  fi
+  remove_udev_rules
+  rm -rf "$dest$PREFIX" "$dest$PREFIX".new.* "$dest$PREFIX.old"
+  say "removed $PREFIX and $NAME.service"
+
+  if [[ $action == purge ]]; then
+    # StateDirectory= may live under /var/lib/private when the unit was ever run with DynamicUser.
+    rm -rf "$dest$CONFIG_DIR" "$dest$STATE_DIR" "$dest/var/lib/private/$NAME"
+    if ! staging && getent passwd "$SERVICE_USER" >/dev/null; then
+      userdel "$SERVICE_USER" || warn "could not remove the user $SERVICE_USER"
+    fi
+    if ! staging && getent group "$SERVICE_USER" >/dev/null; then
+      groupdel "$SERVICE_USER" 2>/dev/null || true
+    fi
+    say "purged $CONFIG_DIR, $STATE_DIR and the $SERVICE_USER user (the $GPIO_GROUP group stays)"
+  else
+    say "kept $CONFIG_DIR, $STATE_DIR and the $SERVICE_USER user; --purge removes them"
+  fi
+}
+
+if [[ $action != install ]]; then
+  uninstall
+  exit 0
+fi
+
+# --- checks --------------------------------------------------------------------------------------
+
+[[ -f $repo/package.json && -f $repo/scripts/$NAME.service ]] ||
+  die "run this from a lamp-agent clone ($repo has no package.json or scripts/$NAME.service)"
+[[ -f $repo/.env.example ]] || die "$repo/.env.example is missing: the clone is incomplete"
+
+node_help="Install Node.js $NODE_MIN_MAJOR or newer where systemd finds it (/usr/bin or /usr/local/bin):
+  Raspberry Pi OS / Debian 12+:  sudo apt install nodejs npm
+  a newer LTS:                   NodeSource's packages (https://github.com/nodesource/distributions)
+  Pi Zero / Pi 1 (ARMv6):        the armv6l tarball from https://unofficial-builds.nodejs.org
+A node from nvm in your home directory is not visible to the service."
+
+if staging; then
+  node_bin=$(command -v node || true)
+else
+  node_bin=$(PATH=$SYSTEMD_PATH command -v node || true)
+fi
+if [[ -z $node_bin ]]; then
+  if command -v node >/dev/null; then
+    die "node is at $(command -v node), which the service cannot see.
+$node_help"
+  fi
+  die "Node.js is not installed.
+$node_help"
+fi
+node_version=$("$node_bin" -p process.versions.node 2>/dev/null) || die "$node_bin does not run"
+if ((${node_version%%.*} < NODE_MIN_MAJOR)); then
+  die "Node.js $node_version at $node_bin is too old.
+$node_help"
+fi
+# npm from the same installation as node, so the build and the service agree on the Node version.
+PATH=$(dirname "$node_bin"):$PATH
+command -v npm >/dev/null || die "npm is missing (Debian: sudo apt install npm)"
+say "using Node.js $node_version ($node_bin)"
+
+# --- build and stage -----------------------------------------------------------------------------
+
+# What the agent is built from; a change here means a new build and a restart.
+sources=(package.json package-lock.json tsconfig.json tsconfig.build.json src)
+present_sources() {
+  local entry
+  for entry in "${sources[@]}"; do [[ -e $repo/$entry ]] && printf '%s\n' "$entry"; done
+  return 0
+}
+
+# Same id as the installed tree: nothing to build, nothing to restart.
+build_id() {
+  local entries
+  mapfile -t entries < <(present_sources)
+  (cd "$repo" && find "${entries[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) |
+    sha256sum | cut -d' ' -f1
+}
+
+# dist/ in the clone can be used as is when it is newer than everything it is built from (an
+# operator who ran `npm run build`, a release with dist/ in it); on a Pi Zero that saves minutes.
+prebuilt_fresh() {
+  [[ -f $repo/dist/main.js ]] || return 1
+  local newer
+  newer=$(cd "$repo" && find src package.json package-lock.json tsconfig.json tsconfig.build.json \
+    -newer dist/main.js -print -quit 2>/dev/null)
+  [[ -z $newer ]]
+}
+
+# npm's own output goes to a log: shown when something fails, not on every run.
+npm_step() {
+  local what=$1
+  shift
+  local log=$work/npm.log
+  if ! (cd "$stage" && "$@") >"$log" 2>&1; then
+    grep -m 25 -E 'npm (ERR|error)' "$log" >&2 || tail -n 25 "$log" >&2
+    die "$what failed (output above); nothing was changed, a running $NAME keeps running"
+  fi
+  # Optional native modules (pigpio, onoff's epoll) need a compiler and libraries a Pi may lack;
+  # npm skips them, and the agent reports that driver as unavailable.
+  if grep -q 'optional dependency failed' "$log"; then
+    warn "some optional native modules did not build (fine unless you use the driver that needs them)"
+  fi
+}
+
+# `npm ci` installs exactly the lock file. Some npm versions refuse a lock file that lacks entries
+# for other platforms' optional packages (https://github.com/npm/cli/pull/9083); `npm install`
+# then still follows the lock's versions, so fall back to it rather than fail.
+npm_install() {
+  local what=$1
+  shift
+  if (cd "$stage" && npm ci --no-audit --no-fund "$@") >"$work/npm.log" 2>&1; then
+    return 0
+  fi
+  if grep -q 'can only install packages when your package.json and package-lock.json' "$work/npm.log"; then
+    warn "npm ci rejected package-lock.json as out of sync; using npm install with it instead"
+    npm_step "$what" npm install --no-audit --no-fund --no-save "$@"
+  else
+    npm_step "$what" npm ci --no-audit --no-fund "$@"
+  fi
+}
+
+stage_tree() {
+  stage=$(mktemp -d "$dest$PREFIX.new.XXXXXX")
+  chmod 755 "$stage"
+  cp "$repo/package.json" "$repo/package-lock.json" "$stage/"
+  if prebuilt_fresh; then
+    say "using the build in $repo/dist"
+    cp -R "$repo/dist" "$stage/dist"
+    npm_install "installing production dependencies (npm ci --omit=dev)" --omit=dev
+  else
+    say "building (npm ci, npm run build); this takes a few minutes on a small Pi"
+    cp -R "$repo/src" "$repo/tsconfig.json" "$repo/tsconfig.build.json" "$stage/"
+    npm_install "installing build dependencies (npm ci)"
+    npm_step "building (npm run build)" npm run build
+    npm_step "removing build-only dependencies (npm prune --omit=dev)" npm prune --omit=dev --no-audit --no-fund
+    rm -rf "$stage/src" "$stage/tsconfig.json" "$stage/tsconfig.build.json"
+  fi
+  [[ -f $stage/dist/main.js ]] || die "the build produced no dist/main.js"
+  copy_reference "$stage"
+  # Becomes .build-id once this tree runs: a run that dies before then is redone by the next one.
+  echo "$new_id" >"$stage/.build-id.pending"
+}
+
+# The settings list, wiring notes and this page, for reference beside the agent. The running agent
+# never reads them, so they are refreshed in place without a rebuild or a restart.
+copy_reference() {
+  local tree=$1
+  cp "$repo/.env.example" "$tree/"
+  rm -rf "$tree/hardware"
+  if [[ -d $repo/hardware ]]; then cp -R "$repo/hardware" "$tree/hardware"; fi
+  mkdir -p "$tree/docs"
+  if [[ -f $repo/docs/deployment.md ]]; then cp "$repo/docs/deployment.md" "$tree/docs/"; fi
+}
+
+commit_build() {
+  if [[ -f $dest$PREFIX/.build-id.pending ]]; then mv "$dest$PREFIX/.build-id.pending" "$dest$PREFIX/.build-id"; fi
+  rm -rf "$dest$PREFIX.old"
+}
+
+work=$(mktemp -d)
+mkdir -p "$dest$(dirname "$PREFIX")"
+new_id=$(build_id)
+old_id=$(cat "$dest$PREFIX/.build-id" 2>/dev/null || true)
+changed=0
+had_previous=0
+stage=
+if [[ $new_id == "$old_id" && -f $dest$PREFIX/dist/main.js ]]; then
+  copy_reference "$dest$PREFIX"
+  say "$PREFIX is up to date"
+else
+  stage_tree
+fi
+
+# --- user, configuration, udev, unit -------------------------------------------------------------
+
+if staging; then
+  say "staging: not creating the $SERVICE_USER user or the $GPIO_GROUP group"
+else
+  if ! getent group "$GPIO_GROUP" >/dev/null; then
+    groupadd --system "$GPIO_GROUP"
+    say "created the $GPIO_GROUP group"
+  fi
+  if ! getent passwd "$SERVICE_USER" >/dev/null; then
+    useradd --system --user-group --groups "$GPIO_GROUP" --home-dir "$STATE_DIR" --no-create-home \
+      --shell /usr/sbin/nologin --comment "LED lamp agent" "$SERVICE_USER"
+    say "created the $SERVICE_USER system user (in group $GPIO_GROUP)"
+  elif ! id -nG "$SERVICE_USER" | tr ' ' '\n' | grep -qx "$GPIO_GROUP"; then
+    usermod -a -G "$GPIO_GROUP" "$SERVICE_USER"
+    say "added $SERVICE_USER to the $GPIO_GROUP group"
+  fi
+fi
+
+mkdir -p "$dest$CONFIG_DIR"
+if [[ -e $dest$ENV_FILE ]]; then
+  say "kept $ENV_FILE"
+else
+  # May come to hold MQTT_PASSWORD; systemd reads it as root, the agent never needs to.
+  install -m 0600 "$repo/.env.example" "$dest$ENV_FILE"
+  say "wrote $ENV_FILE from .env.example: set MQTT_URL and friends there"
+fi
+
+udev_changed=0
+for rule in "$repo"/hardware/*.rules; do
+  target=$dest$UDEV_DIR/$(basename "$rule")
+  if ! cmp -s "$rule" "$target"; then
+    mkdir -p "$dest$UDEV_DIR"
+    install -m 0644 "$rule" "$target"
+    say "installed $UDEV_DIR/$(basename "$rule")"
+    udev_changed=1
+  fi
+done
+if ((udev_changed)) && ! staging; then
+  if command -v udevadm >/dev/null && [[ -d /run/udev ]]; then
+    udevadm control --reload
+    udevadm trigger --action=add --subsystem-match=gpio --subsystem-match=pwm ||
+      warn "udevadm trigger failed; the rule applies from the next boot"
+  else
+    say "udev is not running here; the rule applies from the next boot"
+  fi
+fi
+
+# Installs $1 at $2 if different; removes $2 when $1 is empty. Marks the service for a restart.
+place() {
+  local source=$1 target=$2
+  if [[ -z $source ]]; then
+    if [[ -e $target ]]; then
+      rm -f "$target"
+      changed=1
+      say "removed $target"
+    fi
+  elif ! cmp -s "$source" "$target"; then
+    mkdir -p "$(dirname "$target")"
+    install -m 0644 "$source" "$target"
+    changed=1
+    say "installed ${target#"$dest"}"
+  fi
+}
+
+driver=$(env_setting GPIO_DRIVER)
+dropins=$dest$UNIT_DIR/$NAME.service.d
+place "$repo/scripts/$NAME.service" "$dest$UNIT_DIR/$NAME.service"
+if [[ $driver == pigpio ]]; then
+  warn "GPIO_DRIVER=pigpio: the service runs as root (see $UNIT_DIR/$NAME.service.d/pigpio.conf)"
+  place "$repo/scripts/dropins/pigpio.conf" "$dropins/pigpio.conf"
+else
+  place "" "$dropins/pigpio.conf"
+fi
+if [[ -e $dest$PASSWORD_FILE ]]; then
+  if ! staging; then chmod 0600 "$PASSWORD_FILE" && chown root:root "$PASSWORD_FILE"; fi
+  place "$repo/scripts/dropins/credentials.conf" "$dropins/credentials.conf"
+else
+  place "" "$dropins/credentials.conf"
+fi
+rmdir "$dropins" 2>/dev/null || true
+
+# --- swap, enable and (re)start ------------------------------------------------------------------
+
+# The new tree goes in only now, right before the restart; the old one stays until the new one runs.
+if [[ -n $stage ]]; then
+  rm -rf "$dest$PREFIX.old"
+  if [[ -d $dest$PREFIX ]]; then
+    mv "$dest$PREFIX" "$dest$PREFIX.old"
+    had_previous=1
+  fi
+  mv "$stage" "$dest$PREFIX"
+  stage=
+  changed=1
+  say "installed $PREFIX"
+fi
+
+if staging; then
+  commit_build
+  say "staged under $dest; nothing was started"
+  exit 0
+fi
+
+systemctl daemon-reload 2>/dev/null || true
+systemctl enable "$NAME.service" 2>&1 | grep -v '^Created symlink' || true
+if ! booted || ((start == 0)); then
+  commit_build
+  say "installed and enabled; $NAME starts at the next boot (or: systemctl start $NAME)"
+  exit 0
+fi
+
+roll_back() {
+  journalctl -u "$NAME.service" -n 25 --no-pager >&2 || true
+  if ((had_previous)) && [[ -d $PREFIX.old ]]; then
+    rm -rf "$PREFIX.failed"
+    mv "$PREFIX" "$PREFIX.failed"
+    mv "$PREFIX.old" "$PREFIX"
+    rm -rf "$PREFIX.failed"
+    if systemctl restart "$NAME.service"; then
+      die "the new version did not start (journal above); the previous one is back and running"
+    fi
+    die "the new version did not start, nor did the previous one (journal above)"
+  fi
+  # The tree itself is complete: what failed is more likely the configuration, so keep it.
+  commit_build
+  die "$NAME did not start (journal above); check $ENV_FILE, then: systemctl restart $NAME"
+}
+
+if systemctl is-active --quiet "$NAME.service"; then
+  if ((changed)); then
+    say "restarting $NAME.service"
+    systemctl restart "$NAME.service" || roll_back
+  fi
+else
+  say "starting $NAME.service"
+  systemctl start "$NAME.service" || roll_back
+fi
+systemctl is-active --quiet "$NAME.service" || roll_back
+commit_build
+systemctl --no-pager --lines=5 status "$NAME.service" || true
+say "done"

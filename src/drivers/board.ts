@@ -1,0 +1,119 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+
+/**
+ * Which Raspberry Pi this is, from the device tree the firmware hands the kernel. Pure functions take
+ * the model string so `--check`, the config validator and tests can use them without a Pi.
+ */
+
+/** The PWM block a board's GPIO 12, 13, 18 and 19 are wired to. */
+export type PwmFamily = "bcm2835" | "rp1";
+
+export interface PwmBlock {
+  readonly family: PwmFamily;
+  /**
+   * How the kernel names the platform device of that PWM block. Pi 0-4: the BCM283x/2711 PWM at bus
+   * address 0x7e20c000, which the kernel names by its ARM physical address: `2020c000.pwm` (Pi 0/1),
+   * `3f20c000.pwm` (Pi 2/3/Zero 2), `fe20c000.pwm` (Pi 4/400/CM4), so the suffix is what is stable.
+   * Pi 5: RP1's PWM0 is `1f00098000.pwm`; RP1's PWM1 (`1f0009c000.pwm`) drives the fan and is not ours.
+   */
+  readonly matches: (deviceName: string) => boolean;
+  /** What a user would look for in `ls -l /sys/class/pwm`. */
+  readonly deviceHint: string;
+  /** BCM pin -> channel of that block. */
+  readonly channels: Readonly<Record<number, number>>;
+}
+
+const BCM2835_PWM: PwmBlock = {
+  family: "bcm2835",
+  matches: (name) => /^([0-9a-f]+)?20c000\.pwm$/.test(name),
+  deviceHint: "7e20c000.pwm (fe20c000.pwm on a Pi 4, 3f20c000.pwm on a Pi 3)",
+  // One PWM block with two channels, each reachable on two pins: 12 or 18 is channel 0, 13 or 19 is 1.
+  channels: { 12: 0, 18: 0, 13: 1, 19: 1 },
+};
+
+const RP1_PWM0: PwmBlock = {
+  family: "rp1",
+  matches: (name) => name === "1f00098000.pwm",
+  deviceHint: "1f00098000.pwm (RP1 PWM0)",
+  // RP1 PWM0 has four channels: GPIO12 = CHAN0, 13 = CHAN1 (alt0), 18 = CHAN2, 19 = CHAN3 (alt3).
+  channels: { 12: 0, 13: 1, 18: 2, 19: 3 },
+};
+
+/** The firmware writes the model NUL-terminated, e.g. `Raspberry Pi 4 Model B Rev 1.4\0`. */
+export function modelPath(sysfsRoot: string): string {
+  return path.join(sysfsRoot, "firmware", "devicetree", "base", "model");
+}
+
+/** The board model, or null when this is not a device-tree machine (a laptop, a container). */
+export async function readBoardModel(sysfsRoot: string): Promise<string | null> {
+  try {
+    const raw = await readFile(modelPath(sysfsRoot), "utf8");
+    return raw.replace(/\0+$/, "").trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+export function isRaspberryPi(model: string | null): model is string {
+  return model !== null && /Raspberry Pi/i.test(model);
+}
+
+/** The Pi 5 family (5, 500, Compute Module 5) moved GPIO and PWM to the RP1 chip. */
+export function isPi5Family(model: string | null): boolean {
+  return model !== null && /Raspberry Pi (5|500|Compute Module 5)\b/i.test(model);
+}
+
+/** The PWM block for this model, or null off a Pi. */
+export function pwmBlockFor(model: string | null): PwmBlock | null {
+  if (!isRaspberryPi(model)) return null;
+  return isPi5Family(model) ? RP1_PWM0 : BCM2835_PWM;
+}
+
+/**
+ * The hardware PWM channel a BCM pin drives on this board, or undefined when the pin has none.
+ * For the lead's config validation: a pin without a channel is a configuration error for sysfs-pwm.
+ */
+export function pwmChannelFor(model: string | null, pin: number): number | undefined {
+  return pwmBlockFor(model)?.channels[pin];
+}
+
+/** The pins that have a hardware PWM channel on this board (all Pis: 12, 13, 18, 19). */
+export function hardwarePwmPins(model: string | null): number[] {
+  const block = pwmBlockFor(model);
+  return block ? Object.keys(block.channels).map(Number) : [];
+}
+
+/**
+ * Every reason `pins` cannot be driven by the kernel's PWM on this board, one line each, naming the
+ * pins that would work; empty when they all can. Pure, so config validation can call it too.
+ */
+export function pwmPinProblems(model: string | null, pins: readonly number[]): string[] {
+  const block = pwmBlockFor(model);
+  if (!block) return [];
+  const problems: string[] = [];
+  const usable = hardwarePwmPins(model).join(", ");
+  const without = pins.filter((pin) => block.channels[pin] === undefined);
+  if (without.length > 0) {
+    const which = without.length === 1 ? `pin ${without[0]} has` : `pins ${without.join(", ")} have`;
+    problems.push(
+      `LED_PINS: ${which} no hardware PWM channel on a ${model}; pins that work: ${usable}` +
+        (block.family === "bcm2835" ? " (at most two: one of 12/18 and one of 13/19)" : ""),
+    );
+  }
+  const byChannel = new Map<number, number[]>();
+  for (const pin of pins) {
+    const channel = block.channels[pin];
+    if (channel === undefined) continue;
+    byChannel.set(channel, [...(byChannel.get(channel) ?? []), pin]);
+  }
+  for (const [channel, shared] of byChannel) {
+    if (shared.length > 1) {
+      problems.push(
+        `LED_PINS: pins ${shared.join(" and ")} share PWM channel ${channel} on a ${model} and would always ` +
+          `show the same brightness; use one of them`,
+      );
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,187 @@
+import mqtt from "mqtt";
+import { type Config, redactUrl } from "../config.js";
+import type { Logger } from "../log.js";
+import { VERSION } from "../version.js";
+import { baseClientOptions, describeMqttError, type MqttConnection } from "./connection.js";
+import { explainConnectionError } from "./errors.js";
+import type { LinkExtension } from "./lamp-link.js";
+import { RateLimiter } from "./rate-limit.js";
+
+/** Who the commands Home Assistant sends say they are from: the LAMPI echo convention needs a name. */
+export const HA_CLIENT = "home-assistant";
+
+/*
+ * Home Assistant's MQTT light, template schema (https://www.home-assistant.io/integrations/light.mqtt/).
+ * HA renders command templates with `state`, `brightness` (0..255), `hue` (0..360), `sat` (0..100),
+ * `red`/`green`/`blue` and `transition`, each defined only when the user set it; it reads the state
+ * back through `state_template` ("on"/"off"), `brightness_template` (0..255) and the three
+ * `*_template`s for red, green and blue (0..255), which it turns into hs colour itself. There is no hue
+ * or saturation state template in this schema, so the state side computes the fully bright RGB of the
+ * lamp's h/s (brightness is reported on its own). Every template here is plain Jinja that nunjucks
+ * renders identically, which is how the tests check them.
+ */
+
+/** HA allows transitions beyond what the agent accepts; clamp instead of having the command refused. */
+const TRANSITION = `{% if transition is defined %}, "transition": {{ transition if transition <= 3600 else 3600 }}{% endif %}`;
+const CLIENT = `, "client": "${HA_CLIENT}"`;
+
+const COMMAND_ON_RGB =
+  `{"on": true` +
+  `{% if brightness is defined %}, "brightness": {{ (brightness / 255) | round(2) }}{% endif %}` +
+  `{% if hue is defined and sat is defined %}, "color": {"h": {{ (hue / 360) | round(2) }}, "s": {{ (sat / 100) | round(2) }}}{% endif %}` +
+  `${TRANSITION}${CLIENT}}`;
+const COMMAND_ON_MONO =
+  `{"on": true` +
+  `{% if brightness is defined %}, "brightness": {{ (brightness / 255) | round(2) }}{% endif %}` +
+  `${TRANSITION}${CLIENT}}`;
+const COMMAND_OFF = `{"on": false${TRANSITION}${CLIENT}}`;
+const STATE = `{{ 'on' if value_json.on else 'off' }}`;
+const BRIGHTNESS = `{{ (value_json.brightness * 255) | round(0) | int }}`;
+
+/**
+ * One channel of HSV -> RGB at full value, LAMPI's colour wheel (h and s in 0..1, hue 1 wraps to red).
+ * `pick` lists the channel's value in each of the six hue sectors, written with p = 1-s, q = 1-f*s and
+ * t = 1-(1-f)*s, the textbook names.
+ */
+function channel(pick: string): string {
+  return (
+    `{% set h6 = value_json.color.h * 6 %}{% set i = h6 | int %}{% set f = h6 - i %}` +
+    `{% set s = value_json.color.s %}{% set p = 1 - s %}{% set q = 1 - f * s %}{% set t = 1 - (1 - f) * s %}` +
+    `{{ ([${pick}][i % 6] * 255) | round(0) | int }}`
+  );
+}
+const RED = channel("1, q, p, p, t, 1");
+const GREEN = channel("t, 1, 1, q, p, p");
+const BLUE = channel("p, p, t, 1, 1, q");
+
+export function discoveryTopic(config: Config): string {
+  return `${config.ha.prefix}/light/${config.lampId}/config`;
+}
+
+export function statusTopic(config: Config): string {
+  return `${config.ha.prefix}/status`;
+}
+
+/** The retained discovery config: what Home Assistant needs to show and drive this lamp. */
+export function discoveryConfig(config: Config): Record<string, unknown> {
+  const rgb = config.pins.length === 3;
+  const id = config.lampId;
+  return {
+    schema: "template",
+    // null: the entity takes the device's name ("Lamp <id>"), as Home Assistant 2023.8+ recommends.
+    name: null,
+    unique_id: `lamp-agent-${id}`,
+    command_topic: config.topics.command,
+    state_topic: config.topics.state,
+    command_on_template: rgb ? COMMAND_ON_RGB : COMMAND_ON_MONO,
+    command_off_template: COMMAND_OFF,
+    state_template: STATE,
+    brightness_template: BRIGHTNESS,
+    ...(rgb && { red_template: RED, green_template: GREEN, blue_template: BLUE }),
+    availability: [{ topic: config.topics.presence, payload_available: "1", payload_not_available: "0" }],
+    qos: 1,
+    // Commands must never be retained: a retained command replays on every reconnect (and is refused).
+    retain: false,
+    optimistic: false,
+    device: {
+      identifiers: [`lamp-agent-${id}`],
+      name: `Lamp ${id}`,
+      manufacturer: "lamp-agent",
+      model: rgb ? "RGB LED lamp" : "Dimmable LED lamp",
+      sw_version: VERSION,
+    },
+    origin: { name: "lamp-agent", sw_version: VERSION },
+  };
+}
+
+/**
+ * Announces the lamp to Home Assistant on every connect, and again whenever Home Assistant says it
+ * (re)started (`<prefix>/status` = `online`): it may have lost its view of retained messages.
+ */
+export class HomeAssistantDiscovery implements LinkExtension {
+  readonly topics: readonly string[];
+  /** HA says `online` once per start; a flood of them must not become a flood of 2 KB configs. */
+  private readonly onlines = new RateLimiter(3, 0.2);
+
+  constructor(
+    private readonly config: Config,
+    private readonly connection: Pick<MqttConnection, "publish" | "connected">,
+    private readonly logger: Logger,
+  ) {
+    this.topics = [statusTopic(config)];
+  }
+
+  onConnect(): void {
+    this.announce("connected");
+  }
+
+  onMessage(topic: string, payload: Buffer): void {
+    if (topic !== statusTopic(this.config)) return;
+    // Only the word itself: the topic is HA's, and anything may arrive on it.
+    if (payload.length <= 16 && payload.toString("utf8").trim() === "online") {
+      if (this.onlines.take()) this.announce("home assistant came online");
+      else this.logger.debug("ignored a repeated Home Assistant online");
+    }
+  }
+
+  private announce(why: string): void {
+    if (!this.connection.connected) return;
+    const topic = discoveryTopic(this.config);
+    this.connection
+      .publish(topic, JSON.stringify(discoveryConfig(this.config)), { qos: 1, retain: true })
+      .then(
+        () => this.logger.debug({ topic, why }, "published the Home Assistant discovery config"),
+        (error: unknown) =>
+          this.logger.warn(
+            { topic, cause: describeMqttError(error) },
+            "could not publish the Home Assistant discovery config (check the broker's ACL)",
+          ),
+      );
+  }
+}
+
+/**
+ * `lamp-agent --forget`: an empty retained message on the discovery topic, which is how Home Assistant
+ * is told to remove the entity. A one-shot client with its own client id, so a running agent is not
+ * kicked off the broker, and without a Will, so the lamp's presence is left alone.
+ */
+export async function forgetDiscovery(config: Config, logger: Logger, timeoutMs = 10_000): Promise<string> {
+  const topic = discoveryTopic(config);
+  const client = mqtt.connect(config.mqtt.url, {
+    ...baseClientOptions(config, logger),
+    clientId: `${config.mqtt.clientId}-forget`.slice(0, 64),
+    protocolVersion: config.mqtt.protocol,
+    clean: true,
+    reconnectPeriod: 0,
+    connectTimeout: timeoutMs,
+  });
+  const context = {
+    url: redactUrl(config.mqtt.url),
+    protocol: config.mqtt.protocol,
+    caFile: config.mqtt.caFile,
+    clientCertificate: config.mqtt.certFile !== undefined,
+    credentials: config.mqtt.username !== undefined || config.mqtt.password !== undefined,
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no answer from the broker in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      client.once("connect", () => {
+        client.publish(topic, "", { qos: 1, retain: true }, (error) => {
+          clearTimeout(timer);
+          if (error) reject(error);
+          else resolve();
+        });
+      });
+      client.once("error", (error) => {
+        clearTimeout(timer);
+        reject(new Error(explainConnectionError(error, context)));
+      });
+    });
+  } finally {
+    await client.endAsync(true).catch(() => undefined);
+  }
+  return topic;
+}

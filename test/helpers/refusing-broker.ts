@@ -1,0 +1,65 @@
+import net from "node:net";
+import mqttPacket, { type Packet } from "mqtt-packet";
+
+/**
+ * A scripted MQTT broker that accepts the connection and every publish but refuses every subscription,
+ * the way HiveMQ, EMQX or VerneMQ answer a subscription their ACL denies: SUBACK 0x87 "not authorized"
+ * in MQTT 5, 0x80 "failure" in 3.1.1. Mosquitto 2.0 cannot be used for this: it grants a denied
+ * subscription and silently drops the messages instead.
+ */
+export class RefusingBroker {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  port = 0;
+
+  async start(): Promise<this> {
+    this.server = net.createServer((socket) => {
+      this.sockets.add(socket);
+      socket.on("close", () => this.sockets.delete(socket));
+      socket.on("error", () => socket.destroy());
+      let protocolVersion: 4 | 5 = 4;
+      const parser = mqttPacket.parser({ protocolVersion: 5 });
+      const send = (packet: Packet) => socket.write(mqttPacket.generate(packet, { protocolVersion }));
+      parser.on("packet", (packet: Packet) => {
+        switch (packet.cmd) {
+          case "connect":
+            protocolVersion = packet.protocolVersion === 5 ? 5 : 4;
+            send({ cmd: "connack", returnCode: 0, reasonCode: 0, sessionPresent: false });
+            break;
+          case "subscribe":
+            send({
+              cmd: "suback",
+              messageId: packet.messageId,
+              granted: packet.subscriptions.map(() => (protocolVersion === 5 ? 0x87 : 0x80)),
+            });
+            break;
+          case "publish":
+            if (packet.qos === 1) send({ cmd: "puback", messageId: packet.messageId });
+            break;
+          case "pingreq":
+            send({ cmd: "pingresp" });
+            break;
+          case "disconnect":
+            socket.end();
+            break;
+          default:
+            break;
+        }
+      });
+      socket.on("data", (chunk) => parser.parse(chunk));
+    });
+    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
+    const address = this.server.address();
+    this.port = typeof address === "object" && address ? address.port : 0;
+    return this;
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  async stop(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}

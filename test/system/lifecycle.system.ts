@@ -1,0 +1,351 @@
+import { execFileSync, spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
+import { Recorder } from "../helpers/mqtt-client.js";
+import { Container } from "./container.js";
+
+/**
+ * The deployment, end to end: a Debian with its own systemd, the repository copied in as a clone,
+ * scripts/install.sh run by "the operator", the agent (mock driver) talking to a Mosquitto on the
+ * host. Run with `npm run test:system` as root; see docs/deployment.md.
+ */
+
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+const cacheDir = process.env.LAMP_TEST_CACHE ?? "/var/cache/lamp-agent-test";
+const LAMP_ID = "systest";
+const PRESENCE = `state/${LAMP_ID}`;
+const COMMAND = `lamp/${LAMP_ID}/set_config`;
+const CHANGED = `lamp/${LAMP_ID}/changed`;
+const DISCOVERY = `homeassistant/light/${LAMP_ID}/config`;
+const UNIT = "lamp-agent.service";
+const CLONE = "/root/lamp-agent";
+const AGENT_PASSWORD = "agent-secret-in-a-credential";
+const OBSERVER_PASSWORD = "observer-secret";
+
+let container: Container;
+let broker: TestBroker;
+let recorder: Recorder | undefined;
+let envFile: string;
+let auth: string | undefined;
+const timings: string[] = [];
+
+async function timed<T>(label: string, step: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  try {
+    return await step();
+  } finally {
+    timings.push(`${label}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+}
+
+function buildRoot(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(repo, "test/system/build-root.sh"), [], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, LAMP_TEST_CACHE: cacheDir },
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      out += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGTERM"), 20 * 60_000);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out.trim().split("\n").at(-1) ?? "");
+      else reject(new Error(`build-root.sh exited ${code}`));
+    });
+  });
+}
+
+/** The files of a clone of this working tree (tracked and new, not ignored), uncommitted edits included. */
+function copyCloneInto(root: string): void {
+  const target = path.join(root, CLONE);
+  mkdirSync(target, { recursive: true });
+  const listed = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], {
+    cwd: repo,
+  });
+  // Files deleted but not yet committed are still listed; a clone would not have them either.
+  const files = listed
+    .toString()
+    .split("\0")
+    .filter((file) => file !== "" && existsSync(path.join(repo, file)));
+  // tar keeps the modes: install.sh stays executable, as in a clone.
+  const tarball = execFileSync("tar", ["-C", repo, "--null", "-T", "-", "-cf", "-"], {
+    input: files.join("\0"),
+    maxBuffer: 512 * 1024 * 1024,
+  });
+  execFileSync("tar", ["-C", target, "-xf", "-"], { input: tarball });
+}
+
+/**
+ * npm in the container must reach the registry the way the host does: behind a TLS-inspecting
+ * proxy (CI, corporate networks) that takes the host's extra certificate authorities.
+ */
+async function trustHostCertificates(): Promise<void> {
+  const local = "/usr/local/share/ca-certificates";
+  const extra = existsSync(local) ? readdirSync(local, { recursive: true }).map(String) : [];
+  if (!extra.some((file) => file.endsWith(".crt"))) return;
+  cpSync(local, path.join(container.root, local), { recursive: true });
+  await container.sh("update-ca-certificates", { timeoutMs: 60_000 });
+  // npm checks against its own list unless told to use the system's.
+  await container.sh("echo cafile=/etc/ssl/certs/ca-certificates.crt >> /etc/npmrc");
+}
+
+async function mainPid(): Promise<number> {
+  return Number((await container.sh(`systemctl show -p MainPID --value ${UNIT}`)).trim());
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      const status = await container.exec(
+        `systemctl --no-pager status ${UNIT}; journalctl -u ${UNIT} -n 30 --no-pager`,
+      );
+      throw new Error(`${what}: not within ${timeoutMs} ms\n${status.stdout}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+const isActive = async () => (await container.exec(`systemctl is-active ${UNIT}`)).stdout.trim() === "active";
+
+function presence(): Recorder {
+  if (!recorder) throw new Error("no MQTT observer: the broker step did not run");
+  return recorder;
+}
+
+describe("lamp-agent deployed on a real systemd", () => {
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0) throw new Error("the system test needs root (debootstrap, nspawn, mounts)");
+    // Before the root is built: two runs must not build or boot from one cache at once.
+    Container.claim(cacheDir);
+    const image = await timed("root image (build or cache)", buildRoot);
+    // Debian's npm in the container fetches from the npm registry; a cache kept on the host between
+    // runs makes a warm run mostly offline.
+    const npmCache = path.join(cacheDir, "npm");
+    mkdirSync(npmCache, { recursive: true });
+    container = await timed("boot", () =>
+      Container.boot({ image, cacheDir, binds: [`${npmCache}:/root/.npm`] }),
+    );
+    // The broker wants a password, which the agent gets only as a systemd credential. It stays down
+    // at first: the lamp must start without it.
+    auth = mkdtempSync(path.join(tmpdir(), "lamp-systest-auth-"));
+    const passwords = path.join(auth, "passwords");
+    execFileSync("mosquitto_passwd", ["-b", "-c", passwords, "lamp", AGENT_PASSWORD]);
+    execFileSync("mosquitto_passwd", ["-b", passwords, "observer", OBSERVER_PASSWORD]);
+    broker = await startBroker({
+      listener: ["listener {port} 127.0.0.1", "allow_anonymous false", `password_file ${passwords}`],
+    });
+    if (broker.kind !== "mosquitto") throw new Error("the system test needs mosquitto on the host");
+    await broker.stop();
+    copyCloneInto(container.root);
+    await trustHostCertificates();
+    envFile = [
+      "# written by the system test before install.sh, which must keep it",
+      `LAMP_ID=${LAMP_ID}`,
+      `MQTT_URL=mqtt://127.0.0.1:${broker.port}`,
+      "MQTT_USERNAME=lamp",
+      "MQTT_KEEPALIVE=5",
+      "GPIO_DRIVER=mock",
+      "LOG_LEVEL=debug",
+      "",
+    ].join("\n");
+    await container.sh(`mkdir -p /etc/lamp-agent && cat > /etc/lamp-agent/lamp-agent.env`, {
+      input: envFile,
+    });
+    await container.sh("cat > /etc/lamp-agent/mqtt-password", { input: `${AGENT_PASSWORD}\n` });
+  });
+
+  afterAll(async () => {
+    await recorder?.end().catch(() => {});
+    await broker?.stop().catch(() => {});
+    if (container) {
+      const journal = await container.exec(`journalctl -u ${UNIT} -n 40 --no-pager`).catch(() => undefined);
+      if (journal) process.stderr.write(`--- last journal lines of ${UNIT}\n${journal.stdout}\n`);
+      await container.destroy();
+    }
+    if (auth) rmSync(auth, { recursive: true, force: true });
+    process.stderr.write(`--- timings\n${timings.join("\n")}\n`);
+  });
+
+  it("installs with scripts/install.sh and starts without a broker", async () => {
+    const result = await timed("install.sh (first, builds)", () =>
+      container.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 12 * 60_000 }),
+    );
+    expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+    expect(result.stdout).toContain("kept /etc/lamp-agent/lamp-agent.env");
+    expect(result.stdout).toContain("installed /etc/systemd/system/lamp-agent.service.d/credentials.conf");
+    expect(await container.sh("cat /etc/lamp-agent/lamp-agent.env")).toBe(envFile);
+    // Type=notify: active means READY=1 arrived, with the broker still down.
+    expect(await isActive()).toBe(true);
+  });
+
+  it("runs unprivileged and sandboxed", async () => {
+    const pid = await mainPid();
+    const uid = (await container.sh("id -u lamp-agent")).trim();
+    const status = await container.sh(`cat /proc/${pid}/status`);
+    expect(status).toMatch(new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, "m"));
+    expect(status).toMatch(/^CapEff:\s+0+$/m);
+    expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+    expect(status).toMatch(/^Seccomp:\s+2$/m);
+    expect(await container.sh("id -nG lamp-agent")).toMatch(/\bgpio\b/);
+    // The password reaches the agent as a credential file, never through its environment.
+    expect(await container.sh(`tr '\\0' '\\n' < /proc/${pid}/environ`)).not.toContain(AGENT_PASSWORD);
+    // ProtectSystem=strict: the agent's view of /opt and /etc is read-only.
+    const write = await container.exec(`nsenter -t ${pid} -m -- touch /opt/lamp-agent/x /etc/x`);
+    expect(write.code).not.toBe(0);
+    expect(write.stderr).toContain("Read-only file system");
+  });
+
+  it("publishes presence 1 once the broker comes up", async () => {
+    await broker.restart();
+    recorder = await Recorder.connect(broker.url, [PRESENCE, CHANGED, DISCOVERY], {
+      username: "observer",
+      password: OBSERVER_PASSWORD,
+    });
+    const online = await presence().wait(PRESENCE, (text) => text === "1", 90_000);
+    expect(online.text).toBe("1");
+  });
+
+  it("takes a command; systemctl stop publishes 0, exits 0 and keeps the state in StateDirectory", async () => {
+    const changed = presence().next(CHANGED, (text) => text.includes('"brightness":0.42'), 20_000);
+    await presence().publish(COMMAND, JSON.stringify({ on: true, brightness: 0.42, client: "systest" }));
+    await changed;
+
+    const offline = presence().next(PRESENCE, (text) => text === "0", 20_000);
+    await container.sh(`systemctl stop ${UNIT}`, { timeoutMs: 30_000 });
+    await offline;
+    const show = await container.sh(`systemctl show -p Result -p ExecMainStatus ${UNIT}`);
+    expect(show).toContain("Result=success");
+    expect(show).toContain("ExecMainStatus=0");
+    // Written under ProtectSystem=strict, into the directory systemd made for the lamp-agent user.
+    expect(await container.sh("stat -c %U /var/lib/lamp-agent/state.json")).toBe("lamp-agent\n");
+    expect(await container.sh("cat /var/lib/lamp-agent/state.json")).toContain("0.42");
+  });
+
+  it("kill -9: the broker sends the Will's 0 and systemd brings the agent back to 1", async () => {
+    const online = presence().next(PRESENCE, (text) => text === "1", 30_000);
+    const restored = presence().next(CHANGED, (text) => text.includes('"brightness":0.42'), 30_000);
+    await container.sh(`systemctl start ${UNIT}`, { timeoutMs: 40_000 });
+    await online;
+    await restored;
+    const before = await mainPid();
+    const restarts = Number((await container.sh(`systemctl show -p NRestarts --value ${UNIT}`)).trim());
+    const will = presence().next(PRESENCE, (text) => text === "0", 20_000);
+    const back = presence().next(PRESENCE, (text) => text === "1", 40_000);
+    await container.sh(`kill -9 ${before}`);
+    await will;
+    await back;
+    expect(await mainPid()).not.toBe(before);
+    expect(Number((await container.sh(`systemctl show -p NRestarts --value ${UNIT}`)).trim())).toBe(
+      restarts + 1,
+    );
+  });
+
+  it("a frozen agent (SIGSTOP) is killed by the watchdog and restarted", async () => {
+    // A short watchdog so the test does not wait 20 s; the agent pings at half of it.
+    await container.sh(
+      `mkdir -p /etc/systemd/system/${UNIT}.d && printf '[Service]\\nWatchdogSec=3s\\n' > /etc/systemd/system/${UNIT}.d/zz-systest.conf && systemctl daemon-reload`,
+    );
+    const online = presence().next(PRESENCE, (text) => text === "1", 30_000);
+    await container.sh(`systemctl restart ${UNIT}`, { timeoutMs: 40_000 });
+    await online;
+    const healthy = await mainPid();
+    // Alive past two watchdog periods: the pings do arrive and are accepted.
+    await new Promise((resolve) => setTimeout(resolve, 7000));
+    expect(await mainPid()).toBe(healthy);
+    expect(await isActive()).toBe(true);
+
+    const offline = presence().next(PRESENCE, (text) => text === "0", 30_000);
+    const back = presence().next(PRESENCE, (text) => text === "1", 60_000);
+    await container.sh(`kill -STOP ${healthy}`);
+    await offline;
+    await back;
+    expect(await mainPid()).not.toBe(healthy);
+    const journal = await container.sh(`journalctl -u ${UNIT} --no-pager -o cat`);
+    expect(journal).toMatch(/[Ww]atchdog timeout/);
+    await container.sh(`rm /etc/systemd/system/${UNIT}.d/zz-systest.conf && systemctl daemon-reload`);
+  });
+
+  it("re-running install.sh with nothing new changes nothing", async () => {
+    await container.sh(`systemctl restart ${UNIT}`, { timeoutMs: 40_000 });
+    const pid = await mainPid();
+    const result = await timed("install.sh (again, nothing new)", () =>
+      container.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 5 * 60_000 }),
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain("/opt/lamp-agent is up to date");
+    expect(await mainPid()).toBe(pid);
+  });
+
+  it("an update that does not build leaves the running agent alone", async () => {
+    const pid = await mainPid();
+    await container.sh(
+      `cd ${CLONE} && cp src/main.ts /root/main.ts.good && echo 'const broken: number = "x";' >> src/main.ts`,
+    );
+    const result = await timed("install.sh (update, broken build)", () =>
+      container.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 12 * 60_000 }),
+    );
+    const output = `${result.stdout}\n${result.stderr}`;
+    expect(result.code, output).not.toBe(0);
+    expect(output).toContain("building (npm run build) failed");
+    expect(await isActive()).toBe(true);
+    expect(await mainPid()).toBe(pid);
+    await container.sh("test ! -e /opt/lamp-agent.old && ! ls -d /opt/lamp-agent.new.* 2>/dev/null");
+  });
+
+  it("an update that builds replaces the agent and restarts it", async () => {
+    const pid = await mainPid();
+    await container.sh(
+      `cd ${CLONE} && cp /root/main.ts.good src/main.ts && echo '// an update' >> src/main.ts`,
+    );
+    const back = presence().next(PRESENCE, (text) => text === "1", 60_000);
+    const result = await timed("install.sh (update, builds)", () =>
+      container.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 12 * 60_000 }),
+    );
+    expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+    expect(result.stdout).toContain("restarting lamp-agent.service");
+    await back;
+    expect(await mainPid()).not.toBe(pid);
+    expect(await container.sh("cat /opt/lamp-agent/.build-id")).toMatch(/^[0-9a-f]{64}\n$/);
+  });
+
+  it("--uninstall stops it, removes it from Home Assistant, leaves nothing running, keeps config and state", async () => {
+    await presence().wait(DISCOVERY, (text) => text.includes('"unique_id"'), 10_000);
+    const offline = presence().next(PRESENCE, (text) => text === "0", 30_000);
+    const forgotten = presence().next(DISCOVERY, (text) => text === "", 30_000);
+    const result = await container.exec(`cd ${CLONE} && scripts/install.sh --uninstall`, {
+      timeoutMs: 60_000,
+    });
+    expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+    expect(result.stdout).toContain("removed the lamp from Home Assistant");
+    await offline;
+    await forgotten;
+    await waitFor(
+      "no process of lamp-agent left",
+      async () => (await container.exec("pgrep -u lamp-agent")).code === 1,
+      10_000,
+    );
+    expect((await container.exec(`systemctl is-active ${UNIT}`)).stdout.trim()).not.toBe("active");
+    await container.sh(`test ! -e /etc/systemd/system/${UNIT} && test ! -e /etc/systemd/system/${UNIT}.d`);
+    await container.sh("test ! -e /opt/lamp-agent");
+    await container.sh("test -s /etc/lamp-agent/lamp-agent.env && test -s /var/lib/lamp-agent/state.json");
+    expect((await container.exec("ls /etc/systemd/system/multi-user.target.wants/")).stdout).not.toContain(
+      UNIT,
+    );
+  });
+
+  it("--purge removes configuration, state and the user", async () => {
+    const result = await container.exec(`cd ${CLONE} && scripts/install.sh --purge`, { timeoutMs: 60_000 });
+    expect(result.code, result.stderr).toBe(0);
+    await container.sh("test ! -e /etc/lamp-agent && test ! -e /var/lib/lamp-agent");
+    expect((await container.exec("getent passwd lamp-agent")).code).not.toBe(0);
+    expect((await container.exec("getent group gpio")).code).toBe(0);
+  });
+});

@@ -1,0 +1,319 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { IPublishPacket } from "mqtt";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { type Config, loadConfig } from "../../../src/config.js";
+import { MockDriver } from "../../../src/drivers/mock.js";
+import { Lamp } from "../../../src/lamp/lamp.js";
+import { Output } from "../../../src/lamp/output.js";
+import { makeState } from "../../../src/lamp/state.js";
+import type { Logger } from "../../../src/log.js";
+import type { MqttConnection, PublishOptions } from "../../../src/mqtt/connection.js";
+import { LampLink, statePayload } from "../../../src/mqtt/lamp-link.js";
+import { LEVEL, memoryLogger, silentLogger } from "../support.js";
+
+interface Sent {
+  readonly topic: string;
+  readonly payload: string;
+  readonly options: PublishOptions;
+}
+
+/** The small part of MqttConnection the link uses; every publish is acknowledged at once. */
+class FakeConnection {
+  connected = true;
+  readonly sent: Sent[] = [];
+  readonly subscribed: string[] = [];
+  publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
+    if (!this.connected) return Promise.reject(new Error("not connected"));
+    this.sent.push({ topic, payload, options });
+    return Promise.resolve();
+  }
+  subscribe(topic: string): Promise<void> {
+    this.subscribed.push(topic);
+    return Promise.resolve();
+  }
+  on(topic: string): Sent[] {
+    return this.sent.filter((s) => s.topic === topic);
+  }
+}
+
+const dirs: string[] = [];
+afterEach(() => {
+  vi.useRealTimers();
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function configFor(env: Record<string, string> = {}): Config {
+  const cwd = mkdtempSync(path.join(tmpdir(), "lamp-link-"));
+  dirs.push(cwd);
+  return loadConfig({ env: { LAMP_ID: "abc", GAMMA: "1", ...env }, cwd, dotenv: false }).config;
+}
+
+async function build(env: Record<string, string> = {}, logger: Logger = silentLogger()) {
+  const config = configFor(env);
+  const driver = new MockDriver({
+    pins: config.pins,
+    activeLow: false,
+    frequency: 1000,
+    sysfsRoot: "/sys",
+    logger,
+  });
+  const lamp = new Lamp(new Output(driver, { gamma: 1, logger }), 3, makeState(true, 0, 0, 1), 0);
+  await lamp.open();
+  const connection = new FakeConnection();
+  const onChange = vi.fn();
+  const link = new LampLink(config, lamp, connection as unknown as MqttConnection, { onChange }, logger);
+  return { config, driver, lamp, connection, onChange, link };
+}
+
+const packet = (retain = false) => ({ retain }) as IPublishPacket;
+const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+const json = (text: string) => JSON.parse(text) as Record<string, unknown>;
+
+describe("LampLink: connect", () => {
+  it("publishes presence first, subscribes to commands, then the whole state in the agent's name", async () => {
+    const { connection, link } = await build();
+    link.onConnect();
+    await flush();
+    expect(connection.sent[0]).toEqual({
+      topic: "state/abc",
+      payload: "1",
+      options: { qos: 1, retain: true },
+    });
+    expect(connection.subscribed).toEqual(["lamp/abc/set_config"]);
+    expect(connection.sent[1]).toEqual({
+      topic: "lamp/abc/changed",
+      payload: statePayload(makeState(true, 0, 0, 1), "lamp-abc"),
+      options: { qos: 1, retain: true },
+    });
+    expect(connection.sent).toHaveLength(2);
+    await link.goOffline();
+  });
+
+  it("goOffline publishes presence 0 retained at QoS 1", async () => {
+    const { connection, link } = await build();
+    await link.goOffline();
+    expect(connection.sent).toEqual([
+      { topic: "state/abc", payload: "0", options: { qos: 1, retain: true } },
+    ]);
+  });
+});
+
+describe("LampLink: commands", () => {
+  async function connected(env: Record<string, string> = {}, logger?: Logger) {
+    const parts = await build(env, logger);
+    parts.link.onConnect();
+    await flush();
+    parts.connection.sent.length = 0;
+    return parts;
+  }
+  const send = (link: LampLink, text: string, retain = false, topic = "lamp/abc/set_config") =>
+    link.onMessage(topic, Buffer.from(text), packet(retain));
+
+  it("applies a command and publishes the new state once, naming the sender", async () => {
+    const { connection, link, lamp, onChange } = await connected();
+    send(link, '{"on": true, "brightness": 0.123, "client": "lamp_ui"}');
+    await flush();
+    expect(lamp.state.brightness).toBe(0.12);
+    expect(onChange).toHaveBeenCalledWith(lamp.state);
+    expect(connection.sent).toHaveLength(1);
+    expect(connection.sent[0]?.topic).toBe("lamp/abc/changed");
+    expect(json(connection.sent[0]?.payload ?? "")).toEqual({
+      on: true,
+      color: { h: 0, s: 0 },
+      brightness: 0.12,
+      client: "lamp_ui",
+    });
+    await link.goOffline();
+  });
+
+  it("publishes client null for a command without a client", async () => {
+    const { connection, link } = await connected();
+    send(link, '{"on": false}');
+    await flush();
+    expect(json(connection.sent[0]?.payload ?? "").client).toBeNull();
+    await link.goOffline();
+  });
+
+  it("publishes nothing for a command that changes nothing", async () => {
+    const { connection, link, onChange } = await connected();
+    send(link, '{"on": true, "brightness": 1, "client": "lamp_ui"}');
+    send(link, "{}");
+    await flush();
+    expect(connection.sent).toEqual([]);
+    expect(onChange).not.toHaveBeenCalled();
+    await link.goOffline();
+  });
+
+  it("ignores an empty payload silently", async () => {
+    const { logger, lines } = memoryLogger("info");
+    const { connection, link } = await connected({}, logger);
+    const before = lines.length;
+    send(link, "");
+    send(link, "", true);
+    await flush();
+    expect(connection.sent).toEqual([]);
+    expect(lines.slice(before).filter((l) => l.level >= LEVEL.warn)).toEqual([]);
+    await link.goOffline();
+  });
+
+  it("rejects a retained command with retained_command on <base>/error, changing nothing", async () => {
+    const { connection, link, lamp } = await connected();
+    send(link, '{"on": false, "client": "lamp_ui"}', true);
+    await flush();
+    expect(lamp.state.on).toBe(true);
+    expect(connection.sent).toHaveLength(1);
+    const [error] = connection.sent;
+    expect(error?.topic).toBe("lamp/abc/error");
+    expect(error?.options).toEqual({ qos: 0, retain: false });
+    expect(json(error?.payload ?? "")).toMatchObject({ error: "retained_command", client: null });
+    expect(json(error?.payload ?? "").message).toMatch(/retained/);
+    await link.goOffline();
+  });
+
+  it("publishes a parse error with its code, message and the sender", async () => {
+    const { connection, link, lamp } = await connected();
+    send(link, '{"on": false, "brightness": 7, "client": "lamp_ui"}');
+    send(link, '{"hue": 1}');
+    send(link, "not json");
+    await flush();
+    expect(lamp.state.on).toBe(true);
+    expect(connection.sent.map((s) => s.topic)).toEqual([
+      "lamp/abc/error",
+      "lamp/abc/error",
+      "lamp/abc/error",
+    ]);
+    expect(connection.sent.map((s) => json(s.payload))).toEqual([
+      { error: "invalid_field", message: "brightness must be a number from 0 to 1", client: "lamp_ui" },
+      { error: "unknown_field", message: "unknown field: hue", client: null },
+      { error: "invalid_json", message: expect.stringMatching(/^payload is not JSON/), client: null },
+    ]);
+    await link.goOffline();
+  });
+
+  it("drops a command naming the agent itself as its client", async () => {
+    const { connection, link, lamp } = await connected();
+    send(link, '{"on": false, "client": "lamp-abc"}');
+    await flush();
+    expect(lamp.state.on).toBe(true);
+    expect(connection.sent).toEqual([]);
+    await link.goOffline();
+  });
+
+  it("rate-limits errors: a burst of 10, then 2 a second, and reports how many it held back", async () => {
+    // Fake Date (the limiter's clock) but not setImmediate, which `connected()` awaits.
+    vi.useFakeTimers({ toFake: ["Date", "setTimeout", "clearTimeout", "setInterval", "clearInterval"] });
+    const { logger, lines } = memoryLogger("info");
+    const { connection, link } = await connected({}, logger);
+    for (let i = 0; i < 50; i++) send(link, "garbage");
+    expect(connection.on("lamp/abc/error")).toHaveLength(10);
+    await vi.advanceTimersByTimeAsync(1000);
+    for (let i = 0; i < 50; i++) send(link, "garbage");
+    expect(connection.on("lamp/abc/error")).toHaveLength(12);
+    const warnings = lines.filter((l) => l.msg.startsWith("rejected a command"));
+    expect(warnings).toHaveLength(12);
+    expect(warnings[10]?.suppressed).toBe(40);
+    await link.goOffline();
+  });
+
+  it("passes messages on other topics to the extension that asked for them, not to the parser", async () => {
+    const { connection, link } = await build();
+    const onMessage = vi.fn();
+    const onConnect = vi.fn();
+    link.addExtension({ topics: ["homeassistant/status"], onConnect, onMessage });
+    link.onConnect();
+    expect(connection.subscribed).toEqual(["lamp/abc/set_config", "homeassistant/status"]);
+    expect(onConnect).toHaveBeenCalledTimes(1);
+    connection.sent.length = 0;
+    send(link, "online", false, "homeassistant/status");
+    send(link, "junk", false, "elsewhere");
+    await flush();
+    expect(onMessage).toHaveBeenCalledWith("homeassistant/status", Buffer.from("online"));
+    expect(onMessage).toHaveBeenCalledTimes(1);
+    expect(connection.sent).toEqual([]);
+    await link.goOffline();
+  });
+
+  it("holds the pins while a reconnect backlog arrives, then shows only the last command", async () => {
+    vi.useFakeTimers();
+    const { driver, connection, link } = await build();
+    const write = vi.spyOn(driver, "write");
+    link.onConnect();
+    for (const b of [0.1, 0.2, 0.3, 0.4]) {
+      send(link, `{"brightness": ${b}, "client": "ui"}`);
+      await vi.advanceTimersByTimeAsync(30);
+    }
+    expect(write).not.toHaveBeenCalled();
+    await vi.advanceTimersByTimeAsync(150);
+    expect(write).toHaveBeenCalledTimes(1);
+    expect(driver.duties).toEqual([0.4, 0.4, 0.4]);
+    // Every state was still published, the last one last.
+    const states = connection.on("lamp/abc/changed").map((s) => json(s.payload).brightness);
+    expect(states.at(-1)).toBe(0.4);
+    await link.goOffline();
+  });
+});
+
+describe("LampLink: command topic equal to state topic", () => {
+  const shared = { COMMAND_TOPIC: "lamp/abc/io", STATE_TOPIC: "lamp/abc/io" };
+
+  it("one command yields exactly one state, and the echo fed back is quiet", async () => {
+    const { connection, link, lamp } = await build(shared);
+    link.onConnect();
+    await flush();
+    // The connect-time state comes back to us (MQTT 3.1.1 has no No Local): quiet.
+    for (const s of connection.on("lamp/abc/io")) link.onMessage(s.topic, Buffer.from(s.payload), packet());
+    await flush();
+    connection.sent.length = 0;
+
+    link.onMessage("lamp/abc/io", Buffer.from('{"on": false, "client": "lamp_ui"}'), packet());
+    await flush();
+    expect(connection.sent).toHaveLength(1);
+    const state = connection.sent[0];
+    expect(json(state?.payload ?? "")).toMatchObject({ on: false, client: "lamp_ui" });
+
+    // Feed every message back until the system is quiet; it must be quiet at once.
+    for (let round = 0; round < 3; round++) {
+      const echoes = connection.sent.splice(0);
+      for (const s of echoes) link.onMessage(s.topic, Buffer.from(s.payload), packet());
+      await flush();
+    }
+    expect(connection.sent).toEqual([]);
+    expect(lamp.state.on).toBe(false);
+    await link.goOffline();
+  });
+
+  it("an echo arriving after a newer command does not undo it", async () => {
+    const { connection, link, lamp } = await build(shared);
+    link.onConnect();
+    await flush();
+    connection.sent.length = 0;
+    link.onMessage("lamp/abc/io", Buffer.from('{"brightness": 0.3, "client": "ui"}'), packet());
+    await flush();
+    const echo = connection.sent[0]?.payload ?? "";
+    link.onMessage("lamp/abc/io", Buffer.from('{"brightness": 0.6, "client": "ui"}'), packet());
+    await flush();
+    link.onMessage("lamp/abc/io", Buffer.from(echo), packet());
+    await flush();
+    expect(lamp.state.brightness).toBe(0.6);
+    await link.goOffline();
+  });
+
+  // ODDITY (src/mqtt/lamp-link.ts): with COMMAND_TOPIC equal to STATE_TOPIC, the broker hands us our own
+  // *retained* state when we subscribe after every (re)connect. It is not in the echo ledger (it was
+  // published by an earlier connection or process), so it is treated as a retained command and a
+  // `retained_command` error goes out on <base>/error at every reconnect. The guard should recognise a
+  // retained message on the shared topic as our own state (e.g. ignore retained messages there silently).
+  it("does not report its own retained state, delivered on subscribe, as a retained command", async () => {
+    const { connection, link } = await build(shared);
+    link.onConnect();
+    await flush();
+    connection.sent.length = 0;
+    const previous = statePayload(makeState(true, 0.5, 1, 0.8), "lamp_ui");
+    link.onMessage("lamp/abc/io", Buffer.from(previous), packet(true));
+    await flush();
+    expect(connection.on("lamp/abc/error")).toEqual([]);
+    await link.goOffline();
+  });
+});

@@ -1,0 +1,210 @@
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import * as fsp from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { makeState } from "../../src/lamp/state.js";
+import { StateStore } from "../../src/store.js";
+import { LEVEL, memoryLogger, silentLogger } from "./support.js";
+
+// Pass-through spies, so a test can count how many times the store actually replaced the file.
+vi.mock("node:fs/promises", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:fs/promises")>();
+  return { ...actual, rename: vi.fn(actual.rename) };
+});
+const rename = vi.mocked(fsp.rename);
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), "lamp-store-"));
+  rename.mockClear();
+});
+afterEach(() => {
+  vi.useRealTimers();
+  chmodSync(dir, 0o755);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const red = makeState(true, 0, 1, 0.5);
+const blue = makeState(false, 0.67, 1, 0.25);
+const green = makeState(true, 0.33, 0.8, 1);
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const isRoot = process.getuid?.() === 0;
+
+async function until(predicate: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error("timed out waiting");
+    await sleep(5);
+  }
+}
+
+describe("StateStore: load", () => {
+  it("round-trips a state through the file", async () => {
+    const file = path.join(dir, "sub", "state.json");
+    const store = new StateStore(file, silentLogger());
+    store.prepare();
+    store.save(blue);
+    await store.flush();
+    expect(JSON.parse(readFileSync(file, "utf8"))).toEqual({ version: 1, state: blue });
+    expect(new StateStore(file, silentLogger()).load()).toEqual(blue);
+  });
+
+  it("is undefined without a warning when there is no file yet", () => {
+    const { logger, lines } = memoryLogger();
+    expect(new StateStore(path.join(dir, "none.json"), logger).load()).toBeUndefined();
+    expect(lines).toEqual([]);
+  });
+
+  it.each([
+    ["a torn file", '{"version": 1, "state": {"on": tr'],
+    ["an empty file", ""],
+    ["another version", JSON.stringify({ version: 2, state: red })],
+    ["a value out of range", JSON.stringify({ version: 1, state: { ...red, brightness: 3 } })],
+    ["a missing field", JSON.stringify({ version: 1, state: { on: true, brightness: 1 } })],
+    ["not an object", "[]"],
+  ])("reports %s and returns undefined (defaults)", (_name, text) => {
+    const file = path.join(dir, "state.json");
+    writeFileSync(file, text);
+    const { logger, lines } = memoryLogger();
+    expect(new StateStore(file, logger).load()).toBeUndefined();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({
+      level: LEVEL.warn,
+      file,
+      msg: "the saved state is corrupt; starting from defaults and replacing it",
+    });
+  });
+
+  it("warns when the file cannot be read at all", () => {
+    const file = path.join(dir, "state.json");
+    mkdirSync(file); // a directory where the file should be: EISDIR
+    const { logger, lines } = memoryLogger();
+    expect(new StateStore(file, logger).load()).toBeUndefined();
+    expect(lines[0]?.level).toBe(LEVEL.warn);
+  });
+
+  it("quantises what it loads", () => {
+    const file = path.join(dir, "state.json");
+    writeFileSync(
+      file,
+      JSON.stringify({ version: 1, state: { on: true, color: { h: 0.123, s: 0.125 }, brightness: 1 } }),
+    );
+    expect(new StateStore(file, silentLogger()).load()).toEqual({
+      on: true,
+      color: { h: 0.12, s: 0.13 },
+      brightness: 1,
+    });
+  });
+});
+
+describe("StateStore: save", () => {
+  it("writes at most once per interval, the newest state", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const file = path.join(dir, "state.json");
+    const store = new StateStore(file, silentLogger(), { intervalMs: 1000 });
+    store.save(red);
+    store.save(blue);
+    await vi.advanceTimersByTimeAsync(500);
+    store.save(green);
+    await vi.advanceTimersByTimeAsync(499);
+    expect(rename).not.toHaveBeenCalled();
+    await vi.advanceTimersByTimeAsync(1);
+    vi.useRealTimers();
+    await until(() => rename.mock.calls.length > 0);
+    await store.flush();
+    expect(rename).toHaveBeenCalledTimes(1);
+    expect(new StateStore(file, silentLogger()).load()).toEqual(green);
+  });
+
+  it("flush writes what is pending at once, and nothing when nothing is", async () => {
+    const file = path.join(dir, "state.json");
+    const store = new StateStore(file, silentLogger(), { intervalMs: 60_000 });
+    await store.flush();
+    expect(existsSync(file)).toBe(false);
+    store.save(red);
+    await store.flush();
+    expect(new StateStore(file, silentLogger()).load()).toEqual(red);
+    await store.flush();
+    expect(rename).toHaveBeenCalledTimes(1);
+  });
+
+  it("replaces the file atomically through a temp file it does not leave behind", async () => {
+    const file = path.join(dir, "state.json");
+    writeFileSync(file, "old");
+    const store = new StateStore(file, silentLogger());
+    store.save(red);
+    await store.flush();
+    expect(rename).toHaveBeenCalledTimes(1);
+    const [from, to] = rename.mock.calls[0] ?? [];
+    expect(to).toBe(file);
+    expect(String(from)).not.toBe(file);
+    expect(path.dirname(String(from))).toBe(dir);
+    expect(readdirSync(dir)).toEqual(["state.json"]);
+  });
+});
+
+describe("StateStore: a disk that refuses writes", () => {
+  it("logs once, keeps trying, and says so when saving works again", async () => {
+    // A parent that is a regular file refuses writes even to root (chmod would not).
+    const blocker = path.join(dir, "blocker");
+    writeFileSync(blocker, "");
+    const file = path.join(blocker, "state.json");
+    const { logger, lines } = memoryLogger();
+    const store = new StateStore(file, logger, { intervalMs: 10, retryMs: 30 });
+    store.save(red);
+    await until(() => lines.length > 0);
+    store.save(blue);
+    await sleep(150); // several retries
+    store.save(green);
+    await sleep(100);
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([
+      [LEVEL.error, "cannot save the state; will keep trying"],
+    ]);
+    rmSync(blocker);
+    await until(() => lines.length > 1);
+    expect(lines[1]).toMatchObject({ level: LEVEL.info, msg: "saving the state works again" });
+    await store.flush();
+    expect(new StateStore(file, silentLogger()).load()).toEqual(green);
+    expect(readdirSync(blocker)).toEqual(["state.json"]);
+  });
+
+  it("prepare warns when the directory cannot be created, and the first failed write is not logged again", async () => {
+    const blocker = path.join(dir, "blocker");
+    writeFileSync(blocker, "");
+    const { logger, lines } = memoryLogger();
+    const store = new StateStore(path.join(blocker, "state.json"), logger, { intervalMs: 10, retryMs: 1000 });
+    store.prepare();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: LEVEL.warn });
+    store.save(red);
+    await store.flush();
+    expect(lines).toHaveLength(1);
+  });
+
+  it.skipIf(isRoot)("handles a read-only directory (chmod 0555) the same way", async () => {
+    const sub = path.join(dir, "ro");
+    mkdirSync(sub);
+    chmodSync(sub, 0o555);
+    const { logger, lines } = memoryLogger();
+    const store = new StateStore(path.join(sub, "state.json"), logger, { intervalMs: 10, retryMs: 30 });
+    store.save(red);
+    await until(() => lines.length > 0);
+    await sleep(100);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]?.level).toBe(LEVEL.error);
+    chmodSync(sub, 0o755);
+    await until(() => lines.length > 1);
+    expect(lines[1]?.msg).toBe("saving the state works again");
+    expect(new StateStore(path.join(sub, "state.json"), silentLogger()).load()).toEqual(red);
+  });
+});
