@@ -399,7 +399,14 @@ function summarise(results, rtt, cpuPer1000, rssAfterWork) {
     "agent p50 no slower than the Python peer": ratios.agentOverPythonP50 <= 1,
     "burst settles within 100 ms of the last command": Math.max(a.burst.stateMs, a.burst.pinsMs) <= 100,
     "idle RSS under 60 MiB": a.idleRssMiB < 60,
-    "last command of every burst and backlog applied": true, // each wait above throws otherwise
+    // Each wait above throws otherwise: the agent always ends on the last command.
+    "agent ends every burst and backlog on the last command": true,
+    // The peers that answer every command show nothing was lost between sender and lamp.
+    "no command lost on the way (floor and Python answered each one)": ["floor", "python"].every(
+      (key) =>
+        systems[key].burst.rounds.every((r) => r.messages >= BURST) &&
+        systems[key].backlog.rounds.every((r) => r.messages >= BACKLOG),
+    ),
   };
   return { systems, ratios, targets };
 }
