@@ -31,6 +31,8 @@ const STARTS = 5; // start-up and idle RSS samples, each system
 const IDLE_MS = 2000;
 const GAMMA = 2.2; // the agent's default; the Python peer uses the same
 const FINAL = 0.99; // brightness of the last command of a burst or backlog; the others cycle 0.01..0.98
+// Node flags for the agent only, to compare deployment settings: BENCH_AGENT_FLAGS=--max-semi-space-size=4
+const AGENT_FLAGS = (process.env.BENCH_AGENT_FLAGS ?? "").split(" ").filter(Boolean);
 
 const dir = tempDir();
 const log = (text) => process.stderr.write(`bench: ${text}\n`);
@@ -40,7 +42,7 @@ const SYSTEMS = [
     key: "agent",
     label: "lamp-agent",
     pins: true,
-    command: () => [process.execPath, [path.join(ROOT, "dist/main.js")]],
+    command: () => [process.execPath, [...AGENT_FLAGS, path.join(ROOT, "dist/main.js")]],
     env: (id) => ({
       GPIO_DRIVER: "mock",
       STATE_FILE: path.join(dir, `${id}.state.json`),
@@ -184,6 +186,7 @@ async function main() {
     }).trim(),
     mqttjs: JSON.parse(readFileSync(path.join(ROOT, "node_modules/mqtt/package.json"), "utf8")).version,
     mosquitto: mosquittoVersion(),
+    agentFlags: AGENT_FLAGS.join(" "),
   };
   log(`${machine.cpu} x${machine.cores}, node ${machine.node}, ${machine.python}, ${machine.mosquitto}`);
   const results = Object.fromEntries(
@@ -330,7 +333,7 @@ async function main() {
   const file = path.join(
     ROOT,
     "bench/results",
-    `${new Date().toISOString().slice(0, 10)}-${machine.host.replace(/[^A-Za-z0-9_.-]/g, "_")}.json`,
+    `${new Date().toISOString().slice(0, 10)}-${machine.host.replace(/[^A-Za-z0-9_.-]/g, "_")}${AGENT_FLAGS.length ? "-flags" : ""}.json`,
   );
   mkdirSync(path.dirname(file), { recursive: true });
   const parameters = { ROUND_TRIPS, WARMUP, BURST, BACKLOG, ROUNDS, STARTS, IDLE_MS };
@@ -447,6 +450,7 @@ function printTable({ systems, ratios, targets }, machine) {
   const out = [
     `\n${machine.cpu} (${machine.cores} cores), Linux ${machine.kernel}, node ${machine.node}, ${machine.python} paho ${machine.paho}, MQTT.js ${machine.mqttjs}, ${machine.mosquitto}`,
     "medians; round trip = QoS 1 command -> retained QoS 1 state received, one at a time",
+    ...(machine.agentFlags ? [`lamp-agent runs with: node ${machine.agentFlags}`] : []),
     "",
     line(heads),
     `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
