@@ -20,7 +20,7 @@ export interface AgentOptions {
   readonly draw?: NodeJS.WriteStream | undefined;
   /** Injected driver (tests); otherwise chosen from the config. */
   readonly driver?: Driver;
-  /** Reconnect backoff (tests shorten it); the default otherwise. */
+  /** Reconnect backoff (tests shorten it); otherwise MQTT_RECONNECT_MIN_MS and MQTT_RECONNECT_MAX_MS. */
   readonly backoff?: Backoff;
 }
 
@@ -89,7 +89,8 @@ export class Agent {
         onMessage: (topic, payload, packet) => this.link?.onMessage(topic, payload, packet),
       },
       logger,
-      this.options.backoff,
+      // An injected backoff (in-process tests) wins over MQTT_RECONNECT_MIN_MS / _MAX_MS.
+      this.options.backoff ?? this.config.mqtt.reconnect,
     );
     this.link = new LampLink(
       this.config,

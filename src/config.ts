@@ -17,6 +17,8 @@ export interface Config {
     readonly url: string;
     readonly clientId: string;
     readonly keepalive: number;
+    /** Reconnect backoff: first delay, doubling (with jitter) up to the maximum. */
+    readonly reconnect: { readonly initialMs: number; readonly maxMs: number };
     /** 5 (falls back to 3.1.1 when the broker refuses it) or 4 (3.1.1 only). */
     readonly protocol: 4 | 5;
     readonly username?: string | undefined;
@@ -239,6 +241,14 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     () => `lamp-${id}`,
   );
   const keepalive = read("MQTT_KEEPALIVE", integer(1, 3600, " seconds"), () => "10");
+  // Milliseconds, not seconds: tests and a broker next door want sub-second reconnects.
+  const reconnectMin = read("MQTT_RECONNECT_MIN_MS", integer(10, 600_000, " ms"), () => "1000");
+  const reconnectMax = read("MQTT_RECONNECT_MAX_MS", integer(10, 3_600_000, " ms"), () => "60000");
+  if (reconnectMin !== undefined && reconnectMax !== undefined && reconnectMin > reconnectMax) {
+    problems.push(
+      `MQTT_RECONNECT_MIN_MS=${reconnectMin} and MQTT_RECONNECT_MAX_MS=${reconnectMax}: the minimum must not exceed the maximum`,
+    );
+  }
   const protocol = read("MQTT_PROTOCOL", oneOf(["5", "3.1.1"] as const), () => "5");
   const base = read("TOPIC_BASE", topic, () => `lamp/${id}`);
   const command = read("COMMAND_TOPIC", topic, () => `${base}/set_config`);
@@ -285,6 +295,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       url: url as string,
       clientId: clientId as string,
       keepalive: keepalive as number,
+      reconnect: { initialMs: reconnectMin as number, maxMs: reconnectMax as number },
       protocol: protocol === "3.1.1" ? 4 : 5,
       username,
       password: passwordValue,

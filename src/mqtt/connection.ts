@@ -119,6 +119,12 @@ export class MqttConnection {
     const client = mqtt.connect(this.config.mqtt.url, options);
     this.client = client;
     client.on("connect", (connack) => {
+      // MQTT.js leaves Nagle's algorithm on (it opens the socket without noDelay). A state publish
+      // written while our PUBACK for the command is still unacknowledged then waits for the broker's
+      // delayed ACK: 40 ms stalls on loopback, and a reconnect backlog (sent 20 at a time, each batch
+      // waiting for our PUBACKs) crawls. Every packet we send is small and wanted now. TLS sockets have
+      // setNoDelay too; the WebSocket transport sets it itself (ws), hence the optional call.
+      (client.stream as { setNoDelay?: (noDelay: boolean) => unknown }).setNoDelay?.(true);
       this.connectedAt = Date.now();
       this.lastError = "";
       this.logger.info(

@@ -52,9 +52,17 @@ export class LampLink {
   ) {
     const { topics } = config;
     this.guard = new FeedbackGuard(config.mqtt.clientId, topics.command === topics.state);
-    this.publisher = new StatePublisher(connection, topics.state, logger, (payload) =>
-      this.guard.published(payload),
-    );
+    this.publisher = new StatePublisher(connection, topics.state, logger, (payload) => {
+      this.guard.published(payload);
+      // The info line is per state published (coalesced), not per command: a dragged slider sends
+      // hundreds of commands a second, and a line for each took 40% of the agent's CPU in a burst
+      // (bench/run.mjs) and would flood the journal, which rate-limits a unit and then drops its errors.
+      // Written after the packet has gone out (MQTT.js writes on the next tick), off the round trip.
+      setImmediate(() => {
+        const { color, ...rest } = JSON.parse(payload) as { color: { h: number; s: number } };
+        this.logger.info({ ...rest, h: color.h, s: color.s }, "state published");
+      });
+    });
   }
 
   addExtension(extension: LinkExtension): void {
@@ -124,7 +132,7 @@ export class LampLink {
       return;
     }
     const client = command.client ?? null;
-    this.logger.info({ client, ...flat(state) }, "state changed");
+    this.logger.debug({ client, ...flat(state) }, "state changed");
     this.hooks.onChange(state);
     this.publisher.publish(statePayload(state, client));
   }

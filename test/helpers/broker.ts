@@ -17,7 +17,7 @@ export interface TestBroker {
 }
 
 export interface BrokerOptions {
-  /** Extra mosquitto.conf lines, written after the listener line. */
+  /** Extra mosquitto.conf lines, written after the listener line; `{dir}` is the broker's own temp dir. */
   readonly config?: readonly string[];
   /** Replace the default listener block entirely (for TLS listeners and such); `{port}` is substituted. */
   readonly listener?: readonly string[];
@@ -89,7 +89,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<TestBrok
       "set_tcp_nodelay true",
       "persistence false",
       ...(process.getuid?.() === 0 ? ["user root"] : []),
-      ...(options.config ?? []),
+      ...(options.config ?? []).map((line) => line.replaceAll("{dir}", dir)),
       "",
     ].join("\n"),
   );

@@ -161,6 +161,8 @@ describe("loadConfig: every problem at once", () => {
     ["MQTT_CLIENT_ID", "has space"],
     ["MQTT_KEEPALIVE", "0"],
     ["MQTT_KEEPALIVE", "1.5"],
+    ["MQTT_RECONNECT_MIN_MS", "5"],
+    ["MQTT_RECONNECT_MAX_MS", "1.5"],
     ["PWM_FREQUENCY", "0"],
     ["GAMMA", "5"],
     ["LOG_LEVEL", "verbose"],
@@ -181,6 +183,16 @@ describe("loadConfig: every problem at once", () => {
       expect(load({ MQTT_URL: url }).config.mqtt.url).toBe(url);
     },
   );
+
+  it("takes the reconnect backoff from MQTT_RECONNECT_MIN_MS and _MAX_MS, minimum first", () => {
+    expect(load({}).config.mqtt.reconnect).toEqual({ initialMs: 1000, maxMs: 60_000 });
+    expect(load({ MQTT_RECONNECT_MIN_MS: "50", MQTT_RECONNECT_MAX_MS: "400" }).config.mqtt.reconnect).toEqual(
+      { initialMs: 50, maxMs: 400 },
+    );
+    expect(problemsOf({ MQTT_RECONNECT_MIN_MS: "5000", MQTT_RECONNECT_MAX_MS: "1000" }).problems).toEqual([
+      "MQTT_RECONNECT_MIN_MS=5000 and MQTT_RECONNECT_MAX_MS=1000: the minimum must not exceed the maximum",
+    ]);
+  });
 
   it("refuses MQTT_PASSWORD together with MQTT_PASSWORD_FILE", () => {
     const file = path.join(cwd, "pw");

@@ -1,0 +1,467 @@
+// `npm run bench`: lamp-agent against the floor (a bare MQTT.js echo) and a LAMPI-style Python service,
+// on one Mosquitto on loopback, in one run, interleaved so machine drift hits all of them alike.
+// Prints one table and writes bench/results/<date>-<host>.json. See docs/performance.md.
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, hostname, release } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  cpuMs,
+  median,
+  memory,
+  mosquittoVersion,
+  now,
+  percentile,
+  Recorder,
+  sleep,
+  startBroker,
+  TraceFollower,
+  tempDir,
+} from "./lib.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const PYTHON = "/usr/bin/python3"; // Debian's, where python3-paho-mqtt lives (a pyenv python3 has no paho)
+const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 500);
+const WARMUP = 50;
+const BURST = 2000;
+const BACKLOG = 1000;
+const ROUNDS = 3; // burst and backlog, each system, interleaved
+const STARTS = 5; // start-up and idle RSS samples, each system
+const IDLE_MS = 2000;
+const GAMMA = 2.2; // the agent's default; the Python peer uses the same
+const FINAL = 0.99; // brightness of the last command of a burst or backlog; the others cycle 0.01..0.98
+// Node flags for the agent only, to compare deployment settings: BENCH_AGENT_FLAGS=--max-semi-space-size=4
+const AGENT_FLAGS = (process.env.BENCH_AGENT_FLAGS ?? "").split(" ").filter(Boolean);
+
+const dir = tempDir();
+const log = (text) => process.stderr.write(`bench: ${text}\n`);
+
+const SYSTEMS = [
+  {
+    key: "agent",
+    label: "lamp-agent",
+    pins: true,
+    command: () => [process.execPath, [...AGENT_FLAGS, path.join(ROOT, "dist/main.js")]],
+    env: (id) => ({
+      GPIO_DRIVER: "mock",
+      STATE_FILE: path.join(dir, `${id}.state.json`),
+      MOCK_GPIO_TRACE: path.join(dir, `${id}.trace`),
+      LOG_FORMAT: "json",
+    }),
+  },
+  {
+    key: "floor",
+    label: "MQTT.js echo (floor)",
+    pins: false,
+    command: () => [process.execPath, [path.join(ROOT, "bench/floor-echo.mjs")]],
+    env: () => ({}),
+  },
+  {
+    key: "python",
+    label: "Python paho, LAMPI-style (baseline)",
+    pins: true,
+    command: () => [PYTHON, [path.join(ROOT, "bench/lampi_baseline.py")]],
+    env: (id) => ({ MOCK_GPIO_TRACE: path.join(dir, `${id}.trace`) }),
+  },
+];
+
+function preflight() {
+  const problems = [];
+  if (!existsSync(path.join(ROOT, "dist/main.js"))) problems.push("dist/main.js is missing: npm run build");
+  if (!mosquittoVersion()) problems.push("mosquitto is not installed (apt-get install -y mosquitto)");
+  try {
+    execFileSync(PYTHON, ["-c", "import paho.mqtt"], { stdio: "ignore" });
+  } catch {
+    problems.push(`${PYTHON} cannot import paho.mqtt (apt-get install -y python3-paho-mqtt)`);
+  }
+  if (process.platform !== "linux") problems.push("the bench reads /proc: Linux only");
+  if (problems.length > 0) {
+    for (const problem of problems) log(problem);
+    process.exit(1);
+  }
+}
+
+const children = new Set();
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+
+function launch(system, id, url) {
+  const [command, args] = system.command();
+  const out = openSync(path.join(dir, `${id}.log`), "a");
+  const started = now();
+  const child = spawn(command, args, {
+    cwd: dir,
+    env: { ...process.env, MQTT_URL: url, LAMP_ID: id, ...system.env(id) },
+    stdio: ["ignore", out, out],
+  });
+  children.add(child);
+  const exited = new Promise((resolve) =>
+    child.once("exit", () => {
+      children.delete(child);
+      resolve();
+    }),
+  );
+  return {
+    child,
+    started,
+    id,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** Start-up to presence 1 and RSS after IDLE_MS, then a clean stop. */
+async function footprint(system, recorder, url, id) {
+  const presence = recorder.next(`state/${id}`, (t) => t === "1");
+  const run = launch(system, id, url);
+  const up = await presence;
+  await sleep(IDLE_MS);
+  const { rss } = memory(run.child.pid);
+  await run.stop();
+  return { startMs: up.at - run.started, idleRssMiB: rss };
+}
+
+async function nodeBaseline() {
+  let started = now();
+  const bare = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
+  await new Promise((resolve) => bare.once("exit", resolve));
+  const startMs = now() - started;
+  started = now();
+  const idle = spawn(process.execPath, ["-e", "setTimeout(() => {}, 1e9)"], { stdio: "ignore" });
+  children.add(idle);
+  await sleep(IDLE_MS);
+  const { rss } = memory(idle.pid);
+  idle.kill("SIGKILL");
+  children.delete(idle);
+  return { startMs, idleRssMiB: rss };
+}
+
+const command = (brightness, client) =>
+  JSON.stringify({ on: true, color: { h: 0, s: 0 }, brightness, client });
+const cycle = (i) => Math.round((0.01 + (i % 98) / 100) * 100) / 100;
+const isState = (brightness, client) => (text) => {
+  const state = JSON.parse(text);
+  return state.brightness === brightness && state.client === client;
+};
+const pinsAt = (brightness) => (duties) =>
+  duties.size > 0 && [...duties.values()].every((d) => Math.abs(d - brightness ** GAMMA) < 1e-9);
+
+/** Leaves the lamp somewhere other than FINAL, so the pins reaching FINAL is the next phase's doing. */
+async function settleAt(recorder, id, brightness, client, trace) {
+  const state = recorder.next(`lamp/${id}/changed`, isState(brightness, client));
+  await recorder.client.publishAsync(`lamp/${id}/set_config`, command(brightness, client), { qos: 1 });
+  await state;
+  await trace?.until(pinsAt(brightness), 10_000);
+  await sleep(100);
+}
+
+async function quiet(recorder, topic, from, quietMs = 300, maxMs = 30_000) {
+  const deadline = now() + maxMs;
+  let count = recorder.count(topic, from);
+  for (;;) {
+    await sleep(quietMs);
+    const next = recorder.count(topic, from);
+    if (next === count || now() > deadline) return next;
+    count = next;
+  }
+}
+
+async function main() {
+  preflight();
+  const broker = await startBroker(dir);
+  const recorder = await Recorder.connect(broker.url, ["state/+", "lamp/+/changed"]);
+  const machine = {
+    host: hostname(),
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    kernel: release(),
+    node: process.version,
+    python: execFileSync(PYTHON, ["--version"], { encoding: "utf8" }).trim(),
+    paho: execFileSync(PYTHON, ["-c", "import paho.mqtt; print(paho.mqtt.__version__)"], {
+      encoding: "utf8",
+    }).trim(),
+    mqttjs: JSON.parse(readFileSync(path.join(ROOT, "node_modules/mqtt/package.json"), "utf8")).version,
+    mosquitto: mosquittoVersion(),
+    agentFlags: AGENT_FLAGS.join(" "),
+  };
+  log(`${machine.cpu} x${machine.cores}, node ${machine.node}, ${machine.python}, ${machine.mosquitto}`);
+  const results = Object.fromEntries(
+    [...SYSTEMS.map((s) => s.key), "node"].map((k) => [
+      k,
+      { starts: [], idleRss: [], coldBurst: [], burst: [], backlog: [] },
+    ]),
+  );
+
+  log(`footprint: ${STARTS} starts each`);
+  for (let round = 0; round < STARTS; round++) {
+    for (const system of rotate(SYSTEMS, round)) {
+      const sample = await footprint(system, recorder, broker.url, `fp${round}${system.key}`);
+      results[system.key].starts.push(sample.startMs);
+      results[system.key].idleRss.push(sample.idleRssMiB);
+    }
+    const bare = await nodeBaseline();
+    results.node.starts.push(bare.startMs);
+    results.node.idleRss.push(bare.idleRssMiB);
+  }
+  recorder.forget();
+
+  // The instances the rest of the run talks to, one per system, each with its own topics.
+  const running = {};
+  const traces = {};
+  for (const system of SYSTEMS) {
+    const id = `bench-${system.key}`;
+    if (system.pins) traces[system.key] = new TraceFollower(path.join(dir, `${id}.trace`));
+    const up = recorder.next(`state/${id}`, (t) => t === "1");
+    running[system.key] = launch(system, id, broker.url);
+    await up;
+  }
+  await sleep(500);
+
+  log(`round trip: ${WARMUP} + ${ROUND_TRIPS} commands each, interleaved`);
+  const rtt = Object.fromEntries(SYSTEMS.map((s) => [s.key, []]));
+  const cpuStart = Object.fromEntries(SYSTEMS.map((s) => [s.key, 0]));
+  for (let i = 0; i < WARMUP + ROUND_TRIPS; i++) {
+    if (i === WARMUP) for (const s of SYSTEMS) cpuStart[s.key] = cpuMs(running[s.key].child.pid);
+    for (const system of rotate(SYSTEMS, i)) {
+      const id = `bench-${system.key}`;
+      const brightness = cycle(i);
+      const reply = recorder.next(`lamp/${id}/changed`, isState(brightness, "bench"), 10_000);
+      const sent = now();
+      recorder.client.publish(`lamp/${id}/set_config`, command(brightness, "bench"), { qos: 1 });
+      const { at } = await reply;
+      if (i >= WARMUP) rtt[system.key].push(at - sent);
+    }
+    if (i % 100 === 0) recorder.forget();
+  }
+  const cpuPer1000 = {};
+  for (const s of SYSTEMS) {
+    cpuPer1000[s.key] = ((cpuMs(running[s.key].child.pid) - cpuStart[s.key]) * 1000) / ROUND_TRIPS;
+  }
+  const rssAfterWork = memory(running.agent.child.pid).rss;
+  recorder.forget();
+
+  // Round 0 is reported apart: the first burst also pays for compiling the code paths it takes.
+  log(`burst: ${BURST} commands at QoS 0, 1 + ${ROUNDS} rounds`);
+  for (let round = 0; round <= ROUNDS; round++) {
+    for (const system of rotate(SYSTEMS, round)) {
+      const id = `bench-${system.key}`;
+      const topic = `lamp/${id}/changed`;
+      const client = `burst${round}`;
+      const trace = traces[system.key];
+      await settleAt(recorder, id, 0.5, `preburst${round}`, trace);
+      const batchesBefore = trace?.batches ?? 0;
+      const cpuBefore = cpuMs(running[system.key].child.pid);
+      const from = now();
+      const state = recorder.next(topic, isState(FINAL, client), 60_000);
+      const lastSent = await new Promise((resolve) => {
+        for (let i = 0; i < BURST; i++) {
+          const last = i === BURST - 1;
+          recorder.client.publish(
+            `lamp/${id}/set_config`,
+            command(last ? FINAL : cycle(i), client),
+            { qos: 0 },
+            last ? () => resolve(now()) : undefined,
+          );
+        }
+      });
+      const pins = trace ? trace.until(pinsAt(FINAL), 60_000) : Promise.resolve(undefined);
+      const [stateAt, pinsAtTime] = await Promise.all([state, pins]);
+      const messages = await quiet(recorder, topic, from);
+      results[system.key][round === 0 ? "coldBurst" : "burst"].push({
+        stateMs: stateAt.at - lastSent,
+        cpuMsPer1000: ((cpuMs(running[system.key].child.pid) - cpuBefore) * 1000) / BURST,
+        pinsMs: pinsAtTime === undefined ? undefined : pinsAtTime - lastSent,
+        messages,
+        pinWrites: trace ? trace.batches - batchesBefore : undefined,
+        peakRssMiB: memory(running[system.key].child.pid).hwm,
+      });
+      recorder.forget();
+    }
+  }
+
+  log(`backlog: ${BACKLOG} commands queued while offline, ${ROUNDS} rounds`);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const system of rotate(SYSTEMS, round)) {
+      const id = `bench-${system.key}`;
+      const topic = `lamp/${id}/changed`;
+      const client = `backlog${round}`;
+      await settleAt(recorder, id, 0.5, `prebacklog${round}`, traces[system.key]);
+      const offline = recorder.next(`state/${id}`, (t) => t === "0");
+      await running[system.key].stop();
+      await offline;
+      await Promise.all(
+        Array.from({ length: BACKLOG }, (_, i) =>
+          recorder.client.publishAsync(
+            `lamp/${id}/set_config`,
+            command(i === BACKLOG - 1 ? FINAL : cycle(i), client),
+            { qos: 1 },
+          ),
+        ),
+      );
+      const trace = traces[system.key];
+      trace?.read();
+      const batchesBefore = trace?.batches ?? 0;
+      const up = recorder.next(`state/${id}`, (t) => t === "1");
+      const state = recorder.next(topic, isState(FINAL, client), 60_000);
+      running[system.key] = launch(system, id, broker.url);
+      const upAt = (await up).at;
+      const pins = trace ? trace.until(pinsAt(FINAL), 60_000) : Promise.resolve(undefined);
+      const [stateAt, pinsAtTime] = await Promise.all([state, pins]);
+      const messages = await quiet(recorder, topic, upAt);
+      results[system.key].backlog.push({
+        stateMs: stateAt.at - upAt,
+        pinsMs: pinsAtTime === undefined ? undefined : pinsAtTime - upAt,
+        // Less the first write at start (the restored state), which is not part of the backlog.
+        pinWrites: trace ? trace.batches - batchesBefore - 1 : undefined,
+        messages,
+      });
+      recorder.forget();
+    }
+  }
+
+  for (const run of Object.values(running)) await run.stop();
+  for (const trace of Object.values(traces)) trace.close();
+  await recorder.end();
+  await broker.stop();
+
+  const summary = summarise(results, rtt, cpuPer1000, rssAfterWork);
+  printTable(summary, machine);
+  const file = path.join(
+    ROOT,
+    "bench/results",
+    `${new Date().toISOString().slice(0, 10)}-${machine.host.replace(/[^A-Za-z0-9_.-]/g, "_")}${AGENT_FLAGS.length ? "-flags" : ""}.json`,
+  );
+  mkdirSync(path.dirname(file), { recursive: true });
+  const parameters = { ROUND_TRIPS, WARMUP, BURST, BACKLOG, ROUNDS, STARTS, IDLE_MS };
+  writeFileSync(
+    file,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, parameters, ...summary }, null, 2)}\n`,
+  );
+  process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function rotate(list, n) {
+  const k = n % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
+const r1 = (x) => (x === undefined || Number.isNaN(x) ? undefined : Math.round(x * 10) / 10);
+const r2 = (x) => (x === undefined || Number.isNaN(x) ? undefined : Math.round(x * 100) / 100);
+
+function summarise(results, rtt, cpuPer1000, rssAfterWork) {
+  const systems = {};
+  for (const [key, r] of Object.entries(results)) {
+    const sorted = [...(rtt[key] ?? [])].sort((a, b) => a - b);
+    const field = (list, name) => list.map((x) => x[name]).filter((x) => x !== undefined);
+    const m = (list, name) => (field(list, name).length ? median(field(list, name)) : undefined);
+    systems[key] = {
+      roundTrip: sorted.length
+        ? { p50Ms: r2(percentile(sorted, 50)), p99Ms: r2(percentile(sorted, 99)), n: sorted.length }
+        : undefined,
+      cpuMsPer1000: r1(cpuPer1000[key]),
+      coldBurst: r.coldBurst.length
+        ? { stateMs: r1(m(r.coldBurst, "stateMs")), pinsMs: r1(m(r.coldBurst, "pinsMs")) }
+        : undefined,
+      burst: r.burst.length
+        ? {
+            stateMs: r1(m(r.burst, "stateMs")),
+            cpuMsPer1000: r1(m(r.burst, "cpuMsPer1000")),
+            pinsMs: r1(m(r.burst, "pinsMs")),
+            messages: m(r.burst, "messages"),
+            pinWrites: m(r.burst, "pinWrites"),
+            peakRssMiB: r1(Math.max(...field(r.burst, "peakRssMiB"))),
+            rounds: r.burst,
+          }
+        : undefined,
+      backlog: r.backlog.length
+        ? {
+            stateMs: r1(m(r.backlog, "stateMs")),
+            pinsMs: r1(m(r.backlog, "pinsMs")),
+            messages: m(r.backlog, "messages"),
+            pinWrites: m(r.backlog, "pinWrites"),
+            rounds: r.backlog,
+          }
+        : undefined,
+      startMs: r1(median(r.starts)),
+      idleRssMiB: r1(median(r.idleRss)),
+    };
+  }
+  systems.agent.rssAfterRoundTripsMiB = r1(rssAfterWork);
+  const a = systems.agent;
+  const ratios = {
+    agentOverFloorP50: r2(a.roundTrip.p50Ms / systems.floor.roundTrip.p50Ms),
+    agentOverPythonP50: r2(a.roundTrip.p50Ms / systems.python.roundTrip.p50Ms),
+  };
+  const targets = {
+    "agent p50 within 1.2x of the floor": ratios.agentOverFloorP50 <= 1.2,
+    "agent p50 no slower than the Python peer": ratios.agentOverPythonP50 <= 1,
+    "burst settles within 100 ms of the last command": Math.max(a.burst.stateMs, a.burst.pinsMs) <= 100,
+    "idle RSS under 60 MiB": a.idleRssMiB < 60,
+    // Each wait above throws otherwise: the agent always ends on the last command.
+    "agent ends every burst and backlog on the last command": true,
+    // The peers that answer every command show nothing was lost between sender and lamp.
+    "no command lost on the way (floor and Python answered each one)": ["floor", "python"].every(
+      (key) =>
+        systems[key].burst.rounds.every((r) => r.messages >= BURST) &&
+        systems[key].backlog.rounds.every((r) => r.messages >= BACKLOG),
+    ),
+  };
+  return { systems, ratios, targets };
+}
+
+function printTable({ systems, ratios, targets }, machine) {
+  const keys = ["agent", "floor", "python", "node"];
+  const heads = ["", "lamp-agent", "MQTT.js echo floor", "Python paho (baseline)", "node -e ''"];
+  const show = (x, unit = "") => (x === undefined ? "-" : `${x}${unit}`);
+  const row = (label, get, unit) => [label, ...keys.map((k) => show(get(systems[k]), unit))];
+  const rows = [
+    row("round trip p50", (s) => s.roundTrip?.p50Ms, " ms"),
+    row("round trip p99", (s) => s.roundTrip?.p99Ms, " ms"),
+    [
+      "agent p50 / this p50",
+      "1",
+      show(ratios.agentOverFloorP50, "x"),
+      show(ratios.agentOverPythonP50, "x"),
+      "-",
+    ],
+    row("CPU per 1000 commands, one by one", (s) => s.cpuMsPer1000, " ms"),
+    row(`first burst: last send -> state`, (s) => s.coldBurst?.stateMs, " ms"),
+    row(`first burst: last send -> pins`, (s) => s.coldBurst?.pinsMs, " ms"),
+    row(`burst ${BURST}: last send -> state`, (s) => s.burst?.stateMs, " ms"),
+    row(`burst ${BURST}: last send -> pins`, (s) => s.burst?.pinsMs, " ms"),
+    row("burst: state messages", (s) => s.burst?.messages),
+    row("burst: pin writes", (s) => s.burst?.pinWrites),
+    row("burst: CPU per 1000 commands", (s) => s.burst?.cpuMsPer1000, " ms"),
+    row("burst: peak RSS", (s) => s.burst?.peakRssMiB, " MiB"),
+    row(`backlog ${BACKLOG}: online -> state`, (s) => s.backlog?.stateMs, " ms"),
+    row(`backlog ${BACKLOG}: online -> pins`, (s) => s.backlog?.pinsMs, " ms"),
+    row("backlog: state messages", (s) => s.backlog?.messages),
+    row("backlog: pin writes", (s) => s.backlog?.pinWrites),
+    row("start -> presence 1 (node: exit)", (s) => s.startMs, " ms"),
+    row(`idle RSS (after ${IDLE_MS / 1000} s)`, (s) => s.idleRssMiB, " MiB"),
+  ];
+  const widths = heads.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(" | ")} |`;
+  const out = [
+    `\n${machine.cpu} (${machine.cores} cores), Linux ${machine.kernel}, node ${machine.node}, ${machine.python} paho ${machine.paho}, MQTT.js ${machine.mqttjs}, ${machine.mosquitto}`,
+    "medians; round trip = QoS 1 command -> retained QoS 1 state received, one at a time",
+    ...(machine.agentFlags ? [`lamp-agent runs with: node ${machine.agentFlags}`] : []),
+    "",
+    line(heads),
+    `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
+    ...rows.map(line),
+    "",
+    ...Object.entries(targets).map(([name, ok]) => `${ok ? "met " : "MISS"}  ${name}`),
+  ];
+  process.stdout.write(`${out.join("\n")}\n`);
+}
+
+main().catch((error) => {
+  log(error.stack ?? String(error));
+  process.exit(1);
+});

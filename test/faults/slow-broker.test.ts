@@ -1,0 +1,89 @@
+// A slow broker: the link to it adds latency and caps throughput while a flood of commands comes in.
+// Whatever the agent sends (state, acknowledgements) must not pile up inside it. The agent runs in this
+// process so its MQTT.js client can be looked at directly: the queue of publishes awaiting the broker's
+// acknowledgement, the offline queue and the bytes buffered on the socket, sampled throughout.
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import type { Agent } from "../../src/agent.js";
+import { type RunningAgent, startAgent } from "../helpers/agent.js";
+import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { Recorder, sleep } from "../helpers/mqtt-client.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
+
+const COMMANDS = 3000;
+
+/** The parts of MQTT.js's client that grow when publishes outrun the broker. */
+interface ClientQueues {
+  readonly outgoing: Record<string, unknown>;
+  readonly queue: unknown[];
+  readonly stream: { readonly writableLength: number };
+}
+
+// Private on purpose in the agent; a test of "no unbounded queue" has to look inside.
+function clientOf(agent: Agent): ClientQueues {
+  return Reflect.get(Reflect.get(agent, "connection") as object, "client") as ClientQueues;
+}
+
+let broker: TestBroker;
+let proxy: TcpProxy;
+let lamp: RunningAgent | undefined;
+let watcher: Recorder | undefined;
+
+beforeAll(async () => {
+  broker = await startBroker();
+  proxy = await new TcpProxy(broker.port).start();
+});
+afterAll(async () => {
+  await lamp?.stop();
+  await watcher?.end();
+  await proxy.stop();
+  await broker.stop();
+  cleanup(broker);
+});
+
+describe("a slow broker", () => {
+  it(`keeps what the agent holds bounded while ${COMMANDS} commands flood in, and ends on the last one`, async () => {
+    lamp = await startAgent(proxy.url, { GAMMA: "1" });
+    const { agent, driver, id } = lamp;
+    const base = `lamp/${id}`;
+    watcher = await Recorder.connect(broker.url, [`state/${id}`, `${base}/changed`]);
+    const seen = watcher;
+    await seen.wait(`state/${id}`, (t) => t === "1");
+    await seen.wait(`${base}/changed`);
+    await sleep(200);
+    seen.clear();
+
+    proxy.slow({ latencyMs: 100, bytesPerSecond: 64 * 1024 });
+    const peak = { outgoing: 0, queue: 0, buffered: 0 };
+    const sampler = setInterval(() => {
+      const client = clientOf(agent);
+      peak.outgoing = Math.max(peak.outgoing, Object.keys(client.outgoing).length);
+      peak.queue = Math.max(peak.queue, client.queue.length);
+      peak.buffered = Math.max(peak.buffered, client.stream.writableLength);
+    }, 10);
+    try {
+      // A slider dragged without pause: QoS 0, every command a change, the last one distinct.
+      for (let i = 0; i < COMMANDS; i++) {
+        const brightness = i === COMMANDS - 1 ? 0.99 : ((i % 98) + 1) / 100;
+        seen.client.publish(
+          `${base}/set_config`,
+          JSON.stringify({ on: true, color: { h: 0, s: 0 }, brightness, client: "slider" }),
+          { qos: 0 },
+        );
+      }
+      await seen.wait(`${base}/changed`, (t) => JSON.parse(t).brightness === 0.99, 60_000);
+      await vi.waitFor(() => expect(driver.duties).toEqual([0.99, 0.99, 0.99]), { timeout: 5000 });
+    } finally {
+      clearInterval(sampler);
+    }
+
+    // One state publish in flight at a time (plus, at most, one more being acknowledged as it is
+    // replaced); an agent publishing every change would have had thousands waiting here.
+    expect(peak.outgoing).toBeLessThanOrEqual(2);
+    expect(peak.queue).toBe(0);
+    expect(peak.buffered).toBeLessThan(4096);
+    const states = seen.on(`${base}/changed`).length;
+    expect(states).toBeGreaterThan(0);
+    expect(states).toBeLessThan(COMMANDS / 10);
+    expect(agent.state?.brightness).toBe(0.99);
+  }, 90_000);
+});
