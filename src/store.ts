@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { mkdir, open, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
@@ -76,14 +76,25 @@ export class StateStore {
 
   /** Fails early, at start, when the directory cannot even be created; the agent still runs. */
   prepare(): void {
+    const dir = path.dirname(this.file);
     try {
-      mkdirSync(path.dirname(this.file), { recursive: true });
+      mkdirSync(dir, { recursive: true });
     } catch (error) {
       this.logger.warn(
         { file: this.file, err: error },
-        "cannot create the state directory; state will not survive a restart",
+        "cannot create the state directory; the lamp works, and saving will be retried",
       );
       this.failing = true;
+      return;
+    }
+    // A kill between write and rename leaves a temp file behind; it is never read, only tidied.
+    const prefix = `${path.basename(this.file)}.`;
+    try {
+      for (const name of readdirSync(dir)) {
+        if (name.startsWith(prefix) && name.endsWith(".tmp")) rmSync(path.join(dir, name), { force: true });
+      }
+    } catch {
+      // Tidying is best effort.
     }
   }
 

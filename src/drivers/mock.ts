@@ -2,6 +2,9 @@ import { appendFileSync } from "node:fs";
 import { statusLine } from "../cli/status-line.js";
 import { type Driver, DriverError, type DriverModule, type DriverOptions } from "./driver.js";
 
+/** The newest writes kept in `writes`; older ones are dropped (the trace file keeps everything). */
+export const MAX_RECORDED = 10_000;
+
 export interface MockWrite {
   /** Milliseconds since the driver was opened. */
   readonly t: number;
@@ -76,8 +79,10 @@ export class MockDriver implements Driver {
       // Only pins whose duty changed are written, as on real hardware; the first write sets them all.
       const duty = duties[i] ?? 0;
       if (this.last.length > 0 && this.last[i] === duty) return;
+      // Bounded: a demo left running for days must not grow without end.
+      if (this.writes.length >= MAX_RECORDED) this.writes.splice(0, this.writes.length - MAX_RECORDED + 1);
       this.writes.push({ t, pin, duty });
-      lines.push(`${JSON.stringify({ t, pin, duty })}\n`);
+      if (this.options.traceFile) lines.push(`${JSON.stringify({ t, pin, duty })}\n`);
     });
     this.last = [...duties];
     if (this.options.traceFile && lines.length > 0) appendFileSync(this.options.traceFile, lines.join(""));

@@ -208,3 +208,16 @@ describe("StateStore: a disk that refuses writes", () => {
     expect(new StateStore(path.join(sub, "state.json"), silentLogger()).load()).toEqual(red);
   });
 });
+
+describe("StateStore.prepare", () => {
+  it("tidies temp files a kill left between write and rename, and nothing else", () => {
+    const file = path.join(dir, "state.json");
+    writeFileSync(path.join(dir, "state.json.4242.tmp"), '{"version":1,"st');
+    writeFileSync(path.join(dir, "other.tmp"), "keep");
+    writeFileSync(file, JSON.stringify({ version: 1, state: red }));
+    const store = new StateStore(file, silentLogger());
+    store.prepare();
+    expect(readdirSync(dir).sort()).toEqual(["other.tmp", "state.json"]);
+    expect(store.load()).toEqual(red);
+  });
+});

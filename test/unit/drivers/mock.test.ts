@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { DriverError } from "../../../src/drivers/driver.js";
-import { MockDriver, mockDriver, swatch } from "../../../src/drivers/mock.js";
+import { MAX_RECORDED, MockDriver, mockDriver, swatch } from "../../../src/drivers/mock.js";
 import { silentLogger } from "../support.js";
 
 const options = (pins: readonly number[] = [19, 26, 13], traceFile?: string) => ({
@@ -126,5 +126,15 @@ describe("swatch", () => {
     expect(swatch([1, 0, 0])).toContain("duty 1.000 0.000 0.000");
     expect(swatch([0])).toContain("dark");
     expect(swatch([1])).toContain("48;2;255;255;255m");
+  });
+});
+
+describe("MockDriver memory", () => {
+  it("keeps only the newest MAX_RECORDED writes, so a long demo does not grow without end", async () => {
+    const driver = new MockDriver(options([18]));
+    await driver.open([0]);
+    for (let i = 1; i <= MAX_RECORDED + 500; i++) await driver.write([(i % 1000) / 1000]);
+    expect(driver.writes).toHaveLength(MAX_RECORDED);
+    expect(driver.writes.at(-1)?.duty).toBe(((MAX_RECORDED + 500) % 1000) / 1000);
   });
 });
