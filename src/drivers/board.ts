@@ -55,6 +55,16 @@ export async function readBoardModel(sysfsRoot: string): Promise<string | null> 
   }
 }
 
+/** Why `driver` cannot run on a board that is not a Pi, in the words every driver's probe uses. */
+export function notAPi(
+  driver: string,
+  sysfsRoot: string,
+  model: string | null,
+): { ok: false; reason: string } {
+  const what = model === null ? `no ${modelPath(sysfsRoot)}` : `board model "${model}"`;
+  return { ok: false, reason: `${driver}: not a Raspberry Pi (${what})` };
+}
+
 export function isRaspberryPi(model: string | null): model is string {
   return model !== null && /Raspberry Pi/i.test(model);
 }

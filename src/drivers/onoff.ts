@@ -1,5 +1,5 @@
 import path from "node:path";
-import { isRaspberryPi, modelPath, readBoardModel } from "./board.js";
+import { isRaspberryPi, notAPi, readBoardModel } from "./board.js";
 import {
   type Availability,
   type Driver,
@@ -75,13 +75,7 @@ async function plan(
 ): Promise<{ ok: true; plan: Plan } | { ok: false; reason: string }> {
   const model = await readBoardModel(options.sysfsRoot);
   if (!isRaspberryPi(model)) {
-    return {
-      ok: false,
-      reason:
-        model === null
-          ? `onoff: not a Raspberry Pi (no ${modelPath(options.sysfsRoot)})`
-          : `onoff: not a Raspberry Pi (board model "${model}")`,
-    };
+    return notAPi("onoff", options.sysfsRoot, model);
   }
   const chip = await findPinctrlChip(options.sysfsRoot, deps.io);
   if (!chip) {

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { isPi5Family, isRaspberryPi, modelPath, readBoardModel } from "./board.js";
+import { isPi5Family, isRaspberryPi, notAPi, readBoardModel } from "./board.js";
 import {
   type Availability,
   type Driver,
@@ -139,13 +139,7 @@ const DEFAULT_DEPS: PigpioDeps = {
 async function availability(options: DriverOptions, deps: PigpioDeps): Promise<Availability> {
   const model = await readBoardModel(options.sysfsRoot);
   if (!isRaspberryPi(model)) {
-    return {
-      ok: false,
-      reason:
-        model === null
-          ? `pigpio: not a Raspberry Pi (no ${modelPath(options.sysfsRoot)})`
-          : `pigpio: not a Raspberry Pi (board model "${model}")`,
-    };
+    return notAPi("pigpio", options.sysfsRoot, model);
   }
   if (isPi5Family(model)) {
     return {

@@ -1,7 +1,7 @@
 import path from "node:path";
 import {
   isRaspberryPi,
-  modelPath,
+  notAPi,
   type PwmBlock,
   pwmBlockFor,
   pwmChannelFor,
@@ -108,13 +108,7 @@ type PlanResult = { ok: true; plan: Plan } | { ok: false; reason: string };
 async function plan(options: DriverOptions, deps: SysfsPwmDeps): Promise<PlanResult> {
   const model = await readBoardModel(options.sysfsRoot);
   if (!isRaspberryPi(model)) {
-    return {
-      ok: false,
-      reason:
-        model === null
-          ? `sysfs-pwm: not a Raspberry Pi (no ${modelPath(options.sysfsRoot)})`
-          : `sysfs-pwm: not a Raspberry Pi (board model "${model}")`,
-    };
+    return notAPi("sysfs-pwm", options.sysfsRoot, model);
   }
   const problems = pwmPinProblems(model, options.pins);
   if (problems.length > 0) return { ok: false, reason: `sysfs-pwm: ${problems.join("; ")}` };
