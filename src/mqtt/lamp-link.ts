@@ -13,6 +13,9 @@ import { StatePublisher } from "./state-publisher.js";
 const BACKLOG_QUIET_MS = 100;
 const BACKLOG_MAX_MS = 2000;
 
+/** At most one "state changed" line per this interval; see noteChange(). */
+const CHANGE_LOG_MS = 500;
+
 /** Something else that lives on the same connection (Home Assistant discovery, say). */
 export interface LinkExtension {
   /** Topics to subscribe to after every connect. */
@@ -42,6 +45,8 @@ export class LampLink {
   private readonly extensions: LinkExtension[] = [];
   private backlogTimer: NodeJS.Timeout | undefined;
   private backlogEnds = 0;
+  private changeTimer: NodeJS.Timeout | undefined;
+  private unlogged: { state: LampState; client: string | null; changes: number } | undefined;
 
   constructor(
     private readonly config: Config,
@@ -52,17 +57,9 @@ export class LampLink {
   ) {
     const { topics } = config;
     this.guard = new FeedbackGuard(config.mqtt.clientId, topics.command === topics.state);
-    this.publisher = new StatePublisher(connection, topics.state, logger, (payload) => {
-      this.guard.published(payload);
-      // The info line is per state published (coalesced), not per command: a dragged slider sends
-      // hundreds of commands a second, and a line for each took 40% of the agent's CPU in a burst
-      // (bench/run.mjs) and would flood the journal, which rate-limits a unit and then drops its errors.
-      // Written after the packet has gone out (MQTT.js writes on the next tick), off the round trip.
-      setImmediate(() => {
-        const { color, ...rest } = JSON.parse(payload) as { color: { h: number; s: number } };
-        this.logger.info({ ...rest, h: color.h, s: color.s }, "state published");
-      });
-    });
+    this.publisher = new StatePublisher(connection, topics.state, logger, (payload) =>
+      this.guard.published(payload),
+    );
   }
 
   addExtension(extension: LinkExtension): void {
@@ -132,9 +129,45 @@ export class LampLink {
       return;
     }
     const client = command.client ?? null;
-    this.logger.debug({ client, ...flat(state) }, "state changed");
     this.hooks.onChange(state);
     this.publisher.publish(statePayload(state, client));
+    this.noteChange(state, client);
+  }
+
+  /**
+   * State changes are logged at info as they come, but at most one line per CHANGE_LOG_MS: a dragged
+   * slider sends hundreds of commands a second, and a line for each took 40% of the agent's CPU in a
+   * burst (bench/run.mjs) and would flood the journal, which rate-limits a unit and then drops its
+   * errors. The line after a busy interval carries the newest state and how many changes it stands for.
+   */
+  private noteChange(state: LampState, client: string | null): void {
+    if (this.changeTimer) {
+      this.unlogged = { state, client, changes: (this.unlogged?.changes ?? 0) + 1 };
+      return;
+    }
+    this.startChangeInterval();
+    // Off the round trip: the state packet goes out first.
+    setImmediate(() => this.logChange(state, client, 1));
+  }
+
+  private startChangeInterval(): void {
+    this.changeTimer = setTimeout(() => {
+      this.changeTimer = undefined;
+      if (this.flushChangeLog()) this.startChangeInterval();
+    }, CHANGE_LOG_MS);
+    this.changeTimer.unref();
+  }
+
+  /** Logs the change held back in this interval, if any; true when there was one. */
+  private flushChangeLog(): boolean {
+    const pending = this.unlogged;
+    this.unlogged = undefined;
+    if (pending) this.logChange(pending.state, pending.client, pending.changes);
+    return pending !== undefined;
+  }
+
+  private logChange(state: LampState, client: string | null, changes: number): void {
+    this.logger.info({ client, ...flat(state), ...(changes > 1 && { changes }) }, "state changed");
   }
 
   private armBacklogRelease(): void {
@@ -148,6 +181,8 @@ export class LampLink {
 
   /** Publishes `0` retained and waits for the broker to acknowledge it, bounded. */
   async goOffline(timeoutMs = 2000): Promise<void> {
+    clearTimeout(this.changeTimer);
+    this.flushChangeLog();
     clearTimeout(this.backlogTimer);
     this.lamp.release();
     if (!this.connection.connected) return;

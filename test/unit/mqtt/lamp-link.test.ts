@@ -317,3 +317,37 @@ describe("LampLink: command topic equal to state topic", () => {
     await link.goOffline();
   });
 });
+
+describe("LampLink: the state-change log", () => {
+  const cmd = (brightness: number) => Buffer.from(JSON.stringify({ brightness, client: "slider" }));
+
+  it("logs a single change at once, and a burst as one more line with the newest state and how many changes it stands for", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const { logger, lines } = memoryLogger("info");
+    const { config, link } = await build({}, logger);
+    const changes = () => lines.filter((l) => l.msg === "state changed");
+    link.onMessage(config.topics.command, cmd(0.5), packet());
+    await flush();
+    expect(changes()).toHaveLength(1);
+    expect(changes()[0]).toMatchObject({ brightness: 0.5, client: "slider" });
+    for (let i = 1; i <= 200; i++) link.onMessage(config.topics.command, cmd(i % 2 ? 0.2 : 0.3), packet());
+    await flush();
+    expect(changes()).toHaveLength(1);
+    vi.advanceTimersByTime(500);
+    expect(changes()).toHaveLength(2);
+    expect(changes()[1]).toMatchObject({ brightness: 0.3, changes: 200 });
+    vi.advanceTimersByTime(2000);
+    expect(changes()).toHaveLength(2);
+  });
+
+  it("writes what it held back when the agent goes offline", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const { logger, lines } = memoryLogger("info");
+    const { config, link } = await build({}, logger);
+    link.onMessage(config.topics.command, cmd(0.5), packet());
+    link.onMessage(config.topics.command, cmd(0.6), packet());
+    await flush();
+    await link.goOffline();
+    expect(lines.filter((l) => l.msg === "state changed").map((l) => l.brightness)).toEqual([0.5, 0.6]);
+  });
+});
