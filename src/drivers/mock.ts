@@ -1,4 +1,4 @@
-import { appendFileSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { statusLine } from "../cli/status-line.js";
 import { type Driver, DriverError, type DriverModule, type DriverOptions } from "./driver.js";
 
@@ -24,6 +24,7 @@ export class MockDriver implements Driver {
   readonly writes: MockWrite[] = [];
   private phase: "new" | "open" | "closed" = "new";
   private openedAt = 0;
+  private trace: number | undefined;
   private last: readonly number[] = [];
 
   constructor(private readonly options: DriverOptions) {}
@@ -37,6 +38,8 @@ export class MockDriver implements Driver {
     if (this.phase === "open") throw new DriverError("already_open", "mock driver: pins are already open");
     if (this.phase === "closed") throw new DriverError("closed", "mock driver: cannot reopen closed pins");
     this.check(initial);
+    // Opened once, like a pin: three syscalls per write would cost more than the agent's own work.
+    if (this.options.traceFile) this.trace = openSync(this.options.traceFile, "a");
     this.phase = "open";
     this.openedAt = performance.now();
     this.apply(initial);
@@ -55,6 +58,8 @@ export class MockDriver implements Driver {
 
   async close(): Promise<void> {
     if (this.phase === "open" && this.options.draw) statusLine.clear();
+    if (this.trace !== undefined) closeSync(this.trace);
+    this.trace = undefined;
     this.phase = "closed";
   }
 
@@ -85,7 +90,7 @@ export class MockDriver implements Driver {
       if (this.options.traceFile) lines.push(`${JSON.stringify({ t, pin, duty })}\n`);
     });
     this.last = [...duties];
-    if (this.options.traceFile && lines.length > 0) appendFileSync(this.options.traceFile, lines.join(""));
+    if (this.trace !== undefined && lines.length > 0) writeSync(this.trace, lines.join(""));
     if (this.options.draw) statusLine.set(this.options.draw, swatch(duties));
   }
 }
