@@ -8,7 +8,15 @@ import {
   type DriverOptions,
 } from "./driver.js";
 import { findPinctrlChip, type GpioChip, sysfsGpioNumber } from "./gpiochip.js";
-import { checkDuties, describe, errnoCode, Lifecycle, nodeSysfs, type SysfsIO } from "./sysfs.js";
+import {
+  asDriverError,
+  checkDuties,
+  describe,
+  errnoCode,
+  Lifecycle,
+  nodeSysfs,
+  type SysfsIO,
+} from "./sysfs.js";
 
 /**
  * onoff (fivdi/onoff): the kernel's legacy sysfs GPIO as plain outputs. On or off only, for a relay or
@@ -145,8 +153,7 @@ export class OnoffDriver implements Driver {
     } catch (error) {
       this.release();
       this.life.failed();
-      if (error instanceof DriverError) throw error;
-      throw new DriverError("io", `onoff driver: ${describe(error)}`, { cause: error });
+      throw asDriverError(error, "onoff driver");
     }
   }
 

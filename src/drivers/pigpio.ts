@@ -9,7 +9,7 @@ import {
   type DriverModule,
   type DriverOptions,
 } from "./driver.js";
-import { checkDuties, describe, Lifecycle } from "./sysfs.js";
+import { asDriverError, checkDuties, describe, Lifecycle } from "./sysfs.js";
 
 /**
  * pigpio (fivdi/pigpio over joan2937/pigpio): DMA-timed PWM on any GPIO of a Pi Zero to 4, and the
@@ -250,8 +250,7 @@ export class PigpioDriver implements Driver {
     } catch (error) {
       this.release();
       this.life.failed();
-      if (error instanceof DriverError) throw error;
-      throw new DriverError("io", `pigpio driver: ${describe(error)}`, { cause: error });
+      throw asDriverError(error, "pigpio driver");
     }
   }
 

@@ -16,6 +16,7 @@ import {
   type DriverOptions,
 } from "./driver.js";
 import {
+  asDriverError,
   type Clock,
   checkDuties,
   describe,
@@ -207,10 +208,7 @@ export class SysfsPwmDriver implements Driver {
     } catch (error) {
       await this.release();
       this.life.failed();
-      if (error instanceof DriverError) throw error;
-      throw new DriverError("io", `sysfs-pwm driver: cannot open the PWM channels: ${describe(error)}`, {
-        cause: error,
-      });
+      throw asDriverError(error, "sysfs-pwm driver: cannot open the PWM channels");
     }
   }
 

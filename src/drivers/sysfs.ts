@@ -49,6 +49,12 @@ export function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** What a failed open() throws: a DriverError as it is, anything else as an `io` error of this driver. */
+export function asDriverError(error: unknown, context: string): DriverError {
+  if (error instanceof DriverError) return error;
+  return new DriverError("io", `${context}: ${describe(error)}`, { cause: error });
+}
+
 export function errnoCode(error: unknown): string | undefined {
   return error !== null && typeof error === "object" && "code" in error
     ? String((error as { code: unknown }).code)
