@@ -3,7 +3,8 @@ import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import mqtt, { type MqttClient } from "mqtt";
 import { ConfigError, loadConfig } from "../config.js";
-import { type Command, CommandError, parseCommand } from "../lamp/command.js";
+import { applyCommand, type Command, CommandError, parseCommand } from "../lamp/command.js";
+import { sameState } from "../lamp/state.js";
 
 const CLIENT = "lampctl";
 const HELP = `lampctl: set and show a lamp-agent lamp over MQTT
@@ -84,14 +85,9 @@ interface Shown {
   client?: string | null;
 }
 
+/** The agent's own rule: a command is a no-op when applying it leaves the state as it is. */
 function wouldChange(state: Shown, command: Command): boolean {
-  const q = (v: number) => Math.round((v + Number.EPSILON) * 100) / 100;
-  return (
-    (command.on !== undefined && command.on !== state.on) ||
-    (command.color?.h !== undefined && q(command.color.h) !== state.color.h) ||
-    (command.color?.s !== undefined && q(command.color.s) !== state.color.s) ||
-    (command.brightness !== undefined && q(command.brightness) !== state.brightness)
-  );
+  return !sameState(applyCommand(state, command), state);
 }
 
 async function main(): Promise<void> {
