@@ -3,7 +3,7 @@ import { hostname, networkInterfaces } from "node:os";
 import path from "node:path";
 import dotenv from "dotenv";
 import { z } from "zod";
-import { modelPath, pwmPinProblems } from "./drivers/board.js";
+import { pwmPinProblems, readBoardModelSync } from "./drivers/board.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
 import { secretFileWarnings, tlsFileProblems } from "./mqtt/tls-files.js";
@@ -281,7 +281,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   if (driver === "sysfs-pwm" && pinList && sysfsRoot) {
     // Which pins have a hardware PWM channel depends on the board; off a Pi there is nothing to check.
     const prefix = `LED_PINS=${JSON.stringify(pinList.join(","))}:`;
-    for (const problem of pwmPinProblems(readModelSync(sysfsRoot), pinList)) {
+    for (const problem of pwmPinProblems(readBoardModelSync(sysfsRoot), pinList)) {
       problems.push(problem.replace(/^LED_PINS:/, prefix));
     }
   }
@@ -323,14 +323,6 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     { name: "MQTT_PASSWORD_FILE", path: passwordFile },
   ]);
   return { config: deepFreeze(config), effective, warnings };
-}
-
-function readModelSync(sysfsRoot: string): string | null {
-  try {
-    return readFileSync(modelPath(sysfsRoot), "utf8").replace(/\0+$/, "").trim() || null;
-  } catch {
-    return null;
-  }
 }
 
 function deepFreeze<T>(value: T): T {

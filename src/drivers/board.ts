@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -48,11 +49,23 @@ export function modelPath(sysfsRoot: string): string {
 /** The board model, or null when this is not a device-tree machine (a laptop, a container). */
 export async function readBoardModel(sysfsRoot: string): Promise<string | null> {
   try {
-    const raw = await readFile(modelPath(sysfsRoot), "utf8");
-    return raw.replace(/\0+$/, "").trim() || null;
+    return cleanModel(await readFile(modelPath(sysfsRoot), "utf8"));
   } catch {
     return null;
   }
+}
+
+/** The same, synchronously, for configuration validation (which runs before anything async). */
+export function readBoardModelSync(sysfsRoot: string): string | null {
+  try {
+    return cleanModel(readFileSync(modelPath(sysfsRoot), "utf8"));
+  } catch {
+    return null;
+  }
+}
+
+function cleanModel(raw: string): string | null {
+  return raw.replace(/\0+$/, "").trim() || null;
 }
 
 /** Why `driver` cannot run on a board that is not a Pi, in the words every driver's probe uses. */
