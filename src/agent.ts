@@ -1,5 +1,5 @@
 import type { Config } from "./config.js";
-import type { Driver } from "./drivers/driver.js";
+import type { Driver, DriverOptions } from "./drivers/driver.js";
 import { describeSelection, selectDriver } from "./drivers/index.js";
 import { Lamp } from "./lamp/lamp.js";
 import { Output } from "./lamp/output.js";
@@ -22,6 +22,19 @@ export interface AgentOptions {
   readonly driver?: Driver;
   /** Reconnect backoff (tests shorten it); otherwise MQTT_RECONNECT_MIN_MS and MQTT_RECONNECT_MAX_MS. */
   readonly backoff?: Backoff;
+}
+
+/** The driver's share of the configuration; one place, for the agent, `--check` and tests. */
+export function driverOptions(config: Config, logger: Logger, draw?: NodeJS.WriteStream): DriverOptions {
+  return {
+    pins: config.pins,
+    activeLow: config.activeLow,
+    frequency: config.frequency,
+    sysfsRoot: config.sysfsRoot,
+    traceFile: config.mockTrace,
+    draw,
+    logger,
+  };
 }
 
 export function initialState(saved: LampState | undefined, powerOn: Config["powerOn"]): LampState {
@@ -132,15 +145,7 @@ export class Agent {
 
   private async chooseDriver(): Promise<Driver> {
     const { config } = this;
-    const options = {
-      pins: config.pins,
-      activeLow: config.activeLow,
-      frequency: config.frequency,
-      sysfsRoot: config.sysfsRoot,
-      traceFile: config.mockTrace,
-      draw: this.options.draw,
-      logger: this.logger.child({ part: "driver" }),
-    };
+    const options = driverOptions(config, this.logger.child({ part: "driver" }), this.options.draw);
     const selection = await selectDriver(config.driver, options);
     for (const { name, availability } of selection.tried) {
       this.logger.debug({ driver: name, ...availability }, "driver probe");

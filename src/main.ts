@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
-import { Agent, StartError } from "./agent.js";
+import { Agent, driverOptions, StartError } from "./agent.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";
 import { describeSelection, selectDriver } from "./drivers/index.js";
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
@@ -41,13 +41,7 @@ async function check(loaded: LoadedConfig): Promise<number> {
   }
   for (const warning of loaded.warnings) process.stdout.write(`warning: ${warning}\n`);
   const logger = createLogger({ level: "silent", format: "json" });
-  const selection = await selectDriver(config.driver, {
-    pins: config.pins,
-    activeLow: config.activeLow,
-    frequency: config.frequency,
-    sysfsRoot: config.sysfsRoot,
-    logger,
-  });
+  const selection = await selectDriver(config.driver, driverOptions(config, logger));
   for (const { name, availability } of selection.tried) {
     process.stdout.write(`  ${availability.ok ? `${name}: usable` : availability.reason}\n`);
   }

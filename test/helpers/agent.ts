@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
-import { Agent } from "../../src/agent.js";
+import { Agent, driverOptions } from "../../src/agent.js";
 import { loadConfig } from "../../src/config.js";
 import { MockDriver } from "../../src/drivers/mock.js";
 import { createLogger, type LogLevel } from "../../src/log.js";
@@ -52,13 +52,7 @@ export async function startAgent(
     },
   });
   const logger = createLogger({ level: options.level ?? "debug", format: "json", stream });
-  const driver = new MockDriver({
-    pins: config.pins,
-    activeLow: config.activeLow,
-    frequency: config.frequency,
-    sysfsRoot: config.sysfsRoot,
-    logger,
-  });
+  const driver = new MockDriver(driverOptions(config, logger));
   const agent = new Agent(config, logger, { driver, ...(options.backoff && { backoff: options.backoff }) });
   await agent.openHardware();
   agent.connect();
