@@ -3,7 +3,6 @@ import { hostname, networkInterfaces } from "node:os";
 import path from "node:path";
 import dotenv from "dotenv";
 import { z } from "zod";
-import { pwmPinProblems, readBoardModelSync } from "./drivers/board.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
 import { secretFileWarnings, tlsFileProblems } from "./mqtt/tls-files.js";
@@ -278,13 +277,6 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const logLevel = read("LOG_LEVEL", oneOf(LOG_LEVELS), () => "info");
   const logFormat = read("LOG_FORMAT", oneOf(LOG_FORMATS), () => "auto");
 
-  if (driver === "sysfs-pwm" && pinList && sysfsRoot) {
-    // Which pins have a hardware PWM channel depends on the board; off a Pi there is nothing to check.
-    const prefix = `LED_PINS=${JSON.stringify(pinList.join(","))}:`;
-    for (const problem of pwmPinProblems(readBoardModelSync(sysfsRoot), pinList)) {
-      problems.push(problem.replace(/^LED_PINS:/, prefix));
-    }
-  }
   if (problems.length > 0) throw new ConfigError(problems);
   const passwordValue =
     password ?? (passwordFile ? readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "") : undefined);
