@@ -244,7 +244,7 @@ function writeNode(dir: string, node: NodeSpec): void {
   writeFileSync(path.join(dir, "compatible"), `${node.compatible}\0`);
   if (node.gpios) {
     const cells = Buffer.alloc(4 * node.gpios.length);
-    node.gpios.forEach((cell, i) => cells.writeUInt32BE(cell, 4 * i));
+    for (const [i, cell] of node.gpios.entries()) cells.writeUInt32BE(cell, 4 * i);
     writeFileSync(path.join(dir, "gpios"), cells);
   }
 }
