@@ -1,5 +1,4 @@
 import {
-  type FSWatcher,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -11,20 +10,20 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import {
   buildTree,
   lampChannel,
   PI4_LAMPI_66,
   PI5_KERNEL_612,
   PI5_LAMPI_612,
-  removeTree,
   type TreeSpec,
   ZERO2_LAMPI_612,
 } from "../helpers/fake-sysfs.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { type AgentProcess, spawnAgent } from "../helpers/process.js";
+import { spawnAgent } from "../helpers/process.js";
+import { teardown } from "../helpers/teardown.js";
 
 /**
  * The built agent with GPIO_DRIVER=sysfs-pwm on fake sysfs trees, this test playing the kernel for
@@ -35,39 +34,35 @@ const PERIOD = 1_000_000; // PWM_FREQUENCY=1000
 
 let broker: TestBroker;
 let dir: string;
-const roots: string[] = [];
-const watchers: FSWatcher[] = [];
-const processes: AgentProcess[] = [];
-const recorders: Recorder[] = [];
+const track = teardown("all");
+const perTest = teardown("each");
 
 /** A tree and its kernel: `export` makes the channel directory appear at once, complete. */
 function playedTree(spec: TreeSpec): { root: string; channelDir: (pin: number) => string } {
-  const root = buildTree(spec);
-  roots.push(root);
+  const root = track(buildTree(spec));
   for (const chip of spec.pwmChips ?? []) {
     const chipDir = realpathSync(path.join(root, "class", "pwm", `pwmchip${chip.index}`));
     for (const action of ["export", "unexport"] as const) {
       const file = path.join(chipDir, action);
-      watchers.push(
-        watch(file, () => {
-          const value = readFileSync(file, "utf8").trim();
-          if (!/^\d+$/.test(value)) return;
-          writeFileSync(file, "");
-          const channel = path.join(chipDir, `pwm${value}`);
-          if (action === "unexport") return rmSync(channel, { recursive: true, force: true });
-          const staging = path.join(chipDir, `.pwm${value}.new`);
-          mkdirSync(staging, { recursive: true });
-          for (const [name, v] of Object.entries({
-            period: 0,
-            duty_cycle: 0,
-            enable: 0,
-            polarity: "normal",
-          })) {
-            writeFileSync(path.join(staging, name), `${v}\n`);
-          }
-          renameSync(staging, channel);
-        }),
-      );
+      const watcher = watch(file, () => {
+        const value = readFileSync(file, "utf8").trim();
+        if (!/^\d+$/.test(value)) return;
+        writeFileSync(file, "");
+        const channel = path.join(chipDir, `pwm${value}`);
+        if (action === "unexport") return rmSync(channel, { recursive: true, force: true });
+        const staging = path.join(chipDir, `.pwm${value}.new`);
+        mkdirSync(staging, { recursive: true });
+        for (const [name, v] of Object.entries({
+          period: 0,
+          duty_cycle: 0,
+          enable: 0,
+          polarity: "normal",
+        })) {
+          writeFileSync(path.join(staging, name), `${v}\n`);
+        }
+        renameSync(staging, channel);
+      });
+      track(() => watcher.close());
     }
   }
   return {
@@ -102,19 +97,8 @@ async function until(
 }
 
 beforeAll(async () => {
-  broker = await startBroker();
-  dir = mkdtempSync(path.join(tmpdir(), "lamp-e2e-pwm-"));
-});
-afterAll(async () => {
-  for (const w of watchers) w.close();
-  await broker.stop();
-  cleanup(broker);
-  for (const root of roots) removeTree(root);
-  rmSync(dir, { recursive: true, force: true });
-});
-afterEach(async () => {
-  for (const p of processes.splice(0)) if (p.child.exitCode === null) p.child.kill("SIGKILL");
-  for (const r of recorders.splice(0)) await r.end();
+  broker = track(await startBroker());
+  dir = track(mkdtempSync(path.join(tmpdir(), "lamp-e2e-pwm-")));
 });
 
 const env = (id: string, root: string, pins: string): Record<string, string> => ({
@@ -142,10 +126,8 @@ async function lightsUp(
 ) {
   const dirs = pins.map(channelDir);
   const duties = () => dirs.map((d) => readIn(d, "duty_cycle")).join();
-  const agent = spawnAgent(env(id, root, pins.join(",")));
-  processes.push(agent);
-  const client = await Recorder.connect(broker.url, [`state/${id}`, `lamp/${id}/#`]);
-  recorders.push(client);
+  const agent = perTest(spawnAgent(env(id, root, pins.join(","))));
+  const client = perTest(await Recorder.connect(broker.url, [`state/${id}`, `lamp/${id}/#`]));
   await client.wait(`state/${id}`, (t) => t === "1", 15_000);
   await until("enabled channels", () => dirs.every((d) => readIn(d, "enable") === "1"), duties);
   expect(dirs.map((d) => readIn(d, "period"))).toEqual(dirs.map(() => String(PERIOD)));
@@ -171,7 +153,7 @@ describe("the built agent on the kernel's PWM, LAMPI wiring (LED_PINS=19,26,13)"
   ] as const) {
     it(label, async () => {
       const tree = playedTree(spec);
-      const id = `e2elampi${roots.length}x${process.pid}`;
+      const id = `e2elampi${path.basename(tree.root).slice(-6)}x${process.pid}`;
       const agent = await lightsUp(id, tree.root, [19, 26, 13], tree.channelDir);
       agent.child.kill("SIGTERM");
       expect(await agent.exited).toBe(0);
@@ -198,7 +180,7 @@ describe("the built agent on the kernel's PWM (fake Pi 5 sysfs, RP1 PWM0 only)",
 
   it("--check finds RP1 PWM0 by its device and maps the pins", async () => {
     const tree = playedTree(spec);
-    const check = spawnAgent(env("e2epwmcheck", tree.root, "12,13,18"), ["--check"]);
+    const check = perTest(spawnAgent(env("e2epwmcheck", tree.root, "12,13,18"), ["--check"]));
     expect(await check.exited).toBe(0);
     expect(check.output()).toContain(
       "driver: sysfs-pwm: kernel PWM pwmchip1 (1f00098000.pwm), 12->pwm0, 13->pwm1, 18->pwm2, 1000 Hz",
@@ -207,7 +189,7 @@ describe("the built agent on the kernel's PWM (fake Pi 5 sysfs, RP1 PWM0 only)",
 
   it("refuses to start on a pin without a channel, naming the config.txt line that gives it one", async () => {
     const tree = playedTree(spec);
-    const agent = spawnAgent(env("e2epwmbad", tree.root, "19,26,13"));
+    const agent = perTest(spawnAgent(env("e2epwmbad", tree.root, "19,26,13")));
     expect(await agent.exited).toBe(1);
     expect(agent.output()).toContain("no PWM channel for pin 26 (no PWM chip drives it)");
     expect(agent.output()).toContain("dtoverlay=pwm-pio,gpio=26");
