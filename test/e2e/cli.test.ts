@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { type AgentProcess, MAIN, ROOT, spawnAgent } from "../helpers/process.js";
+import { teardown } from "../helpers/teardown.js";
 
 const run = promisify(execFile);
 const LAMPCTL = path.join(ROOT, "dist", "cli", "lampctl.js");
@@ -27,29 +28,26 @@ async function lampctl(args: string[], env: Record<string, string> = {}) {
 
 describe("lampctl against the running agent", () => {
   let broker: TestBroker;
-  let agent: AgentProcess;
+  let _agent: AgentProcess;
   let dir: string;
   const id = `ctl${process.pid}`;
 
+  const track = teardown("all");
+
   beforeAll(async () => {
-    broker = await startBroker();
-    dir = mkdtempSync(path.join(tmpdir(), "lampctl-"));
-    agent = spawnAgent({
-      LAMP_ID: id,
-      MQTT_URL: broker.url,
-      GPIO_DRIVER: "mock",
-      STATE_FILE: path.join(dir, "state.json"),
-    });
+    broker = track(await startBroker());
+    dir = track(mkdtempSync(path.join(tmpdir(), "lampctl-")));
+    _agent = track(
+      spawnAgent({
+        LAMP_ID: id,
+        MQTT_URL: broker.url,
+        GPIO_DRIVER: "mock",
+        STATE_FILE: path.join(dir, "state.json"),
+      }),
+    );
     const watcher = await Recorder.connect(broker.url, [`state/${id}`]);
     await watcher.wait(`state/${id}`, (t) => t === "1", 15_000);
     await watcher.end();
-  });
-  afterAll(async () => {
-    agent.child.kill("SIGTERM");
-    await agent.exited;
-    await broker.stop();
-    cleanup(broker);
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("prints the state", async () => {
