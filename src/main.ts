@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { parseArgs } from "node:util";
 import { Agent, driverOptions, StartError } from "./agent.js";
+import { parseCommandLine, UsageError } from "./cli/args.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";
 import { describeSelection, selectDriver } from "./drivers/index.js";
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
@@ -102,15 +102,24 @@ async function run(loaded: LoadedConfig): Promise<void> {
   agent.connect();
 }
 
-const { values } = parseArgs({
-  options: {
-    check: { type: "boolean", default: false },
-    forget: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-    version: { type: "boolean", short: "v", default: false },
-  },
-  strict: true,
-});
+function options() {
+  try {
+    return parseCommandLine({
+      options: {
+        check: { type: "boolean", default: false },
+        forget: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+        version: { type: "boolean", short: "v", default: false },
+      },
+    }).values;
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`lamp-agent: ${error.message} (lamp-agent --help lists the options)\n`);
+    process.exit(EXIT_CONFIG);
+  }
+}
+
+const values = options();
 if (values.help) {
   process.stdout.write(`${HELP}\n`);
 } else if (values.version) {

@@ -100,16 +100,6 @@ describe("agent on a real broker", () => {
     });
   });
 
-  it("ignores a retained command, live or found at subscribe time", async () => {
-    const { watcher, base, driver, agent } = await lamp();
-    await watcher.publish(`${base}/set_config`, '{"on": false, "client": "x"}', { retain: true });
-    expect(state((await watcher.wait(`${base}/error`)).text).error).toBe("retained_command");
-    await sleep(100);
-    expect(agent.state?.on).toBe(true);
-    expect(driver.duties).toEqual([1, 1, 1]);
-    await watcher.publish(`${base}/set_config`, "", { retain: true });
-  });
-
   it("does nothing for a command equal to the current state", async () => {
     const { watcher, base, driver } = await lamp();
     const writes = driver.writes.length;
@@ -253,5 +243,55 @@ describe("agent behind a link that fails", () => {
     expect(agent.state?.brightness).toBe(1);
     // 3 pins per write; a replayed backlog would be 100 writes.
     expect((driver.writes.length - writes) / 3).toBeLessThanOrEqual(3);
+  });
+});
+
+// LAMPI's own clients publish set_config retained (a voice bridge sending its whole state). The flag
+// that counts is the one the broker sets on a replay from its store, the same on both protocols.
+describe.each(["5", "3.1.1"])("retained commands on MQTT %s", (protocol) => {
+  let proxy: TcpProxy;
+  beforeAll(async () => {
+    proxy = trackAll(await new TcpProxy(broker.port).start());
+  });
+  const env = { MQTT_PROTOCOL: protocol, MQTT_RECONNECT_MIN_MS: "50" };
+  const alexa = JSON.stringify({ on: false, brightness: 0.3, client: "alexa_voice" });
+
+  it("acts on a live command published retained", async () => {
+    const { watcher, base, agent, driver } = await lamp(env);
+    await watcher.publish(`${base}/set_config`, alexa, { retain: true });
+    const changed = await watcher.wait(`${base}/changed`, (t) => state(t).client === "alexa_voice");
+    expect(state(changed.text)).toMatchObject({ on: false, brightness: 0.3 });
+    expect(agent.state?.on).toBe(false);
+    await vi.waitFor(() => expect(driver.duties).toEqual([0, 0, 0]));
+    expect(watcher.on(`${base}/error`)).toEqual([]);
+  });
+
+  it("ignores a stored command replayed at subscribe, naming its sender", async () => {
+    const id = `stored${protocol.replaceAll(".", "")}x${process.pid}`;
+    const errors = track(await Recorder.connect(broker.url, [`lamp/${id}/error`]));
+    await errors.publish(`lamp/${id}/set_config`, alexa, { retain: true });
+    const { agent, watcher, base } = await lamp({ ...env, LAMP_ID: id });
+    const error = state((await errors.wait(`lamp/${id}/error`)).text);
+    expect(error).toMatchObject({ error: "retained_command", client: "alexa_voice" });
+    expect(error.message).toContain(`mosquitto_pub -r -n -t '${base}/set_config'`);
+    await sleep(300);
+    expect(agent.state?.on).toBe(true);
+    expect(watcher.on(`${base}/changed`).map((m) => state(m.text).client)).toEqual([`lamp-${id}`]);
+  });
+
+  it("never lets a replay at reconnect undo a newer command", async () => {
+    const { watcher, base, agent, presence } = await lamp(env, proxy.url);
+    await watcher.publish(`${base}/set_config`, alexa, { retain: true });
+    await watcher.wait(`${base}/changed`, (t) => state(t).client === "alexa_voice");
+    await watcher.publish(`${base}/set_config`, '{"on": true, "brightness": 0.9, "client": "ui"}');
+    await watcher.wait(`${base}/changed`, (t) => state(t).client === "ui");
+    watcher.clear();
+    proxy.cut();
+    await watcher.wait(presence, (t) => t === "0", 5000);
+    const replayed = await watcher.wait(`${base}/error`, () => true, 10_000);
+    expect(state(replayed.text)).toMatchObject({ error: "retained_command", client: "alexa_voice" });
+    await sleep(300);
+    expect(agent.state).toMatchObject({ on: true, brightness: 0.9 });
+    expect(watcher.on(`${base}/changed`).map((m) => state(m.text).client)).not.toContain("alexa_voice");
   });
 });

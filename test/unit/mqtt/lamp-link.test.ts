@@ -158,17 +158,29 @@ describe("LampLink: commands", () => {
     await link.goOffline();
   });
 
-  it("rejects a retained command with retained_command on <base>/error, changing nothing", async () => {
+  it("acts on a live command whatever its sender's retain flag (the link sees only replays flagged)", async () => {
+    const { link, lamp } = await connected();
+    send(link, '{"on": false, "client": "alexa_voice"}');
+    await flush();
+    expect(lamp.state.on).toBe(false);
+    await link.goOffline();
+  });
+
+  it("rejects a command replayed from the broker's store with retained_command, naming its sender", async () => {
     const { connection, link, lamp } = await connected();
-    send(link, '{"on": false, "client": "lamp_ui"}', true);
+    send(link, '{"on": false, "client": "alexa_voice"}', true);
+    send(link, "not json", true);
     await flush();
     expect(lamp.state.on).toBe(true);
-    expect(connection.sent).toHaveLength(1);
-    const [error] = connection.sent;
+    expect(connection.sent).toHaveLength(2);
+    const [error, anonymous] = connection.sent;
     expect(error?.topic).toBe("lamp/abc/error");
     expect(error?.options).toEqual({ qos: 0, retain: false });
-    expect(json(error?.payload ?? "")).toMatchObject({ error: "retained_command", client: null });
-    expect(json(error?.payload ?? "").message).toMatch(/retained/);
+    expect(json(error?.payload ?? "")).toMatchObject({ error: "retained_command", client: "alexa_voice" });
+    expect(json(error?.payload ?? "").message).toMatch(
+      /retained.*mosquitto_pub -r -n -t 'lamp\/abc\/set_config'/,
+    );
+    expect(json(anonymous?.payload ?? "")).toMatchObject({ error: "retained_command", client: null });
     await link.goOffline();
   });
 
