@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +32,9 @@ let recorder: Recorder | undefined;
 let envFile: string;
 let auth: string | undefined;
 const timings: string[] = [];
+/** What installing costs (docs/deployment.md), printed at the end of the run. */
+const measures: string[] = [];
+const FRESH_NPM_CACHE = "/root/npm-fresh";
 
 async function timed<T>(label: string, step: () => Promise<T>): Promise<T> {
   const started = Date.now();
@@ -171,19 +174,45 @@ describe("lamp-agent deployed on a real systemd", () => {
       await container.destroy();
     }
     if (auth) rmSync(auth, { recursive: true, force: true });
-    process.stderr.write(`--- timings\n${timings.join("\n")}\n`);
+    process.stderr.write(`--- timings\n${timings.join("\n")}\n--- install costs\n${measures.join("\n")}\n`);
   });
 
-  it("installs with scripts/install.sh and starts without a broker", async () => {
-    const result = await timed("install.sh (first, builds)", () =>
-      container.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 12 * 60_000 }),
+  it("installs from a fresh clone without development dependencies and starts without a broker", async () => {
+    // An empty npm cache, so what it holds afterwards is what the install downloaded.
+    const result = await timed("install.sh (first, bundles)", () =>
+      container.exec(
+        `cd ${CLONE} && npm_config_cache=${FRESH_NPM_CACHE} /usr/bin/time -o /root/install.time -f '%M %e' scripts/install.sh`,
+        { timeoutMs: 12 * 60_000 },
+      ),
     );
     expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+    expect(result.stdout).toContain("bundling with esbuild");
     expect(result.stdout).toContain("kept /etc/lamp-agent/lamp-agent.env");
     expect(result.stdout).toContain("installed /etc/systemd/system/lamp-agent.service.d/credentials.conf");
     expect(await container.sh("cat /etc/lamp-agent/lamp-agent.env")).toBe(envFile);
     // Type=notify: active means READY=1 arrived, with the broker still down.
     expect(await isActive()).toBe(true);
+
+    // GNU time's %M is the largest resident size of any one process of the install (npm, esbuild, ...).
+    const [peakKiB, seconds] = (await container.sh("cat /root/install.time")).trim().split(/\s+/).map(Number);
+    const downloadKiB = Number((await container.sh(`du -sk ${FRESH_NPM_CACHE}`)).split(/\s/)[0]);
+    measures.push(
+      `install from a fresh clone: ${seconds} s, peak ${((peakKiB ?? 0) / 1024).toFixed(0)} MiB, npm cache ${(downloadKiB / 1024).toFixed(1)} MiB`,
+    );
+    expect((peakKiB ?? Number.POSITIVE_INFINITY) / 1024).toBeLessThanOrEqual(150);
+    // Nothing of the development dependencies was fetched, and the clone is as it was.
+    const fetched = await container.sh(
+      `grep -rhoa 'registry.npmjs.org/[^/"]*/' ${FRESH_NPM_CACHE}/_cacache/index-v5 | sort -u`,
+    );
+    expect(fetched).toContain("registry.npmjs.org/mqtt/");
+    expect(fetched).not.toMatch(/typescript|vitest|@biomejs/);
+    await container.sh(`test ! -e ${CLONE}/node_modules && test ! -e /opt/lamp-agent/node_modules`);
+  });
+
+  it("puts lamp-agent and lampctl on the PATH", async () => {
+    const version = JSON.parse(readFileSync(path.join(repo, "package.json"), "utf8")).version as string;
+    expect(await container.sh("lamp-agent --version")).toBe(`${version}\n`);
+    expect(await container.sh("lampctl --help")).toContain("lampctl");
   });
 
   it("runs unprivileged and sandboxed", async () => {
@@ -286,15 +315,16 @@ describe("lamp-agent deployed on a real systemd", () => {
 
   it("an update that does not build leaves the running agent alone", async () => {
     const pid = await mainPid();
+    // No type check on the device (that is `npm run lint` on a developer's machine): a syntax error.
     await container.sh(
-      `cd ${CLONE} && cp src/main.ts /root/main.ts.good && echo 'const broken: number = "x";' >> src/main.ts`,
+      `cd ${CLONE} && cp src/main.ts /root/main.ts.good && echo 'const broken = ;' >> src/main.ts`,
     );
     const result = await timed("install.sh (update, broken build)", () =>
       container.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 12 * 60_000 }),
     );
     const output = `${result.stdout}\n${result.stderr}`;
     expect(result.code, output).not.toBe(0);
-    expect(output).toContain("building (npm run build) failed");
+    expect(output).toContain("bundling (scripts/build.mjs) failed");
     expect(await isActive()).toBe(true);
     expect(await mainPid()).toBe(pid);
     await container.sh("test ! -e /opt/lamp-agent.old && ! ls -d /opt/lamp-agent.new.* 2>/dev/null");
@@ -334,7 +364,9 @@ describe("lamp-agent deployed on a real systemd", () => {
     );
     expect((await container.exec(`systemctl is-active ${UNIT}`)).stdout.trim()).not.toBe("active");
     await container.sh(`test ! -e /etc/systemd/system/${UNIT} && test ! -e /etc/systemd/system/${UNIT}.d`);
-    await container.sh("test ! -e /opt/lamp-agent");
+    await container.sh(
+      "test ! -e /opt/lamp-agent && test ! -e /usr/local/bin/lamp-agent && test ! -e /usr/local/bin/lampctl",
+    );
     await container.sh("test -s /etc/lamp-agent/lamp-agent.env && test -s /var/lib/lamp-agent/state.json");
     expect((await container.exec("ls /etc/systemd/system/multi-user.target.wants/")).stdout).not.toContain(
       UNIT,
