@@ -245,16 +245,16 @@ need_npm() {
   command -v npm >/dev/null || die "npm is missing, and is needed to $1 (Debian: sudo apt install npm)"
 }
 
-# npm as it runs by default peaks at 250-300 MB (parallel downloads, a lazy garbage collector) where
-# a Pi Zero 2 has about 200 free; one download at a time and a small heap keep it near 110 MB
-# (docs/deployment.md has the figures).
-# A large npm cache can need more heap than that: V8 then aborts (134), and npm gets its default.
+# npm as it runs by default peaks at 220-310 MB (parallel downloads, a lazy garbage collector) where
+# a Pi Zero 2 has about 200 free; one download at a time and a small heap keep it near 100 MB
+# (docs/deployment.md has the figures). npm's live heap is close to that limit: when V8 gives up
+# (SIGABRT, 134) npm runs once more with a little more.
 npm_light() {
   local status=0
   NODE_OPTIONS="--max-old-space-size=32 --max-semi-space-size=1" npm --maxsockets=1 "$@" || status=$?
   if ((status == 134)); then
-    echo "npm ran out of its small heap: once more with its default"
-    npm --maxsockets=1 "$@"
+    echo "npm ran out of its small heap: once more with a larger one"
+    NODE_OPTIONS="--max-old-space-size=48 --max-semi-space-size=1" npm --maxsockets=1 "$@"
   else
     return "$status"
   fi
@@ -347,6 +347,37 @@ locked_version() {
     console.log(entry.version);' "$repo/package-lock.json" "$1"
 }
 
+# package.json and package-lock.json in $1 cut down to the runtime dependencies, at the locked
+# versions, each with its tarball's address on the configured registry. A lock without addresses
+# (omit-lockfile-registry-resolved) makes npm fetch and parse every package's whole metadata, over
+# 10 MB for @types/node: that, not the download, is what took npm past 200 MB.
+runtime_manifest() {
+  local registry
+  registry=$(npm config get registry)
+  "$node_bin" -e '
+    const fs = require("node:fs");
+    const [dir, registry] = process.argv.slice(1);
+    const read = (name) => JSON.parse(fs.readFileSync(dir + "/" + name, "utf8"));
+    const pkg = read("package.json");
+    const lock = read("package-lock.json");
+    for (const manifest of [pkg, lock.packages[""]]) {
+      delete manifest.devDependencies;
+      delete manifest.optionalDependencies;
+    }
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      if (path === "") continue;
+      if (entry.dev || entry.optional || entry.devOptional) {
+        delete lock.packages[path];
+        continue;
+      }
+      const name = entry.name ?? path.slice(path.lastIndexOf("node_modules/") + 13);
+      const base = name.split("/").pop();
+      entry.resolved ??= registry.replace(/\/?$/, "/") + name + "/-/" + base + "-" + entry.version + ".tgz";
+    }
+    fs.writeFileSync(dir + "/package.json", JSON.stringify(pkg));
+    fs.writeFileSync(dir + "/package-lock.json", JSON.stringify(lock));' "$1" "$registry"
+}
+
 # The bundle, made with esbuild alone: the runtime dependencies it bundles (npm ci --omit=dev,
 # without install scripts or native modules) and esbuild in a directory of its own. No development
 # dependencies and no TypeScript compile: tsc alone peaks near 300 MB, more than a Pi Zero has free.
@@ -358,6 +389,7 @@ build_bundle() {
   mkdir -p "$build/scripts"
   cp -R "$repo/src" "$repo/package.json" "$repo/package-lock.json" "$repo/tsconfig.json" "$build/"
   cp "$repo/scripts/build.mjs" "$build/scripts/"
+  runtime_manifest "$build"
   npm_ci "installing the dependencies to bundle (npm ci --omit=dev)" "$build" \
     --omit=dev --omit=optional --ignore-scripts
   step "installing esbuild" "$work" npm_light install --prefix "$work/esbuild" --no-save --no-package-lock \
