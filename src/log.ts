@@ -43,7 +43,8 @@ export function toText(line: string, journald: boolean): string {
 export interface LoggerOptions {
   readonly level: LogLevel;
   readonly format: LogFormat;
-  readonly stream?: NodeJS.WritableStream;
+  /** Only `write` is used, so a test can capture lines with a plain object. */
+  readonly stream?: Pick<NodeJS.WritableStream, "write">;
 }
 
 /**

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { parseArgs } from "node:util";
 import { Agent, driverOptions, StartError } from "./agent.js";
+import { parseCommandLine, UsageError } from "./cli/args.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";
 import { describeSelection, selectDriver } from "./drivers/index.js";
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
@@ -19,7 +19,8 @@ Usage: lamp-agent [--check] [--forget] [--help] [--version]
   --forget     remove this lamp from Home Assistant (an empty retained discovery
                config on the broker), then exit; for uninstalling
 Configuration comes from environment variables and a .env file in the working
-directory; see .env.example. Exit codes: 0 ok, 1 failure, 2 invalid configuration.`;
+directory (without one, an installed /etc/lamp-agent/lamp-agent.env); see
+.env.example. Exit codes: 0 ok, 1 failure, 2 invalid configuration.`;
 
 function load(): LoadedConfig {
   try {
@@ -34,7 +35,8 @@ function load(): LoadedConfig {
 async function check(loaded: LoadedConfig): Promise<number> {
   const { config, effective } = loaded;
   const width = Math.max(...effective.map((s) => s.name.length + s.value.length + 1));
-  process.stdout.write(`lamp-agent ${VERSION}: effective configuration\n`);
+  const from = loaded.file ? `the environment and ${loaded.file}` : "the environment";
+  process.stdout.write(`lamp-agent ${VERSION}: effective configuration, from ${from}\n`);
   for (const setting of effective) {
     const line = `${setting.name}=${setting.value}`;
     process.stdout.write(`  ${line.padEnd(width)}  # ${setting.source}\n`);
@@ -100,15 +102,24 @@ async function run(loaded: LoadedConfig): Promise<void> {
   agent.connect();
 }
 
-const { values } = parseArgs({
-  options: {
-    check: { type: "boolean", default: false },
-    forget: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-    version: { type: "boolean", short: "v", default: false },
-  },
-  strict: true,
-});
+function options() {
+  try {
+    return parseCommandLine({
+      options: {
+        check: { type: "boolean", default: false },
+        forget: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+        version: { type: "boolean", short: "v", default: false },
+      },
+    }).values;
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`lamp-agent: ${error.message} (lamp-agent --help lists the options)\n`);
+    process.exit(EXIT_CONFIG);
+  }
+}
+
+const values = options();
 if (values.help) {
   process.stdout.write(`${HELP}\n`);
 } else if (values.version) {

@@ -1,9 +1,20 @@
 import net from "node:net";
 import path from "node:path";
 import { Agent } from "../agent.js";
-import { loadConfig } from "../config.js";
-import { exitOnBugs, onSignals } from "../lifecycle.js";
+import { ConfigError, type LoadedConfig, loadConfig } from "../config.js";
+import { EXIT_CONFIG, exitOnBugs, onSignals } from "../lifecycle.js";
 import { createLogger } from "../log.js";
+
+/** The agent's own answer to a bad configuration: the problems, one a line, and exit code 2. */
+function loadOrExit(env: NodeJS.ProcessEnv): LoadedConfig {
+  try {
+    return loadConfig({ env });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`lamp-agent demo: ${error.message}\n`);
+    process.exit(EXIT_CONFIG);
+  }
+}
 
 /**
  * The whole agent on a laptop: an embedded broker (Aedes, a dev dependency, imported only here), the mock
@@ -18,16 +29,14 @@ async function main(): Promise<void> {
   const port = typeof address === "object" && address ? address.port : 0;
   const url = `mqtt://127.0.0.1:${port}`;
 
-  const { config } = loadConfig({
-    env: {
-      ...process.env,
-      MQTT_URL: url,
-      LAMP_ID: process.env.LAMP_ID ?? "demo",
-      GPIO_DRIVER: "mock",
-      HA_DISCOVERY: process.env.HA_DISCOVERY ?? "false",
-      STATE_FILE: process.env.STATE_FILE ?? path.join(".lamp-agent", "demo-state.json"),
-      LOG_FORMAT: process.env.LOG_FORMAT ?? "text",
-    },
+  const { config } = loadOrExit({
+    ...process.env,
+    MQTT_URL: url,
+    LAMP_ID: process.env.LAMP_ID ?? "demo",
+    GPIO_DRIVER: "mock",
+    HA_DISCOVERY: process.env.HA_DISCOVERY ?? "false",
+    STATE_FILE: process.env.STATE_FILE ?? path.join(".lamp-agent", "demo-state.json"),
+    LOG_FORMAT: process.env.LOG_FORMAT ?? "text",
   });
   const { topics } = config;
   const lampctl = `node dist/cli/lampctl.js --url ${url} --id ${config.lampId}`;

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import { randomBytes } from "node:crypto";
-import { parseArgs } from "node:util";
 import mqtt, { type MqttClient } from "mqtt";
 import { ConfigError, loadConfig } from "../config.js";
 import { applyCommand, type Command, CommandError, parseCommand } from "../lamp/command.js";
 import { sameState } from "../lamp/state.js";
+import { parseCommandLine, UsageError } from "./args.js";
 
 const CLIENT = "lampctl";
 const HELP = `lampctl: set and show a lamp-agent lamp over MQTT
@@ -28,7 +28,7 @@ function fail(message: string, code: number): never {
 
 function parse() {
   try {
-    return parseArgs({
+    return parseCommandLine({
       allowPositionals: true,
       options: {
         on: { type: "boolean" },
@@ -44,7 +44,8 @@ function parse() {
       },
     });
   } catch (error) {
-    fail(`${(error as Error).message}\n\n${HELP}`, 2);
+    if (error instanceof UsageError) fail(`${error.message} (lampctl --help lists the options)`, 2);
+    throw error;
   }
 }
 

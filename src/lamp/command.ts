@@ -97,8 +97,7 @@ export function parseCommand(payload: Uint8Array): Command {
     throw new CommandError("invalid_json", 'payload must be a JSON object like {"on": true}');
   }
   // The sender is named in the error even when another field is bad, so its UI can show the error.
-  const raw = (json as Record<string, unknown>).client;
-  const client = typeof raw === "string" && raw.length >= 1 && raw.length <= 64 ? raw : null;
+  const client = clientField(json);
   const result = schema.safeParse(json);
   if (!result.success) {
     const issues = result.error.issues.map(describe);
@@ -106,6 +105,22 @@ export function parseCommand(payload: Uint8Array): Command {
     throw new CommandError(code, issues.map((i) => i.message).join("; "), client);
   }
   return result.data;
+}
+
+function clientField(json: object): string | null {
+  const raw = (json as Record<string, unknown>).client;
+  return typeof raw === "string" && raw.length >= 1 && raw.length <= 64 ? raw : null;
+}
+
+/** The `client` a payload names, when it is a JSON object that names one; for errors about it. */
+export function senderOf(payload: Uint8Array): string | null {
+  if (payload.byteLength > MAX_PAYLOAD_BYTES) return null;
+  try {
+    const json: unknown = JSON.parse(decoder.decode(payload));
+    return json !== null && typeof json === "object" ? clientField(json) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The state a command leads to from `current`; every value quantised to two decimals. */

@@ -159,14 +159,14 @@ export class MqttConnection {
   }
 
   /**
-   * Subscribes at QoS 1; on MQTT 5 with No Local (our own publishes never come back) and Retain As
-   * Published (so a retained command is recognisable even when it arrives live). Rejects when the broker
-   * refuses (an ACL, say).
+   * Subscribes at QoS 1; on MQTT 5 with No Local (our own publishes never come back) and without Retain
+   * As Published, so the retain flag of a message means what it means on 3.1.1: replayed from the
+   * broker's store at subscribe, not live. Rejects when the broker refuses (an ACL, say).
    */
   subscribe(topic: string): Promise<void> {
     const client = this.client;
     if (!client?.connected) return Promise.reject(new Error("not connected"));
-    const options = this.protocol === 5 ? { qos: 1 as const, nl: true, rap: true } : { qos: 1 as const };
+    const options = this.protocol === 5 ? { qos: 1 as const, nl: true } : { qos: 1 as const };
     return new Promise((resolve, reject) => {
       client.subscribe(topic, options, (error, granted) => {
         // MQTT 3.1.1 has one failure code, 128; MQTT 5 says why (135: not authorized, by an ACL).

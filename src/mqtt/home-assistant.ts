@@ -80,7 +80,7 @@ export function discoveryConfig(config: Config): Record<string, unknown> {
     ...(rgb && { red_template: RED, green_template: GREEN, blue_template: BLUE }),
     availability: [{ topic: config.topics.presence, payload_available: "1", payload_not_available: "0" }],
     qos: 1,
-    // Commands must never be retained: a retained command replays on every reconnect (and is refused).
+    // Not retained: a stored command would be replayed (and refused) at every reconnect of the agent.
     retain: false,
     optimistic: false,
     device: {

@@ -1,6 +1,6 @@
 import type { IPublishPacket } from "mqtt";
 import type { Config } from "../config.js";
-import { type Command, CommandError, parseCommand } from "../lamp/command.js";
+import { type Command, CommandError, parseCommand, senderOf } from "../lamp/command.js";
 import type { Lamp } from "../lamp/lamp.js";
 import type { LampState } from "../lamp/state.js";
 import type { Logger } from "../log.js";
@@ -99,6 +99,10 @@ export class LampLink {
     }
     // An empty message is how a user clears a retained command: nothing to do, nothing to report.
     if (payload.length === 0) return;
+    // The retain flag means "replayed from the broker's store at (re)subscribe": on MQTT 5 we subscribe
+    // without Retain As Published, and a 3.1.1 broker sets it only on such replays. A live command is
+    // obeyed whatever flag its sender used (LAMPI's clients publish set_config retained); a replay is
+    // not, or it would switch the lamp on at every reconnect and undo any newer command (Tasmota #744).
     if (packet.retain) {
       // With one topic for commands and state, the retained message found there on subscribe is our
       // own last state, not a command anyone sent.
@@ -106,7 +110,8 @@ export class LampLink {
       this.reportError(
         new CommandError(
           "retained_command",
-          "retained commands are ignored (they would replay on every reconnect); publish set_config without the retain flag",
+          `ignored the retained command stored on ${topic}, replayed at subscribe (it may be older than the lamp's state); clear it with an empty retained message: mosquitto_pub -r -n -t '${topic}'`,
+          senderOf(payload),
         ),
       );
       return;

@@ -1,28 +1,20 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { type AgentProcess, spawnAgent } from "../helpers/process.js";
+import { spawnAgent } from "../helpers/process.js";
+import { teardown } from "../helpers/teardown.js";
 
+const trackAll = teardown("all");
+const track = teardown("each");
 let broker: TestBroker;
 let dir: string;
-const processes: AgentProcess[] = [];
-const recorders: Recorder[] = [];
 
 beforeAll(async () => {
-  broker = await startBroker();
-  dir = mkdtempSync(path.join(tmpdir(), "lamp-e2e-"));
-});
-afterAll(async () => {
-  await broker.stop();
-  cleanup(broker);
-  rmSync(dir, { recursive: true, force: true });
-});
-afterEach(async () => {
-  for (const p of processes.splice(0)) if (p.child.exitCode === null) p.child.kill("SIGKILL");
-  for (const r of recorders.splice(0)) await r.end();
+  broker = trackAll(await startBroker());
+  dir = trackAll(mkdtempSync(path.join(tmpdir(), "lamp-e2e-")));
 });
 
 let n = 0;
@@ -37,10 +29,8 @@ function env(id: string): Record<string, string> {
 }
 
 async function start(id: string, extra: Record<string, string> = {}) {
-  const agent = spawnAgent({ ...env(id), ...extra });
-  processes.push(agent);
-  const watcher = await Recorder.connect(broker.url, [`state/${id}`, `lamp/${id}/#`]);
-  recorders.push(watcher);
+  const agent = track(spawnAgent({ ...env(id), ...extra }));
+  const watcher = track(await Recorder.connect(broker.url, [`state/${id}`, `lamp/${id}/#`]));
   await watcher.wait(`state/${id}`, (t) => t === "1", 15_000);
   return { agent, watcher };
 }
@@ -59,8 +49,7 @@ describe("the built agent as a real process", () => {
     agent.child.kill("SIGKILL");
     expect(await agent.exited).toBe("SIGKILL");
     await watcher.wait(`state/${id}`, (t) => t === "0", 10_000);
-    const late = await Recorder.connect(broker.url, [`state/${id}`]);
-    recorders.push(late);
+    const late = track(await Recorder.connect(broker.url, [`state/${id}`]));
     expect((await late.wait(`state/${id}`)).text).toBe("0");
   });
 
@@ -122,23 +111,20 @@ describe("the built agent as a real process", () => {
     expect(await check.exited).toBe(0);
     expect(check.output()).toMatch(/LAMP_ID=fromdotenv\s+# \.env/);
     expect(check.output()).toMatch(/POWER_ON=on\s+# environment/);
+    expect(check.output()).toContain("effective configuration, from the environment and .env");
   });
 
   it("keeps running with no broker, and connects when one appears", async () => {
     const id = `e2e${process.pid}nb${++n}`;
-    const late = await startBroker();
+    const late = track(await startBroker());
     await late.stop();
-    const agent = spawnAgent({ ...env(id), MQTT_URL: late.url });
-    processes.push(agent);
+    const agent = track(spawnAgent({ ...env(id), MQTT_URL: late.url }));
     await new Promise((r) => setTimeout(r, 1500));
     expect(agent.child.exitCode).toBeNull();
     await late.restart();
-    const watcher = await Recorder.connect(late.url, [`state/${id}`]);
-    recorders.push(watcher);
+    const watcher = track(await Recorder.connect(late.url, [`state/${id}`]));
     await watcher.wait(`state/${id}`, (t) => t === "1", 20_000);
     agent.child.kill("SIGTERM");
     expect(await agent.exited).toBe(0);
-    await late.stop();
-    cleanup(late);
   });
 });

@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { type AgentProcess, ROOT, spawnAgent } from "../helpers/process.js";
+import { type AgentProcess, MAIN, ROOT, spawnAgent } from "../helpers/process.js";
+import { teardown } from "../helpers/teardown.js";
 
 const run = promisify(execFile);
 const LAMPCTL = path.join(ROOT, "dist", "cli", "lampctl.js");
@@ -27,29 +28,26 @@ async function lampctl(args: string[], env: Record<string, string> = {}) {
 
 describe("lampctl against the running agent", () => {
   let broker: TestBroker;
-  let agent: AgentProcess;
+  let _agent: AgentProcess;
   let dir: string;
   const id = `ctl${process.pid}`;
 
+  const track = teardown("all");
+
   beforeAll(async () => {
-    broker = await startBroker();
-    dir = mkdtempSync(path.join(tmpdir(), "lampctl-"));
-    agent = spawnAgent({
-      LAMP_ID: id,
-      MQTT_URL: broker.url,
-      GPIO_DRIVER: "mock",
-      STATE_FILE: path.join(dir, "state.json"),
-    });
+    broker = track(await startBroker());
+    dir = track(mkdtempSync(path.join(tmpdir(), "lampctl-")));
+    _agent = track(
+      spawnAgent({
+        LAMP_ID: id,
+        MQTT_URL: broker.url,
+        GPIO_DRIVER: "mock",
+        STATE_FILE: path.join(dir, "state.json"),
+      }),
+    );
     const watcher = await Recorder.connect(broker.url, [`state/${id}`]);
     await watcher.wait(`state/${id}`, (t) => t === "1", 15_000);
     await watcher.end();
-  });
-  afterAll(async () => {
-    agent.child.kill("SIGTERM");
-    await agent.exited;
-    await broker.stop();
-    cleanup(broker);
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("prints the state", async () => {
@@ -126,5 +124,41 @@ describe("npm run demo", () => {
       expect(await exited).toBe(0);
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("a command line mistake", () => {
+  const node = async (script: string, args: string[], env: Record<string, string> = {}) => {
+    try {
+      const { stdout, stderr } = await run(process.execPath, [script, ...args], {
+        env: { PATH: process.env.PATH ?? "", ...env },
+        cwd: ROOT,
+        timeout: 20_000,
+      });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      return error as { code: number; stdout: string; stderr: string };
+    }
+  };
+
+  it.each([
+    ["lampctl", LAMPCTL, ["--bright", "0.5"], "lampctl: unknown option --bright; did you mean --brightness?"],
+    ["lamp-agent", MAIN, ["--bogus"], "lamp-agent: unknown option --bogus"],
+    ["lamp-agent", MAIN, ["--chek"], "lamp-agent: unknown option --chek; did you mean --check?"],
+  ])("%s %j: one line with a did-you-mean, exit 2, no stack trace", async (_name, script, args, line) => {
+    const result = await node(script, args);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toContain(line);
+    expect(result.stderr).toContain("--help lists the options");
+  });
+
+  it("the demo with a bad configuration: the agent's clean message, exit 2", async () => {
+    const result = await node(path.join(ROOT, "dist", "cli", "demo.js"), [], { LED_PINS: "abc" });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      'lamp-agent demo: invalid configuration:\n  LED_PINS="abc": allowed: BCM pin numbers 0 to 27\n',
+    );
   });
 });

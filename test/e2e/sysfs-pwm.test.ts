@@ -10,11 +10,12 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { buildTree, PI5_KERNEL_612, removeTree } from "../helpers/fake-sysfs.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { type AgentProcess, spawnAgent } from "../helpers/process.js";
+import { spawnAgent } from "../helpers/process.js";
+import { teardown } from "../helpers/teardown.js";
 
 /**
  * The built agent with GPIO_DRIVER=sysfs-pwm on a fake Pi 5 tree: pwm0 and pwm1 exported before it
@@ -28,8 +29,7 @@ let root: string;
 let dir: string;
 let chipDir: string;
 const watchers: FSWatcher[] = [];
-const processes: AgentProcess[] = [];
-const recorders: Recorder[] = [];
+const track = teardown("all");
 
 function channelDir(channel: number): string {
   return path.join(chipDir, `pwm${channel}`);
@@ -80,8 +80,8 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
 }
 
 beforeAll(async () => {
-  broker = await startBroker();
-  dir = mkdtempSync(path.join(tmpdir(), "lamp-e2e-pwm-"));
+  broker = track(await startBroker());
+  dir = track(mkdtempSync(path.join(tmpdir(), "lamp-e2e-pwm-")));
   root = buildTree({
     ...PI5_KERNEL_612,
     pwmChips: (PI5_KERNEL_612.pwmChips ?? []).map((chip) =>
@@ -98,18 +98,11 @@ beforeAll(async () => {
     "pwm",
     "pwmchip1",
   );
+  track(() => removeTree(root));
   playKernel();
-});
-afterAll(async () => {
-  for (const w of watchers) w.close();
-  await broker.stop();
-  cleanup(broker);
-  removeTree(root);
-  rmSync(dir, { recursive: true, force: true });
-});
-afterEach(async () => {
-  for (const p of processes.splice(0)) if (p.child.exitCode === null) p.child.kill("SIGKILL");
-  for (const r of recorders.splice(0)) await r.end();
+  track(() => {
+    for (const w of watchers) w.close();
+  });
 });
 
 const env = (id: string): Record<string, string> => ({
@@ -143,10 +136,8 @@ describe("the built agent on the kernel's PWM (fake Pi 5 sysfs)", () => {
 
   it("commands set the duty files; SIGTERM disables the channels and unexports the one it exported", async () => {
     const id = `e2epwm${process.pid}`;
-    const agent = spawnAgent(env(id));
-    processes.push(agent);
-    const client = await Recorder.connect(broker.url, [`state/${id}`, `lamp/${id}/#`]);
-    recorders.push(client);
+    const agent = track(spawnAgent(env(id)));
+    const client = track(await Recorder.connect(broker.url, [`state/${id}`, `lamp/${id}/#`]));
     await client.wait(`state/${id}`, (t) => t === "1", 15_000);
 
     // Started dark (POWER_ON=off): all three running at duty 0, pwm2 exported by the agent.

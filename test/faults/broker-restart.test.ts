@@ -2,26 +2,15 @@
 // process; its reconnect backoff is shortened (MQTT_RECONNECT_*), since twenty restarts well inside the
 // 10 s it takes to count a connection as stable would otherwise climb to the 60 s ceiling. That growth is
 // intended in the field (a flapping broker is not hammered); here it would only make the test slow.
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { type AgentProcess, showing, spawnAgent, white } from "../helpers/agent-process.js";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { describe, expect, it, vi } from "vitest";
+import { showing, spawnAgent, white } from "../helpers/agent-process.js";
+import { startBroker } from "../helpers/broker.js";
 import { type Received, Recorder } from "../helpers/mqtt-client.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { teardown } from "../helpers/teardown.js";
 
 const RESTARTS = 20;
-
-let broker: TestBroker | undefined;
-let proxy: TcpProxy | undefined;
-let agent: AgentProcess | undefined;
-let watcher: Recorder | undefined;
-
-afterEach(async () => {
-  await agent?.stop();
-  await watcher?.end().catch(() => undefined);
-  await proxy?.stop();
-  await broker?.stop();
-  if (broker) cleanup(broker);
-});
+const track = teardown("each");
 
 /** A message delivered live (not a retained copy from before the restart). */
 function live(recorder: Recorder, topic: string, match: (text: string) => boolean): Promise<Received> {
@@ -40,19 +29,22 @@ describe.each([
   ["with broker persistence", true],
 ])("%s", (_name, persistence) => {
   it(`reconnects after each of ${RESTARTS} broker restarts, re-announces presence and state, and obeys a command each time`, async () => {
-    broker = await startBroker({
-      config: persistence
-        ? ["persistence true", "persistence_location {dir}/", "autosave_interval 3600"]
-        : [],
-    });
+    const broker = track(
+      await startBroker({
+        config: persistence
+          ? ["persistence true", "persistence_location {dir}/", "autosave_interval 3600"]
+          : [],
+      }),
+    );
     // The proxy only sequences each round: the agent cannot reconnect before the watcher listens again.
-    proxy = await new TcpProxy(broker.port).start();
-    agent = spawnAgent(proxy.url, { MQTT_RECONNECT_MIN_MS: "50", MQTT_RECONNECT_MAX_MS: "400" });
-    const lamp = agent;
+    const proxy = track(await new TcpProxy(broker.port).start());
+    const lamp = track(spawnAgent(proxy.url, { MQTT_RECONNECT_MIN_MS: "50", MQTT_RECONNECT_MAX_MS: "400" }));
     const presence = `state/${lamp.id}`;
     const base = `lamp/${lamp.id}`;
     const state = (text: string) => JSON.parse(text) as { client: string; brightness: number };
-    watcher = await Recorder.connect(broker.url, [presence, `${base}/changed`]);
+    let watcher = await Recorder.connect(broker.url, [presence, `${base}/changed`]);
+    // The watcher is replaced every round: end whichever is current.
+    track(() => watcher.end().catch(() => undefined));
     await watcher.wait(presence, (t) => t === "1", 15_000);
 
     for (let round = 1; round <= RESTARTS; round++) {

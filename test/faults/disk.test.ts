@@ -16,10 +16,11 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { type AgentProcess, showing, spawnAgent, white } from "../helpers/agent-process.js";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { showing, spawnAgent, white } from "../helpers/agent-process.js";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
+import { teardown } from "../helpers/teardown.js";
 
 interface Refusal {
   readonly name: string;
@@ -124,24 +125,19 @@ function fileInTheWay(): Refusal {
   };
 }
 
+const track = teardown("all");
 let broker: TestBroker;
 const refusals = [fullDisk(), readOnlyDirectory(), fileInTheWay()].filter((r) => r !== undefined);
-const agents: AgentProcess[] = [];
-const recorders: Recorder[] = [];
-
-beforeAll(async () => {
-  broker = await startBroker();
-});
-afterAll(async () => {
-  for (const agent of agents) await agent.stop();
-  for (const recorder of recorders) await recorder.end();
+track(() => {
   for (const dir of mounts.reverse()) {
     execFileSync("umount", ["-l", dir], { stdio: "ignore" });
     rmSync(dir, { recursive: true, force: true });
   }
   for (const refusal of refusals) refusal.dispose();
-  await broker.stop();
-  cleanup(broker);
+});
+
+beforeAll(async () => {
+  broker = track(await startBroker());
 });
 
 const saved = (file: string) =>
@@ -151,11 +147,9 @@ describe("a disk that refuses writes", () => {
   it.concurrent.each(refusals.map((r) => [r.name, r] as const))(
     "%s: the lamp keeps working, the problem is logged once, saving resumes",
     async (_name, refusal) => {
-      const agent = spawnAgent(broker.url, { STATE_FILE: refusal.stateFile });
-      agents.push(agent);
+      const agent = track(spawnAgent(broker.url, { STATE_FILE: refusal.stateFile }));
       const base = `lamp/${agent.id}`;
-      const watcher = await Recorder.connect(broker.url, [`state/${agent.id}`, `${base}/changed`]);
-      recorders.push(watcher);
+      const watcher = track(await Recorder.connect(broker.url, [`state/${agent.id}`, `${base}/changed`]));
       await watcher.wait(`state/${agent.id}`, (t) => t === "1", 15_000);
       const command = async (brightness: number) => {
         await watcher.publish(`${base}/set_config`, white(brightness, "ui"));

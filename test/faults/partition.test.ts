@@ -1,42 +1,36 @@
 // A cut cable: the proxy between agent and broker stops forwarding and closes nothing, so neither side
 // learns of the loss from TCP. Only the keepalives can tell them.
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { type AgentProcess, showing, spawnAgent, white } from "../helpers/agent-process.js";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { showing, spawnAgent, white } from "../helpers/agent-process.js";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { teardown } from "../helpers/teardown.js";
 
 const KEEPALIVE_S = 2;
 
+const track = teardown("all");
 let broker: TestBroker;
 let proxy: TcpProxy;
-let agent: AgentProcess | undefined;
-let watcher: Recorder | undefined;
 
 beforeAll(async () => {
-  broker = await startBroker();
-  proxy = await new TcpProxy(broker.port).start();
-});
-afterAll(async () => {
-  await agent?.stop();
-  await watcher?.end();
-  await proxy.stop();
-  await broker.stop();
-  cleanup(broker);
+  broker = track(await startBroker());
+  proxy = track(await new TcpProxy(broker.port).start());
 });
 
 describe("a silent partition between agent and broker", () => {
   it("fires the Will within 1.5 keepalives, the agent notices on its own, the lamp stays lit, and presence returns with the link", async () => {
-    agent = spawnAgent(proxy.url, {
-      MQTT_KEEPALIVE: String(KEEPALIVE_S),
-      MQTT_RECONNECT_MIN_MS: "200",
-      MQTT_RECONNECT_MAX_MS: "1000",
-    });
-    const lamp = agent;
+    const lamp = track(
+      spawnAgent(proxy.url, {
+        MQTT_KEEPALIVE: String(KEEPALIVE_S),
+        MQTT_RECONNECT_MIN_MS: "200",
+        MQTT_RECONNECT_MAX_MS: "1000",
+      }),
+    );
     const presence = `state/${lamp.id}`;
     const base = `lamp/${lamp.id}`;
     const state = (text: string) => JSON.parse(text) as { client: string; brightness: number };
-    watcher = await Recorder.connect(broker.url, [presence, `${base}/changed`]);
+    const watcher = track(await Recorder.connect(broker.url, [presence, `${base}/changed`]));
     await watcher.wait(presence, (t) => t === "1", 15_000);
     await watcher.publish(`${base}/set_config`, white(0.4, "ui"));
     await watcher.wait(`${base}/changed`, (t) => state(t).client === "ui");

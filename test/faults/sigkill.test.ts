@@ -3,10 +3,11 @@
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AgentProcess, spawnAgent } from "../helpers/agent-process.js";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { spawnAgent } from "../helpers/agent-process.js";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
+import { teardown } from "../helpers/teardown.js";
 
 const KILLS = 25;
 
@@ -16,18 +17,11 @@ interface Saved {
   brightness: number;
 }
 
+const track = teardown("all");
 let broker: TestBroker;
-let watcher: Recorder | undefined;
-let agent: AgentProcess | undefined;
 
 beforeAll(async () => {
-  broker = await startBroker();
-});
-afterAll(async () => {
-  await agent?.stop();
-  await watcher?.end();
-  await broker.stop();
-  cleanup(broker);
+  broker = track(await startBroker());
 });
 
 // In [0, 1] and at two decimals, as the agent keeps them.
@@ -50,13 +44,12 @@ function readSaved(file: string): Saved {
 
 describe("SIGKILL while commands stream in", () => {
   it(`never tears the state file, and the agent starts from it every time (${KILLS} kills)`, async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "lamp-kill-"));
+    const dir = track(mkdtempSync(path.join(tmpdir(), "lamp-kill-")));
     const id = `kill${process.pid}`;
     const presence = `state/${id}`;
     const base = `lamp/${id}`;
     const file = path.join(dir, "state.json");
-    watcher = await Recorder.connect(broker.url, [presence, `${base}/changed`]);
-    const seen = watcher;
+    const seen = track(await Recorder.connect(broker.url, [presence, `${base}/changed`]));
     let saves = 0;
 
     for (let kill = 1; kill <= KILLS; kill++) {
@@ -66,7 +59,7 @@ describe("SIGKILL while commands stream in", () => {
         : { on: true, color: { h: 0, s: 0 }, brightness: 1 };
       seen.clear();
       const up = seen.next(presence, (t) => t === "1", 15_000);
-      agent = spawnAgent(broker.url, {}, { id, dir });
+      const agent = track(spawnAgent(broker.url, {}, { id, dir }));
       await up;
       // Its first state is the one it restored; a backlog queued after the last kill comes after it.
       const announced = await seen.wait(`${base}/changed`, (t) => JSON.parse(t).client === `lamp-${id}`);

@@ -2,12 +2,13 @@
 // Whatever the agent sends (state, acknowledgements) must not pile up inside it. The agent runs in this
 // process so its MQTT.js client can be looked at directly: the queue of publishes awaiting the broker's
 // acknowledgement, the offline queue and the bytes buffered on the socket, sampled throughout.
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import type { Agent } from "../../src/agent.js";
-import { type RunningAgent, startAgent } from "../helpers/agent.js";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { startAgent } from "../helpers/agent.js";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { teardown } from "../helpers/teardown.js";
 
 const COMMANDS = 3000;
 
@@ -23,30 +24,20 @@ function clientOf(agent: Agent): ClientQueues {
   return Reflect.get(Reflect.get(agent, "connection") as object, "client") as ClientQueues;
 }
 
+const track = teardown("all");
 let broker: TestBroker;
 let proxy: TcpProxy;
-let lamp: RunningAgent | undefined;
-let watcher: Recorder | undefined;
 
 beforeAll(async () => {
-  broker = await startBroker();
-  proxy = await new TcpProxy(broker.port).start();
-});
-afterAll(async () => {
-  await lamp?.stop();
-  await watcher?.end();
-  await proxy.stop();
-  await broker.stop();
-  cleanup(broker);
+  broker = track(await startBroker());
+  proxy = track(await new TcpProxy(broker.port).start());
 });
 
 describe("a slow broker", () => {
   it(`keeps what the agent holds bounded while ${COMMANDS} commands flood in, and ends on the last one`, async () => {
-    lamp = await startAgent(proxy.url, { GAMMA: "1" });
-    const { agent, driver, id } = lamp;
+    const { agent, driver, id } = track(await startAgent(proxy.url, { GAMMA: "1" }));
     const base = `lamp/${id}`;
-    watcher = await Recorder.connect(broker.url, [`state/${id}`, `${base}/changed`]);
-    const seen = watcher;
+    const seen = track(await Recorder.connect(broker.url, [`state/${id}`, `${base}/changed`]));
     await seen.wait(`state/${id}`, (t) => t === "1");
     await seen.wait(`${base}/changed`);
     await sleep(200);

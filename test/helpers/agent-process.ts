@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import type { LogLine } from "./log.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
 
@@ -10,12 +11,6 @@ export interface TraceWrite {
   readonly t: number;
   readonly pin: number;
   readonly duty: number;
-}
-
-export interface LogLine {
-  readonly level: number;
-  readonly msg: string;
-  readonly [key: string]: unknown;
 }
 
 /** `node dist/main.js` as a real process on the mock driver, its JSON log lines collected. */

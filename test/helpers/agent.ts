@@ -1,17 +1,17 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Writable } from "node:stream";
 import { Agent, driverOptions } from "../../src/agent.js";
 import { loadConfig } from "../../src/config.js";
 import { MockDriver } from "../../src/drivers/mock.js";
-import { createLogger, type LogLevel } from "../../src/log.js";
+import type { LogLevel } from "../../src/log.js";
 import type { Backoff } from "../../src/mqtt/connection.js";
+import { captureLogger, type LogLine } from "./log.js";
 
 export interface RunningAgent {
   readonly agent: Agent;
   readonly driver: MockDriver;
-  readonly logs: Record<string, unknown>[];
+  readonly logs: LogLine[];
   readonly id: string;
   readonly dir: string;
   stop(): Promise<void>;
@@ -44,14 +44,7 @@ export async function startAgent(
       ...env,
     },
   });
-  const logs: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split("\n")) if (line) logs.push(JSON.parse(line));
-      done();
-    },
-  });
-  const logger = createLogger({ level: options.level ?? "debug", format: "json", stream });
+  const { logger, lines: logs } = captureLogger(options.level ?? "debug");
   const driver = new MockDriver(driverOptions(config, logger));
   const agent = new Agent(config, logger, { driver, ...(options.backoff && { backoff: options.backoff }) });
   await agent.openHardware();

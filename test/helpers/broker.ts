@@ -10,8 +10,10 @@ export interface TestBroker {
   readonly port: number;
   readonly url: string;
   readonly dir: string;
-  /** Stops the broker (SIGTERM) and waits for it to exit. */
+  /** Stops the broker (SIGTERM) and waits for it to exit; restart() can start it again. */
   stop(): Promise<void>;
+  /** Stops it for good and removes its temp dir (what teardown() calls). */
+  close(): Promise<void>;
   /** Starts it again on the same port with the same config (for restart tests). */
   restart(): Promise<void>;
 }
@@ -108,7 +110,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<TestBrok
     }
   };
   await launch();
-  return {
+  return closable({
     kind: "mosquitto",
     port,
     url: `mqtt://127.0.0.1:${port}`,
@@ -120,7 +122,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<TestBrok
     async restart() {
       await launch();
     },
-  };
+  });
 }
 
 async function startAedes(port: number, dir: string): Promise<TestBroker> {
@@ -129,7 +131,7 @@ async function startAedes(port: number, dir: string): Promise<TestBroker> {
   let server = net.createServer(aedes.handle);
   const listen = () => new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   await listen();
-  return {
+  return closable({
     kind: "aedes",
     port,
     url: `mqtt://127.0.0.1:${port}`,
@@ -143,9 +145,16 @@ async function startAedes(port: number, dir: string): Promise<TestBroker> {
       server = net.createServer(aedes.handle);
       await listen();
     },
-  };
+  });
 }
 
-export function cleanup(broker: TestBroker): void {
-  rmSync(broker.dir, { recursive: true, force: true });
+/** A restartable broker, closed for good by stopping it and removing its dir. */
+function closable(broker: Omit<TestBroker, "close">): TestBroker {
+  return {
+    ...broker,
+    async close() {
+      await broker.stop();
+      rmSync(broker.dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -9,6 +9,8 @@ export interface AgentProcess {
   readonly output: () => string;
   /** Resolves with the exit code (or the signal name) once the process is gone. */
   readonly exited: Promise<number | string>;
+  /** SIGTERM and wait for the exit (a stopped process is left alone). */
+  stop(): Promise<void>;
 }
 
 /** The built agent as a real process, with a clean environment plus `env`. */
@@ -28,5 +30,13 @@ export function spawnAgent(env: Record<string, string>, args: string[] = []): Ag
   const exited = new Promise<number | string>((resolve) =>
     child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown")),
   );
-  return { child, output: () => output, exited };
+  return {
+    child,
+    output: () => output,
+    exited,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
 }

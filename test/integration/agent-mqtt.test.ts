@@ -1,34 +1,25 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { type RunningAgent, startAgent } from "../helpers/agent.js";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { startAgent } from "../helpers/agent.js";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { teardown } from "../helpers/teardown.js";
 
+const trackAll = teardown("all");
+const track = teardown("each");
 let broker: TestBroker;
-const running: RunningAgent[] = [];
-const recorders: Recorder[] = [];
 
 beforeAll(async () => {
-  broker = await startBroker();
-});
-afterAll(async () => {
-  await broker.stop();
-  cleanup(broker);
-});
-afterEach(async () => {
-  for (const agent of running.splice(0)) await agent.stop();
-  for (const recorder of recorders.splice(0)) await recorder.end();
+  broker = trackAll(await startBroker());
 });
 
 async function lamp(env: Record<string, string> = {}, url = broker.url) {
-  const agent = await startAgent(url, env);
-  running.push(agent);
+  const agent = track(await startAgent(url, env));
   const base = `lamp/${agent.id}`;
-  const watcher = await Recorder.connect(broker.url, [`state/${agent.id}`, `${base}/#`]);
-  recorders.push(watcher);
+  const watcher = track(await Recorder.connect(broker.url, [`state/${agent.id}`, `${base}/#`]));
   await watcher.wait(`state/${agent.id}`, (t) => t === "1");
   await watcher.wait(`${base}/changed`);
   return { ...agent, base, watcher, presence: `state/${agent.id}` };
@@ -39,8 +30,7 @@ const state = (text: string) => JSON.parse(text) as Record<string, unknown>;
 describe("agent on a real broker", () => {
   it("announces presence 1 then its whole state, both retained", async () => {
     const { watcher, presence, base, id } = await lamp();
-    const late = await Recorder.connect(broker.url, [presence, `${base}/changed`]);
-    recorders.push(late);
+    const late = track(await Recorder.connect(broker.url, [presence, `${base}/changed`]));
     expect((await late.wait(presence)).retain).toBe(true);
     expect(late.on(presence).at(-1)?.text).toBe("1");
     const changed = await late.wait(`${base}/changed`);
@@ -110,16 +100,6 @@ describe("agent on a real broker", () => {
     });
   });
 
-  it("ignores a retained command, live or found at subscribe time", async () => {
-    const { watcher, base, driver, agent } = await lamp();
-    await watcher.publish(`${base}/set_config`, '{"on": false, "client": "x"}', { retain: true });
-    expect(state((await watcher.wait(`${base}/error`)).text).error).toBe("retained_command");
-    await sleep(100);
-    expect(agent.state?.on).toBe(true);
-    expect(driver.duties).toEqual([1, 1, 1]);
-    await watcher.publish(`${base}/set_config`, "", { retain: true });
-  });
-
   it("does nothing for a command equal to the current state", async () => {
     const { watcher, base, driver } = await lamp();
     const writes = driver.writes.length;
@@ -145,15 +125,15 @@ describe("agent on a real broker", () => {
     async (protocol) => {
       const id = `same${protocol.replaceAll(".", "")}x${process.pid}`;
       const topic = `lamp/${id}/rw`;
-      const agent = await startAgent(broker.url, {
-        LAMP_ID: id,
-        COMMAND_TOPIC: topic,
-        STATE_TOPIC: topic,
-        MQTT_PROTOCOL: protocol,
-      });
-      running.push(agent);
-      const watcher = await Recorder.connect(broker.url, [topic]);
-      recorders.push(watcher);
+      const agent = track(
+        await startAgent(broker.url, {
+          LAMP_ID: id,
+          COMMAND_TOPIC: topic,
+          STATE_TOPIC: topic,
+          MQTT_PROTOCOL: protocol,
+        }),
+      );
+      const watcher = track(await Recorder.connect(broker.url, [topic]));
       await watcher.wait(topic, (t) => state(t).client === `lamp-${id}`);
       await sleep(200);
       watcher.clear();
@@ -205,7 +185,7 @@ describe("agent on a real broker", () => {
   });
 
   it("reports a torn state file, starts from defaults and replaces the file with a valid one", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "lamp-torn-"));
+    const dir = track(mkdtempSync(path.join(tmpdir(), "lamp-torn-")));
     const file = path.join(dir, "state.json");
     writeFileSync(file, '{"version":1,"state":{"on":tr');
     const { agent, logs } = await lamp({ STATE_FILE: file });
@@ -214,13 +194,13 @@ describe("agent on a real broker", () => {
     await vi.waitFor(() => expect(JSON.parse(readFileSync(file, "utf8")).state.on).toBe(true), {
       timeout: 5000,
     });
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("logs clearly when another client takes its client id", async () => {
     const { id, logs } = await lamp();
-    const thief = await Recorder.connect(broker.url, [], { clientId: `lamp-${id}`, protocolVersion: 5 });
-    recorders.push(thief);
+    const _thief = track(
+      await Recorder.connect(broker.url, [], { clientId: `lamp-${id}`, protocolVersion: 5 }),
+    );
     await sleep(500);
     expect(JSON.stringify(logs)).toMatch(/same client id|took the session over|another client/);
   });
@@ -229,10 +209,7 @@ describe("agent on a real broker", () => {
 describe("agent behind a link that fails", () => {
   let proxy: TcpProxy;
   beforeAll(async () => {
-    proxy = await new TcpProxy(broker.port).start();
-  });
-  afterAll(async () => {
-    await proxy.stop();
+    proxy = trackAll(await new TcpProxy(broker.port).start());
   });
 
   it("the broker publishes the Will (0) on an abrupt socket loss, and presence returns on reconnect", async () => {
@@ -266,5 +243,55 @@ describe("agent behind a link that fails", () => {
     expect(agent.state?.brightness).toBe(1);
     // 3 pins per write; a replayed backlog would be 100 writes.
     expect((driver.writes.length - writes) / 3).toBeLessThanOrEqual(3);
+  });
+});
+
+// LAMPI's own clients publish set_config retained (a voice bridge sending its whole state). The flag
+// that counts is the one the broker sets on a replay from its store, the same on both protocols.
+describe.each(["5", "3.1.1"])("retained commands on MQTT %s", (protocol) => {
+  let proxy: TcpProxy;
+  beforeAll(async () => {
+    proxy = trackAll(await new TcpProxy(broker.port).start());
+  });
+  const env = { MQTT_PROTOCOL: protocol, MQTT_RECONNECT_MIN_MS: "50" };
+  const alexa = JSON.stringify({ on: false, brightness: 0.3, client: "alexa_voice" });
+
+  it("acts on a live command published retained", async () => {
+    const { watcher, base, agent, driver } = await lamp(env);
+    await watcher.publish(`${base}/set_config`, alexa, { retain: true });
+    const changed = await watcher.wait(`${base}/changed`, (t) => state(t).client === "alexa_voice");
+    expect(state(changed.text)).toMatchObject({ on: false, brightness: 0.3 });
+    expect(agent.state?.on).toBe(false);
+    await vi.waitFor(() => expect(driver.duties).toEqual([0, 0, 0]));
+    expect(watcher.on(`${base}/error`)).toEqual([]);
+  });
+
+  it("ignores a stored command replayed at subscribe, naming its sender", async () => {
+    const id = `stored${protocol.replaceAll(".", "")}x${process.pid}`;
+    const errors = track(await Recorder.connect(broker.url, [`lamp/${id}/error`]));
+    await errors.publish(`lamp/${id}/set_config`, alexa, { retain: true });
+    const { agent, watcher, base } = await lamp({ ...env, LAMP_ID: id });
+    const error = state((await errors.wait(`lamp/${id}/error`)).text);
+    expect(error).toMatchObject({ error: "retained_command", client: "alexa_voice" });
+    expect(error.message).toContain(`mosquitto_pub -r -n -t '${base}/set_config'`);
+    await sleep(300);
+    expect(agent.state?.on).toBe(true);
+    expect(watcher.on(`${base}/changed`).map((m) => state(m.text).client)).toEqual([`lamp-${id}`]);
+  });
+
+  it("never lets a replay at reconnect undo a newer command", async () => {
+    const { watcher, base, agent, presence } = await lamp(env, proxy.url);
+    await watcher.publish(`${base}/set_config`, alexa, { retain: true });
+    await watcher.wait(`${base}/changed`, (t) => state(t).client === "alexa_voice");
+    await watcher.publish(`${base}/set_config`, '{"on": true, "brightness": 0.9, "client": "ui"}');
+    await watcher.wait(`${base}/changed`, (t) => state(t).client === "ui");
+    watcher.clear();
+    proxy.cut();
+    await watcher.wait(presence, (t) => t === "0", 5000);
+    const replayed = await watcher.wait(`${base}/error`, () => true, 10_000);
+    expect(state(replayed.text)).toMatchObject({ error: "retained_command", client: "alexa_voice" });
+    await sleep(300);
+    expect(agent.state).toMatchObject({ on: true, brightness: 0.9 });
+    expect(watcher.on(`${base}/changed`).map((m) => state(m.text).client)).not.toContain("alexa_voice");
   });
 });

@@ -1,13 +1,14 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { type RunningAgent, startAgent } from "../helpers/agent.js";
-import { cleanup, hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
+import { hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { makePki, type Pki } from "../helpers/pki.js";
 import { tlsListener } from "../helpers/secure-broker.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { teardown } from "../helpers/teardown.js";
 
 // Two real Mosquitto processes: the lamp's own, bridged with the shipped docs/fleet/lamp-bridge.conf to a
 // central one that requires TLS client certificates. Aedes has no bridge, so this needs Mosquitto.
@@ -52,6 +53,7 @@ suite("a fleet: the lamp's broker bridged to a central one under devices/<id>/",
     presence: `devices/${id}/state`,
     bridge: `devices/${id}/bridge`,
   };
+  const track = teardown("all");
   let pki: Pki;
   let centralBroker: TestBroker;
   let localBroker: TestBroker;
@@ -64,32 +66,30 @@ suite("a fleet: the lamp's broker bridged to a central one under devices/<id>/",
 
   beforeAll(async () => {
     pki = makePki();
-    centralBroker = await startBroker({
-      listener: [
-        ...tlsListener(pki.ca, pki.server, ["require_certificate true", "use_identity_as_username true"]),
-        "allow_anonymous false",
-      ],
-    });
+    track(pki.dir);
+    centralBroker = track(
+      await startBroker({
+        listener: [
+          ...tlsListener(pki.ca, pki.server, ["require_certificate true", "use_identity_as_username true"]),
+          "allow_anonymous false",
+        ],
+      }),
+    );
     // The bridge reaches the central broker through a proxy, so the network between them can fail.
-    proxy = await new TcpProxy(centralBroker.port).start();
-    localBroker = await startBroker({
-      config: bridgeConfig(id, `localhost:${proxy.port}`, pki, pki.client(`bridge-${id}`)),
-    });
-    agent = await startAgent(localBroker.url, { LAMP_ID: id }, { backoff: { initialMs: 200, maxMs: 1000 } });
+    proxy = track(await new TcpProxy(centralBroker.port).start());
+    localBroker = track(
+      await startBroker({
+        config: bridgeConfig(id, `localhost:${proxy.port}`, pki, pki.client(`bridge-${id}`)),
+      }),
+    );
+    agent = track(
+      await startAgent(localBroker.url, { LAMP_ID: id }, { backoff: { initialMs: 200, maxMs: 1000 } }),
+    );
     const w = pki.client("watcher");
     watcherOptions = { ca: readFileSync(pki.ca), cert: readFileSync(w.cert), key: readFileSync(w.key) };
     watcher = await watch();
-  });
-  afterAll(async () => {
-    await watcher?.end().catch(() => undefined);
-    await agent?.stop();
-    await proxy?.stop();
-    for (const broker of [localBroker, centralBroker]) {
-      if (!broker) continue;
-      await broker.stop();
-      cleanup(broker);
-    }
-    if (pki) rmSync(pki.dir, { recursive: true, force: true });
+    // A test replaces the watcher: end whichever is current.
+    track(() => watcher.end().catch(() => undefined));
   });
 
   const last = (recorder: Recorder, topic: string) => recorder.on(topic).at(-1)?.text;
@@ -156,13 +156,11 @@ suite("a fleet: the lamp's broker bridged to a central one under devices/<id>/",
     await watcher.wait(central.presence, (t) => t === "1");
     expect(JSON.parse((await watcher.wait(central.state)).text)).toMatchObject({ brightness: 0.6 });
     // And they are retained again there: a later subscriber gets them at once.
-    const late = await Recorder.connect(centralUrl(), [central.presence, central.state], watcherOptions);
-    try {
-      expect(await late.wait(central.presence)).toMatchObject({ text: "1", retain: true });
-      expect((await late.wait(central.state)).retain).toBe(true);
-    } finally {
-      await late.end();
-    }
+    const late = track(
+      await Recorder.connect(centralUrl(), [central.presence, central.state], watcherOptions),
+    );
+    expect(await late.wait(central.presence)).toMatchObject({ text: "1", retain: true });
+    expect((await late.wait(central.state)).retain).toBe(true);
     await watcher.publish(central.command, '{"on": false, "client": "after-central-restart"}');
     await watcher.wait(central.state, (t) => JSON.parse(t).client === "after-central-restart");
     expect(agent.agent.state?.on).toBe(false);

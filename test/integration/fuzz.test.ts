@@ -1,10 +1,11 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { MAX_PAYLOAD_BYTES } from "../../src/lamp/command.js";
 import { type RunningAgent, startAgent } from "../helpers/agent.js";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
+import { teardown } from "../helpers/teardown.js";
 
 // A real collection between rounds, so the comparison is of live memory, not of garbage not yet swept.
 setFlagsFromString("--expose-gc");
@@ -127,89 +128,75 @@ function expectValidState(agent: RunningAgent): void {
 }
 
 describe("fuzz: thousands of random, malformed and extreme commands", () => {
+  const track = teardown("all");
   let broker: TestBroker;
   beforeAll(async () => {
-    broker = await startBroker();
-  });
-  afterAll(async () => {
-    await broker.stop();
-    cleanup(broker);
+    broker = track(await startBroker());
   });
 
   it("leaves the agent alive and connected, its state valid, its replies rate-limited and its memory flat", async () => {
-    const agent = await startAgent(broker.url, {}, { level: "warn" });
+    const agent = track(await startAgent(broker.url, {}, { level: "warn" }));
     const base = `lamp/${agent.id}`;
-    const sender = await Recorder.connect(broker.url, []);
-    const watcher = await Recorder.connect(broker.url, [
-      `${base}/error`,
-      `${base}/changed`,
-      "homeassistant/light/#",
-    ]);
-    try {
-      await watcher.wait(`${base}/changed`);
-      const next = generator(prng(0x1a4b));
-      const rounds = 10;
-      const perRound = 1000;
-      const samples: { heap: number; rss: number }[] = [];
-      let errors = 0;
-      let configs = 0;
-      const trouble: unknown[] = [];
-      const started = Date.now();
-      for (let round = 0; round < rounds; round++) {
-        for (let i = 0; i < perRound; i++) {
-          const retain = i % 97 === 0;
-          sender.client.publish(`${base}/set_config`, next(), { qos: i % 5 === 0 ? 1 : 0, retain });
-          // Home Assistant's status topic is network input too: a flood of "online" must not become a flood.
-          if (i % 10 === 0) sender.client.publish("homeassistant/status", i % 20 === 0 ? "online" : next());
-          if (i % 100 === 0) await sleep(1);
-        }
-        // Above the 64 KiB maximum packet size the agent announced: the broker drops it for us.
-        sender.client.publish(`${base}/set_config`, Buffer.alloc(100 * 1024, 0x7b), { qos: 0 });
-        await sender.publish(
-          `${base}/set_config`,
-          '{"on": true, "brightness": 0.37, "client": "sentinel-a"}',
-        );
-        await sender.publish(
-          `${base}/set_config`,
-          `{"on": true, "brightness": 0.38, "client": "sentinel-${round}"}`,
-        );
-        await watcher.wait(`${base}/changed`, (t) => JSON.parse(t).client === `sentinel-${round}`, 20_000);
-        expectValidState(agent);
-        errors += watcher.on(`${base}/error`).length;
-        configs += watcher.messages.filter((m) => m.topic.startsWith("homeassistant/")).length;
-        watcher.clear();
-        // Warnings for rejected commands are expected (rate-limited); anything about the connection is not.
-        trouble.push(...agent.logs.filter((l) => Number(l.level) >= 50 || String(l.msg).includes("broker")));
-        agent.logs.length = 0;
-        gc();
-        const memory = process.memoryUsage();
-        samples.push({ heap: memory.heapUsed, rss: memory.rss });
+    const sender = track(await Recorder.connect(broker.url, []));
+    const watcher = track(
+      await Recorder.connect(broker.url, [`${base}/error`, `${base}/changed`, "homeassistant/light/#"]),
+    );
+    await watcher.wait(`${base}/changed`);
+    const next = generator(prng(0x1a4b));
+    const rounds = 10;
+    const perRound = 1000;
+    const samples: { heap: number; rss: number }[] = [];
+    let errors = 0;
+    let configs = 0;
+    const trouble: unknown[] = [];
+    const started = Date.now();
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < perRound; i++) {
+        const retain = i % 97 === 0;
+        sender.client.publish(`${base}/set_config`, next(), { qos: i % 5 === 0 ? 1 : 0, retain });
+        // Home Assistant's status topic is network input too: a flood of "online" must not become a flood.
+        if (i % 10 === 0) sender.client.publish("homeassistant/status", i % 20 === 0 ? "online" : next());
+        if (i % 100 === 0) await sleep(1);
       }
-      const seconds = (Date.now() - started) / 1000;
-      // Replies are rate-limited: a burst of 10, then 2 a second.
-      expect(errors).toBeGreaterThan(0);
-      expect(errors).toBeLessThanOrEqual(10 + 2 * seconds + 2);
-      expect(configs).toBeLessThanOrEqual(1 + 3 + 0.2 * seconds + 1);
-      // Still connected all along: no disconnect, no reconnect, and it still obeys.
-      expect(trouble).toEqual([]);
-      await sender.publish(`${base}/set_config`, '{"on": false, "client": "after"}');
-      await watcher.wait(`${base}/changed`, (t) => JSON.parse(t).client === "after");
-      expect(agent.agent.state?.on).toBe(false);
-
-      // Memory: the first round warms up (JIT, buffers, pools); after it, growth stays small.
-      const first = samples[1] as { heap: number; rss: number };
-      const last = samples.at(-1) as { heap: number; rss: number };
-      const mb = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
-      const report = samples.map((s) => `${mb(s.heap)}/${mb(s.rss)}`).join(" ");
-      console.log(
-        `fuzz: ${rounds * perRound} payloads in ${seconds.toFixed(1)} s, ${errors} error replies, ${configs} discovery configs; heap/RSS MB per round: ${report}`,
+      // Above the 64 KiB maximum packet size the agent announced: the broker drops it for us.
+      sender.client.publish(`${base}/set_config`, Buffer.alloc(100 * 1024, 0x7b), { qos: 0 });
+      await sender.publish(`${base}/set_config`, '{"on": true, "brightness": 0.37, "client": "sentinel-a"}');
+      await sender.publish(
+        `${base}/set_config`,
+        `{"on": true, "brightness": 0.38, "client": "sentinel-${round}"}`,
       );
-      expect(last.heap - first.heap, report).toBeLessThan(8 * 2 ** 20);
-      expect(last.rss - first.rss, report).toBeLessThan(40 * 2 ** 20);
-    } finally {
-      await sender.end();
-      await watcher.end();
-      await agent.stop();
+      await watcher.wait(`${base}/changed`, (t) => JSON.parse(t).client === `sentinel-${round}`, 20_000);
+      expectValidState(agent);
+      errors += watcher.on(`${base}/error`).length;
+      configs += watcher.messages.filter((m) => m.topic.startsWith("homeassistant/")).length;
+      watcher.clear();
+      // Warnings for rejected commands are expected (rate-limited); anything about the connection is not.
+      trouble.push(...agent.logs.filter((l) => Number(l.level) >= 50 || String(l.msg).includes("broker")));
+      agent.logs.length = 0;
+      gc();
+      const memory = process.memoryUsage();
+      samples.push({ heap: memory.heapUsed, rss: memory.rss });
     }
+    const seconds = (Date.now() - started) / 1000;
+    // Replies are rate-limited: a burst of 10, then 2 a second.
+    expect(errors).toBeGreaterThan(0);
+    expect(errors).toBeLessThanOrEqual(10 + 2 * seconds + 2);
+    expect(configs).toBeLessThanOrEqual(1 + 3 + 0.2 * seconds + 1);
+    // Still connected all along: no disconnect, no reconnect, and it still obeys.
+    expect(trouble).toEqual([]);
+    await sender.publish(`${base}/set_config`, '{"on": false, "client": "after"}');
+    await watcher.wait(`${base}/changed`, (t) => JSON.parse(t).client === "after");
+    expect(agent.agent.state?.on).toBe(false);
+
+    // Memory: the first round warms up (JIT, buffers, pools); after it, growth stays small.
+    const first = samples[1] as { heap: number; rss: number };
+    const last = samples.at(-1) as { heap: number; rss: number };
+    const mb = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
+    const report = samples.map((s) => `${mb(s.heap)}/${mb(s.rss)}`).join(" ");
+    console.log(
+      `fuzz: ${rounds * perRound} payloads in ${seconds.toFixed(1)} s, ${errors} error replies, ${configs} discovery configs; heap/RSS MB per round: ${report}`,
+    );
+    expect(last.heap - first.heap, report).toBeLessThan(8 * 2 ** 20);
+    expect(last.rss - first.rss, report).toBeLessThan(40 * 2 ** 20);
   }, 120_000);
 });

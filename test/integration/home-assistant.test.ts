@@ -1,14 +1,15 @@
 import { spawn } from "node:child_process";
 import nunjucks from "nunjucks";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { parseCommand } from "../../src/lamp/command.js";
 import { discoveryConfig, HA_CLIENT } from "../../src/mqtt/home-assistant.js";
 import { VERSION } from "../../src/version.js";
-import { type RunningAgent, startAgent } from "../helpers/agent.js";
-import { cleanup, startBroker, type TestBroker } from "../helpers/broker.js";
+import { startAgent } from "../helpers/agent.js";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
 import { MAIN } from "../helpers/process.js";
+import { teardown } from "../helpers/teardown.js";
 
 // Jinja as Home Assistant runs it, as far as these templates go: nunjucks is Jinja-compatible for the
 // constructs used (set, if/else expressions, `is defined`, round, int, list literals and indexing).
@@ -230,31 +231,19 @@ describe("the templates, rendered as Home Assistant renders them", () => {
 });
 
 describe("Home Assistant with the agent on a real broker", () => {
+  const trackAll = teardown("all");
+  const track = teardown("each");
   let broker: TestBroker;
-  const running: RunningAgent[] = [];
-  const recorders: Recorder[] = [];
   beforeAll(async () => {
-    broker = await startBroker();
-  });
-  afterAll(async () => {
-    await broker.stop();
-    cleanup(broker);
-  });
-  afterEach(async () => {
-    for (const agent of running.splice(0)) await agent.stop();
-    for (const recorder of recorders.splice(0)) await recorder.end();
+    broker = trackAll(await startBroker());
   });
 
   async function lampWithHa(env: Record<string, string> = {}) {
-    const agent = await startAgent(broker.url, env);
-    running.push(agent);
+    const agent = track(await startAgent(broker.url, env));
     const topic = `homeassistant/light/${agent.id}/config`;
-    const watcher = await Recorder.connect(broker.url, [
-      topic,
-      `lamp/${agent.id}/changed`,
-      `state/${agent.id}`,
-    ]);
-    recorders.push(watcher);
+    const watcher = track(
+      await Recorder.connect(broker.url, [topic, `lamp/${agent.id}/changed`, `state/${agent.id}`]),
+    );
     return { ...agent, topic, watcher };
   }
 
@@ -263,8 +252,7 @@ describe("Home Assistant with the agent on a real broker", () => {
     const published = await watcher.wait(topic);
     expect(JSON.parse(published.text)).toEqual(discoveryConfig(agent.config));
     // A late subscriber (HA starting after the lamp) gets it retained.
-    const late = await Recorder.connect(broker.url, [topic]);
-    recorders.push(late);
+    const late = track(await Recorder.connect(broker.url, [topic]));
     expect((await late.wait(topic)).retain).toBe(true);
 
     const again = watcher.next(topic);
@@ -309,11 +297,9 @@ describe("Home Assistant with the agent on a real broker", () => {
   });
 
   it("a custom HA_DISCOVERY_PREFIX is used for the config and the status topic", async () => {
-    const agent = await startAgent(broker.url, { HA_DISCOVERY_PREFIX: "ha" });
-    running.push(agent);
+    const agent = track(await startAgent(broker.url, { HA_DISCOVERY_PREFIX: "ha" }));
     const topic = `ha/light/${agent.id}/config`;
-    const watcher = await Recorder.connect(broker.url, [topic]);
-    recorders.push(watcher);
+    const watcher = track(await Recorder.connect(broker.url, [topic]));
     await watcher.wait(topic);
     const again = watcher.next(topic);
     await watcher.publish("ha/status", "online");
@@ -338,8 +324,7 @@ describe("Home Assistant with the agent on a real broker", () => {
     expect(code, out).toBe(0);
     expect(out).toContain(`removed the Home Assistant entity: published an empty retained ${topic}`);
     await watcher.wait(topic, (t) => t === "");
-    const late = await Recorder.connect(broker.url, [topic]);
-    recorders.push(late);
+    const late = track(await Recorder.connect(broker.url, [topic]));
     await sleep(300);
     expect(late.on(topic)).toEqual([]);
     await vi.waitFor(() =>

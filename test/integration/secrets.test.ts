@@ -1,20 +1,22 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { startAgent } from "../helpers/agent.js";
-import { cleanup, hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
+import { hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { makePki, type Pki } from "../helpers/pki.js";
 import { MAIN } from "../helpers/process.js";
 import { aclFile, lampAcl, passwordFile, tlsListener } from "../helpers/secure-broker.js";
+import { teardown } from "../helpers/teardown.js";
 
 /** Distinctive, so any leak is found by a plain substring search of everything printed. */
 const SECRET = "Zebra-Quokka-7731-do-not-print";
 const URL_SECRET = "Url-Pangolin-4412-do-not-print";
 const suite = hasMosquitto() ? describe : describe.skip;
 
+const track = teardown("all");
 let pki: Pki;
 let broker: TestBroker;
 let work: string;
@@ -22,24 +24,20 @@ let work: string;
 beforeAll(async () => {
   if (!hasMosquitto()) return;
   pki = makePki();
-  work = mkdtempSync(path.join(tmpdir(), "lamp-secrets-"));
+  track(pki.dir);
+  work = track(mkdtempSync(path.join(tmpdir(), "lamp-secrets-")));
   const passwd = passwordFile({ lamp: SECRET, urluser: URL_SECRET, watcher: "w" });
   const acl = aclFile({
     lamp: lampAcl("secretlamp"),
     urluser: lampAcl("urllamp"),
     watcher: ["topic readwrite #"],
   });
-  broker = await startBroker({
-    listener: [...tlsListener(pki.ca, pki.server), "allow_anonymous false"],
-    config: [`password_file ${passwd}`, `acl_file ${acl}`],
-  });
-});
-afterAll(async () => {
-  if (!hasMosquitto()) return;
-  await broker.stop();
-  cleanup(broker);
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(work, { recursive: true, force: true });
+  broker = track(
+    await startBroker({
+      listener: [...tlsListener(pki.ca, pki.server), "allow_anonymous false"],
+      config: [`password_file ${passwd}`, `acl_file ${acl}`],
+    }),
+  );
 });
 
 interface Run {

@@ -1,13 +1,14 @@
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { type RunningAgent, startAgent } from "../helpers/agent.js";
-import { cleanup, freePort, hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
+import { freePort, hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
 import { makePki, type Pki } from "../helpers/pki.js";
 import { RefusingBroker } from "../helpers/refusing-broker.js";
 import { aclFile, lampAcl, passwordFile, setPassword, tlsListener } from "../helpers/secure-broker.js";
+import { teardown } from "../helpers/teardown.js";
 
 // Everything here configures a real Mosquitto; Aedes (the fallback) has no TLS listener or ACL file.
 const suite = hasMosquitto() ? describe : describe.skip;
@@ -16,31 +17,19 @@ const FAST = { initialMs: 100, maxMs: 400 };
 /** The state the lamp restores at start in every failure test, so "the lamp keeps working" is checkable. */
 const RESTORED = { on: true, color: { h: 0.33, s: 1 }, brightness: 0.5 };
 
+const trackAll = teardown("all");
+const track = teardown("each");
 let pki: Pki;
-const brokers: TestBroker[] = [];
-const running: RunningAgent[] = [];
-const recorders: Recorder[] = [];
 let counter = 0;
 
 beforeAll(() => {
-  if (hasMosquitto()) pki = makePki();
-});
-afterEach(async () => {
-  for (const agent of running.splice(0)) await agent.stop();
-  for (const recorder of recorders.splice(0)) await recorder.end().catch(() => undefined);
-  for (const broker of brokers.splice(0)) {
-    await broker.stop();
-    cleanup(broker);
-  }
-});
-afterAll(() => {
-  if (pki) rmSync(pki.dir, { recursive: true, force: true });
+  if (!hasMosquitto()) return;
+  pki = makePki();
+  trackAll(pki.dir);
 });
 
 async function broker(options: Parameters<typeof startBroker>[0]): Promise<TestBroker> {
-  const started = await startBroker(options);
-  brokers.push(started);
-  return started;
+  return track(await startBroker(options));
 }
 
 function newId(): string {
@@ -51,15 +40,11 @@ async function lamp(url: string, env: Record<string, string>, backoff = FAST): P
   const dir = mkdtempSync(path.join(tmpdir(), "lamp-sec-state-"));
   const stateFile = path.join(dir, "state.json");
   writeFileSync(stateFile, JSON.stringify({ version: 1, state: RESTORED }));
-  const agent = await startAgent(url, { STATE_FILE: stateFile, ...env }, { backoff });
-  running.push(agent);
-  return agent;
+  return track(await startAgent(url, { STATE_FILE: stateFile, ...env }, { backoff }));
 }
 
 async function watch(url: string, topics: string[], options: Parameters<typeof Recorder.connect>[2] = {}) {
-  const recorder = await Recorder.connect(url, topics, options);
-  recorders.push(recorder);
-  return recorder;
+  return track(await Recorder.connect(url, topics, options));
 }
 
 const problems = (agent: RunningAgent) => agent.logs.filter((l) => l.msg === "MQTT connection problem");
@@ -184,22 +169,17 @@ suite("TLS, certificates and credentials on a real Mosquitto", () => {
     ["5", "not authorized (reason code 135)"],
     ["3.1.1", "unspecified error (reason code 128)"],
   ])("reports a refused subscription (MQTT %s: %s)", async (protocol, cause) => {
-    const refusing = await new RefusingBroker().start();
-    try {
-      const id = newId();
-      const agent = await lamp(refusing.url, { LAMP_ID: id, MQTT_PROTOCOL: protocol, HA_DISCOVERY: "false" });
-      await vi.waitFor(
-        () => {
-          const line = agent.logs.find((l) => String(l.msg).includes("refused to let us subscribe"));
-          expect(line).toMatchObject({ topic: `lamp/${id}/set_config`, level: 50 });
-          expect(String(line?.cause)).toBe(`refused: ${cause}`);
-        },
-        { timeout: 5000 },
-      );
-      await agent.stop();
-    } finally {
-      await refusing.stop();
-    }
+    const refusing = track(await new RefusingBroker().start());
+    const id = newId();
+    const agent = await lamp(refusing.url, { LAMP_ID: id, MQTT_PROTOCOL: protocol, HA_DISCOVERY: "false" });
+    await vi.waitFor(
+      () => {
+        const line = agent.logs.find((l) => String(l.msg).includes("refused to let us subscribe"));
+        expect(line).toMatchObject({ topic: `lamp/${id}/set_config`, level: 50 });
+        expect(String(line?.cause)).toBe(`refused: ${cause}`);
+      },
+      { timeout: 5000 },
+    );
   });
 });
 

@@ -14,11 +14,11 @@ const line = (fields: Record<string, unknown>) =>
 function capture() {
   const chunks: string[] = [];
   const stream = {
-    write(chunk: string): boolean {
-      chunks.push(chunk);
+    write(chunk: string | Uint8Array): boolean {
+      chunks.push(String(chunk));
       return true;
     },
-  } as unknown as NodeJS.WritableStream;
+  };
   return { chunks, stream };
 }
 

@@ -14,7 +14,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { makeState } from "../../src/lamp/state.js";
 import { StateStore } from "../../src/store.js";
-import { LEVEL, memoryLogger, silentLogger } from "./support.js";
+import { captureLogger, LEVEL, silentLogger } from "../helpers/log.js";
 
 // Pass-through spies, so a test can count how many times the store actually replaced the file.
 vi.mock("node:fs/promises", async (importOriginal) => {
@@ -60,7 +60,7 @@ describe("StateStore: load", () => {
   });
 
   it("is undefined without a warning when there is no file yet", () => {
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     expect(new StateStore(path.join(dir, "none.json"), logger).load()).toBeUndefined();
     expect(lines).toEqual([]);
   });
@@ -75,7 +75,7 @@ describe("StateStore: load", () => {
   ])("reports %s and returns undefined (defaults)", (_name, text) => {
     const file = path.join(dir, "state.json");
     writeFileSync(file, text);
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     expect(new StateStore(file, logger).load()).toBeUndefined();
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({
@@ -88,7 +88,7 @@ describe("StateStore: load", () => {
   it("warns when the file cannot be read at all", () => {
     const file = path.join(dir, "state.json");
     mkdirSync(file); // a directory where the file should be: EISDIR
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     expect(new StateStore(file, logger).load()).toBeUndefined();
     expect(lines[0]?.level).toBe(LEVEL.warn);
   });
@@ -159,7 +159,7 @@ describe("StateStore: a disk that refuses writes", () => {
     const blocker = path.join(dir, "blocker");
     writeFileSync(blocker, "");
     const file = path.join(blocker, "state.json");
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     const store = new StateStore(file, logger, { intervalMs: 10, retryMs: 30 });
     store.save(red);
     await until(() => lines.length > 0);
@@ -181,7 +181,7 @@ describe("StateStore: a disk that refuses writes", () => {
   it("prepare warns when the directory cannot be created, and the first failed write is not logged again", async () => {
     const blocker = path.join(dir, "blocker");
     writeFileSync(blocker, "");
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     const store = new StateStore(path.join(blocker, "state.json"), logger, { intervalMs: 10, retryMs: 1000 });
     store.prepare();
     expect(lines).toHaveLength(1);
@@ -195,7 +195,7 @@ describe("StateStore: a disk that refuses writes", () => {
     const sub = path.join(dir, "ro");
     mkdirSync(sub);
     chmodSync(sub, 0o555);
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     const store = new StateStore(path.join(sub, "state.json"), logger, { intervalMs: 10, retryMs: 30 });
     store.save(red);
     await until(() => lines.length > 0);

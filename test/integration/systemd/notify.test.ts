@@ -3,11 +3,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createLogger } from "../../../src/log.js";
 import { createNotifier } from "../../../src/systemd/notify.js";
+import { captureLogger } from "../../helpers/log.js";
 
 // The real sender (systemd-notify) talking to a real AF_UNIX datagram socket that plays the manager.
 const receiverScript = fileURLToPath(new URL("../../helpers/notify-socket.py", import.meta.url));
@@ -66,17 +65,6 @@ async function startReceiver(dir: string): Promise<Receiver> {
   };
 }
 
-function captureLogger() {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, callback) {
-      lines.push(String(chunk));
-      callback();
-    },
-  });
-  return { logger: createLogger({ level: "debug", format: "json", stream }), lines };
-}
-
 const pings = (messages: Datagram[]) => messages.filter((m) => m.fields.includes("WATCHDOG=1"));
 
 describe.skipIf(!canRun)("notifier through systemd-notify to a real notify socket", () => {
@@ -109,7 +97,7 @@ describe.skipIf(!canRun)("notifier through systemd-notify to a real notify socke
       ["STATUS=connected"],
       ["STOPPING=1"],
     ]);
-    expect(lines.filter((line) => line.includes("could not notify"))).toEqual([]);
+    expect(lines.filter((line) => line.msg.includes("could not notify"))).toEqual([]);
   });
 
   it("pings at half of WATCHDOG_USEC, and stops when the event loop is blocked or closed", async () => {
@@ -182,7 +170,7 @@ describe.skipIf(!canRun)("notifier through systemd-notify to a real notify socke
       const started = Date.now();
       await notifier.close();
       expect(Date.now() - started).toBeLessThan(2000);
-      expect(lines.join("")).toContain("systemd did not take the last notifications in time");
+      expect(lines.map((line) => line.msg)).toContain("systemd did not take the last notifications in time");
     } finally {
       holder.kill("SIGKILL");
     }

@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { DriverError } from "../../../src/drivers/driver.js";
 import { MAX_RECORDED, MockDriver, mockDriver, swatch } from "../../../src/drivers/mock.js";
-import { silentLogger } from "../support.js";
+import { silentLogger } from "../../helpers/log.js";
 
 const options = (pins: readonly number[] = [19, 26, 13], traceFile?: string) => ({
   pins,

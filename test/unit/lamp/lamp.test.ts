@@ -3,7 +3,7 @@ import { MockDriver } from "../../../src/drivers/mock.js";
 import { Lamp } from "../../../src/lamp/lamp.js";
 import { Output } from "../../../src/lamp/output.js";
 import { makeState } from "../../../src/lamp/state.js";
-import { silentLogger } from "../support.js";
+import { silentLogger } from "../../helpers/log.js";
 
 const settle = () => new Promise<void>((resolve) => setTimeout(resolve, 5));
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { MockDriver } from "../../../src/drivers/mock.js";
 import { FADE_HZ, Output } from "../../../src/lamp/output.js";
-import { LEVEL, memoryLogger, silentLogger } from "../support.js";
+import { captureLogger, LEVEL, silentLogger } from "../../helpers/log.js";
 
 function mockDriver(pins: readonly number[] = [19, 26, 13]): MockDriver {
   return new MockDriver({
@@ -136,7 +136,7 @@ describe("Output: immediate targets and coalescing", () => {
 
   it("logs a failing driver once per failure streak, and when it recovers", async () => {
     const driver = mockDriver([5]);
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     let fail = true;
     const real = driver.write.bind(driver);
     vi.spyOn(driver, "write").mockImplementation(async (duties) => {

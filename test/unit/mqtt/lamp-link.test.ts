@@ -11,7 +11,7 @@ import { makeState } from "../../../src/lamp/state.js";
 import type { Logger } from "../../../src/log.js";
 import type { MqttConnection, PublishOptions } from "../../../src/mqtt/connection.js";
 import { LampLink, statePayload } from "../../../src/mqtt/lamp-link.js";
-import { LEVEL, memoryLogger, silentLogger } from "../support.js";
+import { captureLogger, LEVEL, silentLogger } from "../../helpers/log.js";
 
 interface Sent {
   readonly topic: string;
@@ -147,7 +147,7 @@ describe("LampLink: commands", () => {
   });
 
   it("ignores an empty payload silently", async () => {
-    const { logger, lines } = memoryLogger("info");
+    const { logger, lines } = captureLogger("info");
     const { connection, link } = await connected({}, logger);
     const before = lines.length;
     send(link, "");
@@ -158,17 +158,29 @@ describe("LampLink: commands", () => {
     await link.goOffline();
   });
 
-  it("rejects a retained command with retained_command on <base>/error, changing nothing", async () => {
+  it("acts on a live command whatever its sender's retain flag (the link sees only replays flagged)", async () => {
+    const { link, lamp } = await connected();
+    send(link, '{"on": false, "client": "alexa_voice"}');
+    await flush();
+    expect(lamp.state.on).toBe(false);
+    await link.goOffline();
+  });
+
+  it("rejects a command replayed from the broker's store with retained_command, naming its sender", async () => {
     const { connection, link, lamp } = await connected();
-    send(link, '{"on": false, "client": "lamp_ui"}', true);
+    send(link, '{"on": false, "client": "alexa_voice"}', true);
+    send(link, "not json", true);
     await flush();
     expect(lamp.state.on).toBe(true);
-    expect(connection.sent).toHaveLength(1);
-    const [error] = connection.sent;
+    expect(connection.sent).toHaveLength(2);
+    const [error, anonymous] = connection.sent;
     expect(error?.topic).toBe("lamp/abc/error");
     expect(error?.options).toEqual({ qos: 0, retain: false });
-    expect(json(error?.payload ?? "")).toMatchObject({ error: "retained_command", client: null });
-    expect(json(error?.payload ?? "").message).toMatch(/retained/);
+    expect(json(error?.payload ?? "")).toMatchObject({ error: "retained_command", client: "alexa_voice" });
+    expect(json(error?.payload ?? "").message).toMatch(
+      /retained.*mosquitto_pub -r -n -t 'lamp\/abc\/set_config'/,
+    );
+    expect(json(anonymous?.payload ?? "")).toMatchObject({ error: "retained_command", client: null });
     await link.goOffline();
   });
 
@@ -204,7 +216,7 @@ describe("LampLink: commands", () => {
   it("rate-limits errors: a burst of 10, then 2 a second, and reports how many it held back", async () => {
     // Fake Date (the limiter's clock) but not setImmediate, which `connected()` awaits.
     vi.useFakeTimers({ toFake: ["Date", "setTimeout", "clearTimeout", "setInterval", "clearInterval"] });
-    const { logger, lines } = memoryLogger("info");
+    const { logger, lines } = captureLogger("info");
     const { connection, link } = await connected({}, logger);
     for (let i = 0; i < 50; i++) send(link, "garbage");
     expect(connection.on("lamp/abc/error")).toHaveLength(10);
@@ -323,7 +335,7 @@ describe("LampLink: the state-change log", () => {
 
   it("logs a single change at once, and a burst as one more line with the newest state and how many changes it stands for", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    const { logger, lines } = memoryLogger("info");
+    const { logger, lines } = captureLogger("info");
     const { config, link } = await build({}, logger);
     const changes = () => lines.filter((l) => l.msg === "state changed");
     link.onMessage(config.topics.command, cmd(0.5), packet());
@@ -342,7 +354,7 @@ describe("LampLink: the state-change log", () => {
 
   it("writes what it held back when the agent goes offline", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    const { logger, lines } = memoryLogger("info");
+    const { logger, lines } = captureLogger("info");
     const { config, link } = await build({}, logger);
     link.onMessage(config.topics.command, cmd(0.5), packet());
     link.onMessage(config.topics.command, cmd(0.6), packet());

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import type { PublishOptions } from "../../../src/mqtt/connection.js";
 import { StatePublisher } from "../../../src/mqtt/state-publisher.js";
-import { LEVEL, memoryLogger, silentLogger } from "../support.js";
+import { captureLogger, LEVEL, silentLogger } from "../../helpers/log.js";
 
 /** A connection whose publishes settle only when the test says so. */
 function fakeConnection() {
@@ -48,7 +48,7 @@ describe("StatePublisher", () => {
 
   it("goes on after a failed publish, with a warning", async () => {
     const { connection, pending } = fakeConnection();
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     const publisher = new StatePublisher(connection, "t", logger, () => undefined);
     publisher.publish("A");
     publisher.publish("B");

@@ -1,0 +1,55 @@
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { closest, distance } from "fastest-levenshtein";
+
+/** A command line we cannot use: one line for the user, exit code 2, never a stack trace. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/**
+ * node:util's parseArgs (strict, its default) with its errors turned into one line a user can act
+ * on: an unknown option names the closest known one ("unknown option --bright; did you mean --brightness?").
+ */
+export function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    throw new UsageError(explain(error, config));
+  }
+}
+
+function explain(error: unknown, config: ParseArgsConfig): string {
+  const { code, message } = error as { code?: string; message?: string };
+  const known = Object.keys(config.options ?? {});
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const name = unknownOption(config, known);
+    const hint = name && suggest(name.replace(/^-+/, ""), known);
+    return `unknown option${name ? ` ${name}` : ""}${hint ? `; did you mean --${hint}?` : ""}`;
+  }
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+    const argument = /'([^']*)'/.exec(message ?? "")?.[1];
+    return `unexpected argument${argument === undefined ? "" : ` "${argument}"`}`;
+  }
+  // ERR_PARSE_ARGS_INVALID_OPTION_VALUE: "Option '--hue <value>' argument missing", or "Option '--on'
+  // does not take an argument".
+  const option = /'(?:-\w, )?(--?[\w-]+)/.exec(message ?? "")?.[1];
+  if (option && /argument missing/.test(message ?? "")) return `${option} needs a value`;
+  if (option && /does not take an argument/.test(message ?? "")) return `${option} takes no value`;
+  return String(message ?? error).split(". ")[0] ?? "invalid arguments";
+}
+
+/** The option the strict parse refused, found again by a lenient parse (its tokens say what it was). */
+function unknownOption(config: ParseArgsConfig, known: string[]): string | undefined {
+  const { tokens } = parseArgs({ ...config, strict: false, allowPositionals: true, tokens: true });
+  const token = tokens.find((t) => t.kind === "option" && !known.includes(t.name));
+  return token?.kind === "option" ? token.rawName : undefined;
+}
+
+/** A known option the user probably meant: one it is a prefix of, else one a few edits away. */
+function suggest(name: string, known: string[]): string | undefined {
+  if (known.length === 0 || name.length === 0) return undefined;
+  const extended = known.filter((k) => k.startsWith(name));
+  if (extended.length === 1) return extended[0];
+  const near = closest(name, known);
+  return distance(name, near) <= Math.max(1, Math.floor(name.length / 3)) ? near : undefined;
+}
