@@ -422,7 +422,9 @@ readonly RELEASE_FILES=(package.json package-lock.json .env.example "$NAME.servi
 # The remote commands are built here on purpose: remote_dir and command hold only safe characters.
 # shellcheck disable=SC2029
 install_remotely() {
-  local release=$work/release entry remote_dir sudo=sudo command status=0
+  local release=$work/release entry remote_dir sudo=sudo command status=0 ssh
+  # Looked up before find_node puts node's directory first on the PATH.
+  ssh=$(command -v ssh) || die "--host needs ssh on this machine"
   mkdir -p "$release"
   for entry in "${RELEASE_FILES[@]}"; do
     if [[ -e $repo/$entry ]]; then
@@ -435,18 +437,18 @@ install_remotely() {
     make_bundle "$release/dist"
   fi
   say "copying to $host"
-  remote_dir=$(ssh "$host" 'mktemp -d /tmp/lamp-agent-install.XXXXXX') ||
+  remote_dir=$("$ssh" "$host" 'mktemp -d /tmp/lamp-agent-install.XXXXXX') ||
     die "cannot reach $host with ssh (it must log in without questions: ssh-copy-id $host)"
-  tar -C "$release" -cf - . | ssh "$host" "tar -C '$remote_dir' -xf -" ||
+  tar -C "$release" -cf - . | "$ssh" "$host" "tar -C '$remote_dir' -xf -" ||
     die "copying to $host:$remote_dir failed"
-  if [[ $(ssh "$host" id -u) == 0 ]]; then sudo=; fi
+  if [[ $("$ssh" "$host" id -u) == 0 ]]; then sudo=; fi
   printf -v command '%s bash %s/scripts/install.sh' "$sudo" "$remote_dir"
   if ((${#forward[@]} > 0)); then command+=$(printf ' %q' "${forward[@]}"); fi
   say "running install.sh on $host"
   # A terminal when there is one here, for sudo's password prompt.
   local tty=()
   if [[ -t 0 ]]; then tty=(-t); fi
-  ssh "${tty[@]}" "$host" "$command; status=\$?; rm -rf '$remote_dir'; exit \$status" || status=$?
+  "$ssh" ${tty[@]+"${tty[@]}"} "$host" "$command; status=\$?; rm -rf '$remote_dir'; exit \$status" || status=$?
   exit "$status"
 }
 
