@@ -1,0 +1,356 @@
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
+import { Recorder } from "../helpers/mqtt-client.js";
+import { Board, GUEST_BROKER, type PerPinPwm } from "./board.js";
+
+/**
+ * The drivers on a real Linux kernel: Debian's arm64 kernel on QEMU's virt board, the kernel's own
+ * pwm-gpio driver bound to the PL061's lines with device-tree nodes named as on a Pi, the agent installed
+ * by scripts/install.sh and running as its sandboxed service, talking to a Mosquitto on the host.
+ * Run with `npm run test:emulated` as root; see docs/deployment.md.
+ */
+
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+const cacheDir = process.env.LAMP_EMU_CACHE ?? "/var/cache/lamp-agent-emulated";
+const LAMP_ID = "emulated";
+const PRESENCE = `state/${LAMP_ID}`;
+const COMMAND = `lamp/${LAMP_ID}/set_config`;
+const CHANGED = `lamp/${LAMP_ID}/changed`;
+const UNIT = "lamp-agent.service";
+const CLONE = "/root/lamp-agent";
+// The LAMPI wiring (red 19, green 26, blue 13), each pin on a PL061 line of its own.
+const PWM: readonly PerPinPwm[] = [
+  { pin: 19, line: 0 },
+  { pin: 26, line: 1 },
+  { pin: 13, line: 2 },
+];
+// A PL061 line no pwm-gpio node holds (line 3 is the virt board's power button).
+const FREE_LINE = 4;
+const PERIOD_NS = 1_000_000;
+
+const skip = (() => {
+  if (process.getuid?.() !== 0) return "needs root (debootstrap, chroot, binfmt_misc)";
+  if (process.arch !== "x64" && process.arch !== "arm64") return `no QEMU build for ${process.arch} here`;
+  return undefined;
+})();
+if (skip) process.stderr.write(`test:emulated skipped: ${skip}\n`);
+
+let board: Board;
+let broker: TestBroker;
+let recorder: Recorder;
+let runDir: string;
+const figures: string[] = [];
+
+function buildBoard(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(repo, "test/emulated/build-board.sh"), [], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, LAMP_EMU_CACHE: cacheDir },
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      out += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGTERM"), 20 * 60_000);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out.trim().split("\n").at(-1) ?? "");
+      else reject(new Error(`build-board.sh exited ${code}`));
+    });
+  });
+}
+
+/** The clone an operator would have after `npm run build`: tracked and new files, and dist/. */
+function cloneTarball(): Buffer {
+  const listed = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], {
+    cwd: repo,
+  })
+    .toString()
+    .split("\0")
+    .filter((file) => file !== "" && existsSync(path.join(repo, file)));
+  return execFileSync("tar", ["-C", repo, "--null", "-T", "-", "-czf", "-", "dist"], {
+    input: listed.join("\0"),
+    maxBuffer: 512 * 1024 * 1024,
+  });
+}
+
+/** `/sys/devices/platform/pwm_gpio@<pin hex>/pwm/pwmchipN`, found by its device, as the agent finds it. */
+async function chipOf(pin: number): Promise<string> {
+  return (await board.sh(`echo /sys/devices/platform/pwm_gpio@${pin.toString(16)}/pwm/pwmchip*`)).trim();
+}
+
+async function channelFiles(pin: number): Promise<{ exported: boolean; enable: string; duty: number }> {
+  const pwm = `${await chipOf(pin)}/pwm0`;
+  const out = await board.sh(`if [ -d ${pwm} ]; then cat ${pwm}/enable ${pwm}/duty_cycle; fi`);
+  const [enable = "", duty = "0"] = out.trim().split("\n");
+  return { exported: out !== "", enable, duty: Number(duty) };
+}
+
+async function duties(): Promise<number[]> {
+  return Promise.all(PWM.map(async ({ pin }) => (await channelFiles(pin)).duty));
+}
+
+const SAMPLES = "/run/lamp-samples";
+
+/**
+ * Reads the three duty cycles in a loop on the board itself (an ssh round trip per sample would miss a
+ * one-second step under emulation), until stopSampler(). Lines where a channel is not exported are kept
+ * as 0 for that pin.
+ */
+async function startSampler(): Promise<void> {
+  const files = (await Promise.all(PWM.map(async ({ pin }) => `${await chipOf(pin)}/pwm0/duty_cycle`))).join(
+    " ",
+  );
+  await board.sh(
+    `rm -f ${SAMPLES}.stop; nohup sh -c 'while [ ! -e ${SAMPLES}.stop ]; do for f in ${files}; do printf "%s " "$(cat $f 2>/dev/null || echo 0)"; done; echo; done' > ${SAMPLES} 2>/dev/null &`,
+  );
+}
+
+async function stopSampler(): Promise<number[][]> {
+  await board.sh(`touch ${SAMPLES}.stop; while pgrep -f '${SAMPLES}.stop' >/dev/null; do sleep 0.1; done`);
+  return (await board.sh(`cat ${SAMPLES}`))
+    .trim()
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/).map(Number))
+    .filter((d) => d.length === PWM.length);
+}
+
+/** The longest prefix of `expected` that occurs in `seen` in order (other states may come between). */
+function inOrder(seen: number[][], expected: number[][]): number[][] {
+  let next = 0;
+  for (const state of seen) {
+    if (next < expected.length && JSON.stringify(state) === JSON.stringify(expected[next])) next++;
+  }
+  return expected.slice(0, next);
+}
+
+/** The samples with consecutive repeats folded: the sequence of states the pins went through. */
+function distinct(samples: number[][]): number[][] {
+  return samples.filter((d, i) => i === 0 || JSON.stringify(d) !== JSON.stringify(samples[i - 1]));
+}
+
+async function mainPid(): Promise<number> {
+  return Number((await board.sh(`systemctl show -p MainPID --value ${UNIT}`)).trim());
+}
+
+async function command(payload: object): Promise<void> {
+  const changed = recorder.next(CHANGED, (text) => text.includes('"client":"emulated-test"'), 30_000);
+  await recorder.publish(COMMAND, JSON.stringify({ ...payload, client: "emulated-test" }), { qos: 1 });
+  await changed;
+}
+
+describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel", () => {
+  beforeAll(async () => {
+    Board.claim(cacheDir);
+    const image = await buildBoard();
+    execFileSync("npm", ["run", "build", "--silent"], { cwd: repo, stdio: "ignore" });
+    broker = await startBroker();
+    if (broker.kind !== "mosquitto") throw new Error("the emulated test needs mosquitto on the host");
+    recorder = await Recorder.connect(broker.url, [PRESENCE, CHANGED]);
+    runDir = mkdtempSync(path.join(tmpdir(), "lamp-emulated-"));
+    board = await Board.boot(cacheDir, {
+      image,
+      runDir,
+      brokerPort: broker.port,
+      model: "Raspberry Pi 4 Model B Rev 1.5",
+      pwm: PWM,
+    });
+  });
+
+  afterAll(async () => {
+    if (board) {
+      const journal = await board.exec(`journalctl -u ${UNIT} -n 40 --no-pager`).catch(() => undefined);
+      if (journal) process.stderr.write(`--- last journal lines of ${UNIT}\n${journal.stdout}\n`);
+      await board.destroy();
+    }
+    await recorder?.end().catch(() => {});
+    await broker?.close().catch(() => {});
+    if (runDir) rmSync(runDir, { recursive: true, force: true });
+    Board.release(cacheDir);
+    process.stderr.write(`--- figures (arm64, emulated)\n${figures.join("\n")}\n`);
+  });
+
+  it("boots Debian's arm64 kernel; udev loads pwm-gpio for the Pi-named nodes", async () => {
+    expect(await board.sh("uname -m")).toBe("aarch64\n");
+    expect(await board.sh("tr -d '\\0' < /proc/device-tree/model")).toBe("Raspberry Pi 4 Model B Rev 1.5");
+    // Nothing loaded it by hand: udev matched the nodes' compatible with the module's alias.
+    expect(await board.sh("lsmod")).toMatch(/^pwm_gpio\s/m);
+    for (const { pin } of PWM) {
+      const chip = await chipOf(pin);
+      expect(chip).toMatch(/\/pwmchip\d+$/);
+      expect(await board.sh(`cat ${chip}/npwm`)).toBe("1\n");
+      expect(await board.sh(`readlink -f ${chip}/device/of_node`)).toBe(
+        `/sys/firmware/devicetree/base/pwm_gpio@${pin.toString(16)}\n`,
+      );
+    }
+  });
+
+  it("the kernel's PWM core: EINVAL for a duty above the period, EBUSY for a second export", async () => {
+    const chip = await chipOf(19);
+    const out = await board.exec(
+      [
+        `echo 0 > ${chip}/export`,
+        `echo 0 > ${chip}/export 2>/tmp/busy; cat /tmp/busy`,
+        `echo ${PERIOD_NS} > ${chip}/pwm0/period`,
+        `echo ${PERIOD_NS + 1} > ${chip}/pwm0/duty_cycle 2>/tmp/inval; cat /tmp/inval`,
+        `echo 0 > ${chip}/unexport`,
+      ].join("; "),
+    );
+    expect(out.stdout).toMatch(/Device or resource busy/);
+    expect(out.stdout).toMatch(/Invalid argument/);
+    expect(await board.sh(`test ! -e ${chip}/pwm0 && echo gone`)).toBe("gone\n");
+  });
+
+  it("the PL061's lines through the kernel's sysfs GPIO, with a dynamic base", async () => {
+    const chip = (await board.sh("grep -l 9030000.pl061 /sys/class/gpio/gpiochip*/label")).trim();
+    const base = Number(await board.sh(`cat ${path.dirname(chip)}/base`));
+    expect(base).toBeGreaterThan(0);
+    const gpio = base + FREE_LINE;
+    const out = await board.sh(
+      [
+        `echo ${gpio} > /sys/class/gpio/export`,
+        `echo out > /sys/class/gpio/gpio${gpio}/direction`,
+        `echo 1 > /sys/class/gpio/gpio${gpio}/value`,
+        `cat /sys/class/gpio/gpio${gpio}/value`,
+        `echo 0 > /sys/class/gpio/gpio${gpio}/value`,
+        `cat /sys/class/gpio/gpio${gpio}/value`,
+        `echo ${gpio} > /sys/class/gpio/unexport`,
+      ].join(" && "),
+    );
+    expect(out).toBe("1\n0\n");
+  });
+
+  it("installs with scripts/install.sh as an operator would and starts as the sandboxed service", async () => {
+    await board.sh(`mkdir -p ${CLONE} && tar -C ${CLONE} -xzf -`, {
+      input: cloneTarball(),
+      timeoutMs: 120_000,
+    });
+    const env = [
+      `LAMP_ID=${LAMP_ID}`,
+      `MQTT_URL=${GUEST_BROKER}`,
+      "MQTT_KEEPALIVE=5",
+      "GPIO_DRIVER=sysfs-pwm",
+      "LED_PINS=19,26,13",
+      `PWM_FREQUENCY=${1e9 / PERIOD_NS}`,
+      "HA_DISCOVERY=false",
+      "LOG_LEVEL=debug",
+      "",
+    ].join("\n");
+    await board.sh("mkdir -p /etc/lamp-agent && cat > /etc/lamp-agent/lamp-agent.env", { input: env });
+    const online = recorder.next(PRESENCE, (text) => text === "1", 180_000);
+    const install = await board.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 5 * 60_000 });
+    expect(install.code, `${install.stdout}\n${install.stderr}`).toBe(0);
+    await online;
+    const pid = await mainPid();
+    const uid = (await board.sh("id -u lamp-agent")).trim();
+    const status = await board.sh(`cat /proc/${pid}/status`);
+    expect(status).toMatch(new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, "m"));
+    expect(status).toMatch(/^CapEff:\s+0+$/m);
+    expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+  });
+
+  it("the guest's udev applies hardware/99-lamp-agent.rules to the real export events", async () => {
+    for (const { pin } of PWM) {
+      const chip = await chipOf(pin);
+      expect(await board.sh(`stat -c '%G %A' ${chip}/export ${chip}/unexport`)).toBe(
+        "gpio --w--w----\ngpio --w--w----\n",
+      );
+      // Exported by the unprivileged agent: udev handed the channel's files to the group.
+      expect(await board.sh(`stat -c '%G %A' ${chip}/pwm0/duty_cycle ${chip}/pwm0/enable`)).toMatch(
+        /^gpio -rw-rw-r--\ngpio -rw-rw-r--\n$/,
+      );
+    }
+  });
+
+  it("commands over MQTT set the duty the kernel reports for each LAMPI pin", async () => {
+    const full = (h: number, s: number) => ({ on: true, color: { h, s }, brightness: 1 });
+    await command(full(0, 1));
+    expect(await duties()).toEqual([PERIOD_NS, 0, 0]);
+    await command(full(120, 1));
+    expect(await duties()).toEqual([0, PERIOD_NS, 0]);
+    await command(full(240, 1));
+    expect(await duties()).toEqual([0, 0, PERIOD_NS]);
+    await command(full(0, 0));
+    expect(await duties()).toEqual([PERIOD_NS, PERIOD_NS, PERIOD_NS]);
+    for (const { pin } of PWM) expect((await channelFiles(pin)).enable).toBe("1");
+  });
+
+  it("lamp-agent --check on this board: every pin on its pwm-gpio chip, exit 0", async () => {
+    const check = await board.exec("runuser -u lamp-agent -- lamp-agent --check", { timeoutMs: 120_000 });
+    expect(check.code, `${check.stdout}\n${check.stderr}`).toBe(0);
+    for (const { pin } of PWM) expect(check.stdout).toMatch(new RegExp(`\\b${pin}\\b.*pwm-gpio`));
+  });
+
+  it("the wiring test shows red, green, blue, white on the real pins and restores the state", async () => {
+    await command({ on: true, color: { h: 60, s: 1 }, brightness: 1 });
+    const before = await duties();
+    await startSampler();
+    const result = await board.exec("lamp-agent --test", { timeoutMs: 120_000 });
+    const seen = await stopSampler();
+    expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+    // In this order, with whatever the pins pass through between two steps (channels are written one by one).
+    const steps = [
+      before,
+      [PERIOD_NS, 0, 0],
+      [0, PERIOD_NS, 0],
+      [0, 0, PERIOD_NS],
+      [PERIOD_NS, PERIOD_NS, PERIOD_NS],
+      before,
+    ];
+    expect(inOrder(distinct(seen), steps)).toEqual(steps);
+  });
+
+  it("kill -9: the Will, systemd restarts it and the pins show the restored state first", async () => {
+    const blue = [0, 0, PERIOD_NS];
+    await command({ on: true, color: { h: 240, s: 1 }, brightness: 1 });
+    const before = await mainPid();
+    const will = recorder.next(PRESENCE, (text) => text === "0", 60_000);
+    const back = recorder.next(PRESENCE, (text) => text === "1", 180_000);
+    await startSampler();
+    await board.sh(`kill -9 ${before}`);
+    await will;
+    await back;
+    const seen = await stopSampler();
+    expect(await mainPid()).not.toBe(before);
+    // Whatever the restarted agent did to take the pins over, nothing but the saved blue ever lit.
+    expect(distinct(seen.filter((d) => d.some((x) => x > 0)))).toEqual([blue]);
+    expect(await duties()).toEqual(blue);
+  });
+
+  it("SIGTERM (systemctl stop) disables and unexports what the agent exported", async () => {
+    const offline = recorder.next(PRESENCE, (text) => text === "0", 60_000);
+    await board.sh(`systemctl stop ${UNIT}`, { timeoutMs: 90_000 });
+    await offline;
+    for (const { pin } of PWM) expect((await channelFiles(pin)).exported).toBe(false);
+  });
+
+  it("records idle RSS and start-to-presence as a ratio to `node -e ''` on this board", async () => {
+    // Timed from the host, each minus an ssh round trip that runs nothing: only the ratio means anything.
+    const timedSsh = async (command: string) => {
+      const started = performance.now();
+      await board.sh(command);
+      return performance.now() - started;
+    };
+    const idle = await timedSsh("true");
+    const nodeMs = (await timedSsh("node -e ''")) - idle;
+    const online = recorder.next(PRESENCE, (text) => text === "1", 180_000);
+    const started = performance.now();
+    await board.sh(`systemctl start --no-block ${UNIT}`);
+    await online;
+    const presenceMs = performance.now() - started - idle;
+    // Idle: connected, nothing to do, past the first moments' garbage.
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    const rssKiB = Number((await board.sh(`grep VmRSS /proc/${await mainPid()}/status`)).split(/\s+/)[1]);
+    figures.push(
+      `idle RSS of the agent: ${(rssKiB / 1024).toFixed(1)} MiB`,
+      `node -e '': ${nodeMs.toFixed(0)} ms; start to presence: ${presenceMs.toFixed(0)} ms = ${(presenceMs / nodeMs).toFixed(1)} x node -e ''`,
+    );
+    expect(rssKiB).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Builds (once) the emulated arm64 board `npm run test:emulated` boots, and prints its directory:
+#   root/         Debian arm64 root (systemd, udev, Node.js, sshd), served whole as the initramfs
+#   vmlinuz       Debian's arm64 kernel, the same build as the headers the module is compiled against
+#   initrd.cpio   root/ as a newc archive, with pwm-gpio.ko and the network modules in it
+#   id_ed25519    the key the test logs in with (made per cache, never leaves it)
+#
+#   test/emulated/build-board.sh        # directory of the cached board, building it if missing
+#
+# Needs root, qemu-user-static with binfmt_misc (to run the arm64 root's tools) and Debian's mirror.
+# Installs what is missing on the host (Debian/Ubuntu), as test/system/build-root.sh does.
+set -euo pipefail
+
+suite=${LAMP_EMU_SUITE:-trixie}
+mirror=${LAMP_EMU_MIRROR:-http://deb.debian.org/debian}
+cache=${LAMP_EMU_CACHE:-/var/cache/lamp-agent-emulated}
+# Bump when anything below changes, so stale boards are not reused.
+version=1
+board="$cache/board-$suite-v$version"
+here=$(cd "$(dirname "$0")" && pwd)
+
+die() {
+  echo "build-board: $*" >&2
+  exit 1
+}
+log() { echo "build-board: $*" >&2; }
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap, chroot and binfmt_misc need it)"
+
+if [[ -f "$board/.complete" ]]; then
+  echo "$board"
+  exit 0
+fi
+
+missing=()
+command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
+command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static binfmt-support)
+command -v dtc >/dev/null || missing+=(device-tree-compiler)
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+command -v cpio >/dev/null || missing+=(cpio)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+if ((${#missing[@]} > 0)); then
+  command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+  log "installing ${missing[*]} on the host"
+  apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# arm64 programs (the root's second stage, the kernel's kbuild tools) run through binfmt_misc.
+if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || die "cannot mount binfmt_misc"
+fi
+[[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] || update-binfmts --enable qemu-aarch64 >&2 ||
+  die "cannot register qemu-aarch64 with binfmt_misc (package qemu-user-static)"
+interp=$(sed -n 's/^interpreter //p' /proc/sys/fs/binfmt_misc/qemu-aarch64)
+
+mkdir -p "$cache"
+tmp="$board.tmp"
+rm -rf "$tmp"
+mkdir -p "$tmp"
+root="$tmp/root"
+
+log "bootstrapping Debian $suite arm64 into $board (several minutes, once)"
+debootstrap --foreign --arch=arm64 --variant=minbase \
+  --include=systemd,systemd-sysv,udev,dbus,kmod,iproute2,nodejs,procps,openssh-server,ca-certificates \
+  "$suite" "$root" "$mirror" >&2 || die "debootstrap (first stage) failed (see above)"
+# Without binfmt's fix-binary flag the interpreter is looked up inside the chroot.
+mkdir -p "$root$(dirname "$interp")"
+cp "$(readlink -f "$interp")" "$root$interp"
+chroot "$root" /debootstrap/debootstrap --second-stage >&2 || die "debootstrap (second stage) failed"
+inroot() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
+
+# The kernel, its headers and kbuild, from the same archive as the root: the module must match its build.
+abi=$(inroot apt-cache depends linux-image-arm64 | sed -n 's/.*Depends: linux-image-\(.*-arm64\)$/\1/p' | head -n1)
+[[ -n $abi ]] || die "cannot find the kernel that linux-image-arm64 depends on"
+kver=${abi%-arm64}
+srcver=$(inroot apt-cache depends "linux-headers-$abi" | sed -n 's/.*Depends: linux-kbuild-\(.*\)$/\1/p' | head -n1)
+log "kernel $abi (kbuild $srcver)"
+mkdir -p "$tmp/debs"
+(cd "$tmp/debs" && chroot "$root" sh -c "cd /tmp && apt-get download -q \
+  linux-image-$abi linux-headers-$abi linux-headers-$kver-common linux-kbuild-$srcver linux-source-${srcver%.*}" >&2) ||
+  die "downloading the kernel packages failed"
+mv "$root"/tmp/*.deb "$tmp/debs/"
+kdir="$tmp/kernel"
+for deb in "$tmp"/debs/linux-{image,headers,kbuild}-*.deb; do dpkg-deb -x "$deb" "$kdir"; done
+cp "$kdir/boot/vmlinuz-$abi" "$tmp/vmlinuz"
+
+# pwm-gpio (CONFIG_PWM_GPIO is not set in Debian's build) from Debian's own source of that kernel.
+mkdir -p "$tmp/pwm-gpio"
+dpkg-deb --fsys-tarfile "$tmp"/debs/linux-source-*.deb | tar -x -O --wildcards '*/linux-source-*.tar.xz' |
+  tar -xJ -O --wildcards '*/drivers/pwm/pwm-gpio.c' >"$tmp/pwm-gpio/pwm-gpio.c" ||
+  die "pwm-gpio.c is not in linux-source-${srcver%.*}"
+echo 'obj-m += pwm-gpio.o' >"$tmp/pwm-gpio/Kbuild"
+# kbuild's host tools (fixdep, modpost) are arm64 programs: binfmt runs them with the root's libc.
+# Debian 12's cross gcc is older than the kernel's: these two options only exist for the newer one.
+QEMU_LD_PREFIX="$root" make -s -C "$kdir/usr/src/linux-headers-$abi" M="$tmp/pwm-gpio" \
+  ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- \
+  CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT= CONFIG_DEBUG_INFO_BTF_MODULES= modules >&2 ||
+  die "building pwm-gpio.ko failed"
+
+# Modules the board needs: pwm-gpio, and the network card's driver for QEMU's user network. Under
+# usr/lib: the root is merged-/usr, its /lib is a link.
+mods="$root/usr/lib/modules/$abi"
+mkdir -p "$mods/extra"
+cp "$tmp/pwm-gpio/pwm-gpio.ko" "$mods/extra/"
+cp "$kdir/lib/modules/$abi"/modules.{order,builtin,builtin.modinfo} "$mods/" 2>/dev/null || true
+for m in drivers/net/virtio_net drivers/net/net_failover net/core/failover; do
+  for f in "$kdir/lib/modules/$abi/kernel/$m".ko*; do
+    mkdir -p "$mods/kernel/$(dirname "$m")"
+    cp "$f" "$mods/kernel/$(dirname "$m")/"
+  done
+done
+inroot depmod "$abi" || die "depmod failed"
+
+# The guest: no network beyond QEMU's user net, sshd with a key of this cache, the network up at boot.
+ssh-keygen -q -t ed25519 -N '' -C lamp-emulated -f "$tmp/id_ed25519"
+install -d -m 700 "$root/root/.ssh"
+install -m 600 "$tmp/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
+inroot ssh-keygen -A >&2
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\tlamp-emulated\n' >"$root/etc/hosts"
+echo lamp-emulated >"$root/etc/hostname"
+cp "$here/guest-net.service" "$root/etc/systemd/system/"
+inroot systemctl enable guest-net.service ssh.service >&2
+inroot systemctl mask systemd-networkd-wait-online.service systemd-timesyncd.service \
+  getty@tty1.service serial-getty@ttyAMA0.service apt-daily.timer apt-daily-upgrade.timer \
+  dpkg-db-backup.timer e2scrub_reap.service >/dev/null 2>&1 || true
+: >"$root/etc/machine-id"
+ln -sf /usr/lib/systemd/systemd "$root/init"
+inroot apt-get clean
+rm -rf "$root/debootstrap" "$root$interp" "$root"/var/lib/apt/lists/* "$root"/usr/share/{doc,man,locale,info}/*
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$tmp/initrd.cpio"
+rm -rf "$kdir" "$tmp/debs"
+
+touch "$tmp/.complete"
+rm -rf "$board"
+mv "$tmp" "$board"
+echo "$board"
