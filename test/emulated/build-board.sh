@@ -39,6 +39,7 @@ command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static binfmt-s
 command -v dtc >/dev/null || missing+=(device-tree-compiler)
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 command -v cpio >/dev/null || missing+=(cpio)
+command -v socat >/dev/null || missing+=(socat)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 if ((${#missing[@]} > 0)); then
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
@@ -58,18 +59,25 @@ interp=$(sed -n 's/^interpreter //p' /proc/sys/fs/binfmt_misc/qemu-aarch64)
 
 mkdir -p "$cache"
 tmp="$board.tmp"
-rm -rf "$tmp"
-mkdir -p "$tmp"
 root="$tmp/root"
+# The root takes most of the time: a build that failed after it keeps it and goes on from there.
+if [[ ! -f "$tmp/.root-complete" ]]; then
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
 
-log "bootstrapping Debian $suite arm64 into $board (several minutes, once)"
-debootstrap --foreign --arch=arm64 --variant=minbase \
-  --include=systemd,systemd-sysv,udev,dbus,kmod,iproute2,nodejs,procps,openssh-server,ca-certificates \
-  "$suite" "$root" "$mirror" >&2 || die "debootstrap (first stage) failed (see above)"
-# Without binfmt's fix-binary flag the interpreter is looked up inside the chroot.
+  log "bootstrapping Debian $suite arm64 into $board (several minutes, once)"
+  # Without binfmt's fix-binary flag the interpreter is looked up inside the chroot: put it there first.
+  # Not --foreign: its second stage would run debootstrap's own perl under emulation, for hours.
+  mkdir -p "$root$(dirname "$interp")"
+  cp "$(readlink -f "$interp")" "$root$interp"
+  debootstrap --arch=arm64 --variant=minbase \
+    --include=systemd,systemd-sysv,udev,dbus,kmod,iproute2,nodejs,procps,openssh-server,ca-certificates \
+    "$suite" "$root" "$mirror" >&2 || die "debootstrap failed (see above; the log is in $root/debootstrap)"
+  touch "$tmp/.root-complete"
+fi
+# Taken out again at the end, with the rest of what only the build needs.
 mkdir -p "$root$(dirname "$interp")"
 cp "$(readlink -f "$interp")" "$root$interp"
-chroot "$root" /debootstrap/debootstrap --second-stage >&2 || die "debootstrap (second stage) failed"
 inroot() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
 
 # The kernel, its headers and kbuild, from the same archive as the root: the module must match its build.
@@ -78,6 +86,7 @@ abi=$(inroot apt-cache depends linux-image-arm64 | sed -n 's/.*Depends: linux-im
 kver=${abi%-arm64}
 srcver=$(inroot apt-cache depends "linux-headers-$abi" | sed -n 's/.*Depends: linux-kbuild-\(.*\)$/\1/p' | head -n1)
 log "kernel $abi (kbuild $srcver)"
+rm -rf "$tmp/debs" "$tmp/kernel" "$tmp/pwm-gpio"
 mkdir -p "$tmp/debs"
 (cd "$tmp/debs" && chroot "$root" sh -c "cd /tmp && apt-get download -q \
   linux-image-$abi linux-headers-$abi linux-headers-$kver-common linux-kbuild-$srcver linux-source-${srcver%.*}" >&2) ||
@@ -86,6 +95,9 @@ mv "$root"/tmp/*.deb "$tmp/debs/"
 kdir="$tmp/kernel"
 for deb in "$tmp"/debs/linux-{image,headers,kbuild}-*.deb; do dpkg-deb -x "$deb" "$kdir"; done
 cp "$kdir/boot/vmlinuz-$abi" "$tmp/vmlinuz"
+cp "$kdir/boot/config-$abi" "$tmp/config"
+# Debian's headers include their common half by its installed path; here they are unpacked elsewhere.
+sed -i "s|^include /usr/src/|include $kdir/usr/src/|" "$kdir/usr/src/linux-headers-$abi/Makefile"
 
 # pwm-gpio (CONFIG_PWM_GPIO is not set in Debian's build) from Debian's own source of that kernel.
 mkdir -p "$tmp/pwm-gpio"
@@ -94,9 +106,9 @@ dpkg-deb --fsys-tarfile "$tmp"/debs/linux-source-*.deb | tar -x -O --wildcards '
   die "pwm-gpio.c is not in linux-source-${srcver%.*}"
 echo 'obj-m += pwm-gpio.o' >"$tmp/pwm-gpio/Kbuild"
 # kbuild's host tools (fixdep, modpost) are arm64 programs: binfmt runs them with the root's libc.
-# Debian 12's cross gcc is older than the kernel's: these two options only exist for the newer one.
+# The kernel was built with gcc-14, Debian 12's cross gcc is 12: these two options need the newer one.
 QEMU_LD_PREFIX="$root" make -s -C "$kdir/usr/src/linux-headers-$abi" M="$tmp/pwm-gpio" \
-  ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- \
+  ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- CC=aarch64-linux-gnu-gcc \
   CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT= CONFIG_DEBUG_INFO_BTF_MODULES= modules >&2 ||
   die "building pwm-gpio.ko failed"
 
@@ -105,9 +117,11 @@ QEMU_LD_PREFIX="$root" make -s -C "$kdir/usr/src/linux-headers-$abi" M="$tmp/pwm
 mods="$root/usr/lib/modules/$abi"
 mkdir -p "$mods/extra"
 cp "$tmp/pwm-gpio/pwm-gpio.ko" "$mods/extra/"
-cp "$kdir/lib/modules/$abi"/modules.{order,builtin,builtin.modinfo} "$mods/" 2>/dev/null || true
-for m in drivers/net/virtio_net drivers/net/net_failover net/core/failover; do
-  for f in "$kdir/lib/modules/$abi/kernel/$m".ko*; do
+cp "$kdir/usr/lib/modules/$abi"/modules.{order,builtin,builtin.modinfo} "$mods/" 2>/dev/null || true
+for m in drivers/virtio/virtio_mmio drivers/virtio/virtio_ring drivers/virtio/virtio \
+  drivers/net/virtio_net drivers/net/net_failover net/core/failover; do
+  for f in "$kdir/usr/lib/modules/$abi/kernel/$m".ko*; do
+    [[ -e $f ]] || continue # built in
     mkdir -p "$mods/kernel/$(dirname "$m")"
     cp "$f" "$mods/kernel/$(dirname "$m")/"
   done
@@ -115,6 +129,7 @@ done
 inroot depmod "$abi" || die "depmod failed"
 
 # The guest: no network beyond QEMU's user net, sshd with a key of this cache, the network up at boot.
+rm -f "$tmp/id_ed25519" "$tmp/id_ed25519.pub"
 ssh-keygen -q -t ed25519 -N '' -C lamp-emulated -f "$tmp/id_ed25519"
 install -d -m 700 "$root/root/.ssh"
 install -m 600 "$tmp/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
