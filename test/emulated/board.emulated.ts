@@ -191,14 +191,17 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
     }
   });
 
-  it("the kernel's PWM core: EINVAL for a duty above the period, EBUSY for a second export", async () => {
+  it("the kernel's PWM core: EBUSY for a second export, EINVAL for a duty above the period once enabled", async () => {
     const chip = await chipOf(19);
     const out = await board.exec(
       [
         `echo 0 > ${chip}/export`,
         `echo 0 > ${chip}/export 2>/tmp/busy; cat /tmp/busy`,
         `echo ${PERIOD_NS} > ${chip}/pwm0/period`,
+        // Refused only once enabled: a disabled channel takes any duty (6.12).
+        `echo 1 > ${chip}/pwm0/enable`,
         `echo ${PERIOD_NS + 1} > ${chip}/pwm0/duty_cycle 2>/tmp/inval; cat /tmp/inval`,
+        `echo 0 > ${chip}/pwm0/enable`,
         `echo 0 > ${chip}/unexport`,
       ].join("; "),
     );

@@ -79,6 +79,8 @@ fi
 mkdir -p "$root$(dirname "$interp")"
 cp "$(readlink -f "$interp")" "$root$interp"
 inroot() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
+# A build resumed after its clean-up: apt's lists are gone.
+compgen -G "$root/var/lib/apt/lists/*_Packages" >/dev/null || inroot apt-get update -qq >&2
 
 # The kernel, its headers and kbuild, from the same archive as the root: the module must match its build.
 abi=$(inroot apt-cache depends linux-image-arm64 | sed -n 's/.*Depends: linux-image-\(.*-arm64\)$/\1/p' | head -n1)
