@@ -39,7 +39,12 @@ export async function connectOnce(
       });
       client.once("close", () => {
         clearTimeout(timer);
-        reject(new Error(`${redactUrl(config.mqtt.url)} closed the connection`));
+        reject(
+          new Error(
+            `${redactUrl(config.mqtt.url)} closed the connection without accepting it: check MQTT_USERNAME ` +
+              "and MQTT_PASSWORD (a password needs a user name) and the broker's log",
+          ),
+        );
       });
     });
   } catch (error) {
@@ -99,4 +104,76 @@ export async function roundTrip(client: MqttClient, topic: string, timeoutMs: nu
 /** Where the doctor's round trips go: beside the lamp's state, where an ACL for the lamp reaches. */
 export function doctorTopic(config: Config): string {
   return `${config.topics.state}/doctor`;
+}
+
+export interface BrokerReport {
+  readonly lines: readonly string[];
+  readonly ok: boolean;
+}
+
+/** What `--check` publishes to the command topic: a valid command that changes nothing (a no-op). */
+export const CHECK_COMMAND = JSON.stringify({ client: "lamp-agent --check" });
+
+/**
+ * `--check`'s broker part: connect as the agent would, subscribe to the lamp's command topic as the
+ * agent does, and send a command that changes nothing (so a running agent ignores it) to see it come
+ * back. A publish the broker refuses (MQTT 5 reason 135) is what a lamp-only ACL does and is reported,
+ * not failed; a publish taken but never delivered means this user cannot read the command topic, which
+ * Mosquitto does not report anywhere else: the lamp would never hear a command.
+ */
+export async function brokerReport(config: Config, logger: Logger, timeoutMs: number): Promise<BrokerReport> {
+  const url = redactUrl(config.mqtt.url);
+  const topic = config.topics.command;
+  let client: MqttClient;
+  try {
+    client = await connectOnce(config, logger, "check", timeoutMs);
+  } catch (error) {
+    return { lines: [`problem: broker: ${(error as Error).message}`], ok: false };
+  }
+  const lines = [
+    `broker: connected to ${url} (MQTT ${client.options.protocolVersion === 5 ? "5" : "3.1.1"})`,
+  ];
+  try {
+    const granted = await client.subscribeAsync(topic, { qos: 1 });
+    if (granted.some((g) => g.qos >= 0x80)) {
+      return {
+        lines: [...lines, `problem: broker: refused the subscription to ${topic}: check its ACL`],
+        ok: false,
+      };
+    }
+    const back = new Promise<boolean>((resolve) => {
+      client.on(
+        "message",
+        (t, payload) => t === topic && payload.toString() === CHECK_COMMAND && resolve(true),
+      );
+      // Unref'd: a deadline nobody waits for any more must not keep the process from exiting.
+      setTimeout(() => resolve(false), timeoutMs).unref();
+    });
+    try {
+      await client.publishAsync(topic, CHECK_COMMAND, { qos: 1 });
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code !== 135) throw error;
+      lines.push(
+        `broker: subscribed to ${topic}; this user may not publish there (a lamp-only ACL), so no round ` +
+          "trip: with Mosquitto, check that its ACL has `topic read` for it (docs/security.md)",
+      );
+      return { lines, ok: true };
+    }
+    if (await back) {
+      lines.push(`broker: round trip on ${topic}: ok`);
+      return { lines, ok: true };
+    }
+    const why =
+      config.mqtt.protocol === 5
+        ? `the broker took a command on ${topic} but never delivered it: this user cannot read that topic ` +
+          "(check the ACL: topic read), so the lamp would never hear a command"
+        : `no round trip on ${topic} within ${timeoutMs} ms: this user may not read it, or not publish to it ` +
+          "(MQTT 3.1.1 cannot say which); check the ACL";
+    return { lines: [...lines, `problem: broker: ${why}`], ok: false };
+  } catch (error) {
+    return { lines: [...lines, `problem: broker: ${(error as Error).message}`], ok: false };
+  } finally {
+    await client.endAsync(true).catch(() => undefined);
+  }
 }

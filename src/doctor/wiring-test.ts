@@ -63,6 +63,8 @@ const DEFAULTS: WiringTestOptions = {
 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** For races against an answer: unref'd, so a deadline nobody waits for any more does not delay exit. */
+const deadline = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 export async function wiringTest(
   config: Config,
@@ -145,7 +147,7 @@ async function overMqtt(
       JSON.stringify({ ...command, transition: 0, client: TEST_CLIENT }),
       { qos: 1 },
     );
-    const ok = await Promise.race([answer.then(() => true), sleep(o.timeoutMs).then(() => false)]);
+    const ok = await Promise.race([answer.then(() => true), deadline(o.timeoutMs).then(() => false)]);
     if (!ok) print(`${label}: the agent did not answer within ${o.timeoutMs} ms (see its log)`);
     return ok;
   };

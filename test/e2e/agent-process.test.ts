@@ -96,7 +96,11 @@ describe("the built agent as a real process", () => {
   });
 
   it("--check prints the effective configuration with the password masked and exits 0", async () => {
-    const check = spawnAgent({ ...env(`e2e${process.pid}ck`), MQTT_PASSWORD: "hunter2-secret" }, ["--check"]);
+    // A password needs a user name: Mosquitto closes a CONNECT with a password alone, and --check says so.
+    const check = spawnAgent(
+      { ...env(`e2e${process.pid}ck`), MQTT_USERNAME: "lamp", MQTT_PASSWORD: "hunter2-secret" },
+      ["--check"],
+    );
     expect(await check.exited).toBe(0);
     const out = check.output();
     expect(out).toContain("MQTT_PASSWORD=********");
@@ -107,7 +111,9 @@ describe("the built agent as a real process", () => {
   it("reads a .env file from its working directory, the environment winning", async () => {
     const cwd = mkdtempSync(path.join(dir, "cwd-"));
     writeFileSync(path.join(cwd, ".env"), "LAMP_ID=fromdotenv\nPOWER_ON=off\n");
-    const check = spawnAgent({ CWD: cwd, POWER_ON: "on", GPIO_DRIVER: "mock" }, ["--check"]);
+    const check = spawnAgent({ CWD: cwd, POWER_ON: "on", GPIO_DRIVER: "mock", MQTT_URL: broker.url }, [
+      "--check",
+    ]);
     expect(await check.exited).toBe(0);
     expect(check.output()).toMatch(/LAMP_ID=fromdotenv\s+# \.env/);
     expect(check.output()).toMatch(/POWER_ON=on\s+# environment/);
