@@ -125,10 +125,7 @@ describe("the built agent as a real process", () => {
 
   it("reads a .env file from its working directory, the environment winning, and warns of a look-alike", async () => {
     const cwd = mkdtempSync(path.join(dir, "cwd-"));
-    writeFileSync(path.join(cwd, ".env"), "LAMP_ID=fromdotenv
-POWER_ON=off
-LED_PIN=12
-");
+    writeFileSync(path.join(cwd, ".env"), "LAMP_ID=fromdotenv\nPOWER_ON=off\nLED_PIN=12\n");
     const check = spawnAgent({ CWD: cwd, POWER_ON: "on", GPIO_DRIVER: "mock", MQTT_URL: broker.url }, [
       "--check",
     ]);
