@@ -16,7 +16,7 @@ export function asDriverError(error: unknown, context: string): DriverError {
   return new DriverError("io", `${context}: ${describe(error)}`, { cause: error });
 }
 
-/** Duties must be one finite number in 0..1 per pin; shared by every real driver. */
+/** Duties must be one finite number in 0..1 per pin, for every driver. */
 export function checkDuties(name: DriverName, pins: readonly number[], duties: readonly number[]): void {
   if (duties.length !== pins.length) {
     throw new DriverError("invalid_duty", `${name} driver: ${duties.length} duties for ${pins.length} pins`);

@@ -3,8 +3,11 @@ import { statusLine } from "../cli/status-line.js";
 import { asDriverError, checkDuties, Lifecycle } from "./contract.js";
 import type { Driver, DriverModule, DriverOptions } from "./driver.js";
 
-/** Hardware answers later: resolve after the current turn of the event loop, never within it. */
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/**
+ * Hardware answers later: resolve on the next tick, never within the caller's own code (binding-mock's
+ * `resolveNextTick`). A tick, not a timer, so tests with fake timers still see every write.
+ */
+const nextTurn = (): Promise<void> => new Promise((resolve) => process.nextTick(resolve));
 
 /** The newest writes kept in `writes`; older ones are dropped (the trace file keeps everything). */
 export const MAX_RECORDED = 10_000;
@@ -20,7 +23,7 @@ export interface MockWrite {
  * A lamp without hardware that holds the agent to the whole Driver contract, as serialport's
  * binding-mock does for a port: it refuses what real pins refuse (use before open or after close, a
  * second open, a duty outside 0..1), refuses a call while another is still in flight (`busy`), and
- * completes every call asynchronously, a turn of the event loop later, as hardware I/O does. So the
+ * completes every call asynchronously, on the next tick, as hardware I/O does. So the
  * agent cannot get away with anything here that would fail, or race, on a Pi.
  */
 export class MockDriver implements Driver {
