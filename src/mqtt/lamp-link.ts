@@ -26,11 +26,6 @@ export interface LinkExtension {
   onMessage(topic: string, payload: Buffer): void;
 }
 
-export interface LinkHooks {
-  /** Every accepted state change, after the lamp took it (the store saves it). */
-  onChange(state: LampState): void;
-}
-
 export function statePayload(state: LampState, client: string | null): string {
   return JSON.stringify({ on: state.on, color: state.color, brightness: state.brightness, client });
 }
@@ -52,7 +47,6 @@ export class LampLink {
     private readonly config: Config,
     private readonly lamp: Lamp,
     private readonly connection: MqttConnection,
-    private readonly hooks: LinkHooks,
     private readonly logger: Logger,
   ) {
     const { topics } = config;
@@ -134,7 +128,6 @@ export class LampLink {
       return;
     }
     const client = command.client ?? null;
-    this.hooks.onChange(state);
     this.publisher.publish(statePayload(state, client));
     this.noteChange(state, client);
   }
