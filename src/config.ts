@@ -1,8 +1,9 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
 import path from "node:path";
-import dotenv from "dotenv";
-import { z } from "zod";
+import { closest, distance } from "fastest-levenshtein";
+import * as z from "zod/mini";
+import { type ConfigFile, findConfigFiles } from "./config-files.js";
 import { pwmPinProblems, readBoardModelSync } from "./drivers/board.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
@@ -61,18 +62,19 @@ export class ConfigError extends Error {
 export interface EffectiveSetting {
   readonly name: string;
   readonly value: string;
-  readonly source: "environment" | ".env" | "default";
+  /** `environment`, `default`, the file it came from (`.env` or a path), or `installed password file`. */
+  readonly source: string;
 }
 
 export interface LoadedConfig {
   readonly config: Config;
   /** Every variable, as used, secrets masked: what `--check` prints. */
   readonly effective: readonly EffectiveSetting[];
-  /** Not errors, but worth saying at start and in `--check`: secret files others can read. */
+  /** Not errors, but worth saying at start and in `--check`: secret files others can read, unknown variables. */
   readonly warnings: readonly string[];
+  /** The file that filled in what the environment did not set (`.env` or a path), if any. */
+  readonly file?: string | undefined;
 }
-
-const SECRET = new Set(["MQTT_PASSWORD"]);
 
 /** A URL as it may be shown: a password in it (mqtt://user:pass@host) is masked. */
 export function redactUrl(value: string): string {
@@ -85,64 +87,6 @@ export function redactUrl(value: string): string {
     return value.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:********@");
   }
 }
-
-function shown(name: string, value: string): string {
-  if (SECRET.has(name)) return "********";
-  return name === "MQTT_URL" ? redactUrl(value) : value;
-}
-const TOPIC = /^[^+#]{1,256}$/;
-const ID = /^[A-Za-z0-9_-]{1,64}$/;
-
-const truthy = new Set(["true", "1", "yes", "on"]);
-const falsy = new Set(["false", "0", "no", "off"]);
-const bool = z
-  .string()
-  .transform((v) => v.trim().toLowerCase())
-  .refine((v) => truthy.has(v) || falsy.has(v), "allowed: true or false")
-  .transform((v) => truthy.has(v));
-// Plain decimals only: Number() would also take "0x10", "1e3" and " " (as 0).
-const DECIMAL = /^\s*-?\d+(\.\d+)?\s*$/;
-const number = (min: number, max: number, unit = "", whole = false) => {
-  const allowed = `allowed: ${whole ? "a whole number" : "a number"} from ${min} to ${max}${unit}`;
-  const value = z.number().min(min, allowed).max(max, allowed);
-  return z
-    .string()
-    .regex(DECIMAL, allowed)
-    .transform(Number)
-    .pipe(whole ? value.int(allowed) : value);
-};
-const integer = (min: number, max: number, unit = "") => number(min, max, unit, true);
-const oneOf = <T extends string>(values: readonly T[]) =>
-  z.enum(values as unknown as [T, ...T[]], { error: `allowed: ${values.join(", ")}` });
-const topic = z
-  .string()
-  .regex(TOPIC, "allowed: 1 to 256 characters without the wildcards + and #")
-  .refine((v) => !v.includes("\0"), "allowed: no NUL character");
-const readable = z.string().refine((file) => {
-  try {
-    accessSync(file, constants.R_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}, "allowed: a path to a readable file");
-const mqttUrl = z.string().refine((value) => {
-  try {
-    return ["mqtt:", "mqtts:", "ws:", "wss:"].includes(new URL(value).protocol);
-  } catch {
-    return false;
-  }
-}, "allowed: a URL like mqtt://host:1883, mqtts://, ws:// or wss://");
-const pins = z
-  .string()
-  .transform((v) => v.split(",").map((p) => p.trim()))
-  .refine((list) => list.every((p) => /^\d+$/.test(p) && Number(p) <= 27), "allowed: BCM pin numbers 0 to 27")
-  .transform((list) => list.map(Number))
-  .refine(
-    (list) => list.length === 1 || list.length === 3,
-    "allowed: one pin (mono) or three (red,green,blue)",
-  )
-  .refine((list) => new Set(list).size === list.length, "allowed: each pin once");
 
 /** The default id: the MAC of the first non-loopback interface, like LAMPI, else the host name. */
 export function defaultLampId(): string {
@@ -160,169 +104,387 @@ export function defaultLampId(): string {
   );
 }
 
-function defaultStateFile(env: NodeJS.ProcessEnv, cwd: string): string {
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** What a default or a rule may depend on besides the variable's own text. */
+interface Context {
+  readonly env: Env;
+  readonly cwd: string;
+  /** LAMP_ID as read (its default when unset or invalid). */
+  readonly lampId: string;
+  readonly topicBase: string;
+}
+
+type Rule<T> = z.ZodMiniType<T>;
+type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly allowed: string };
+
+/** One row of the table: how the text becomes a value, and the value when the variable is unset. */
+interface Variable<T> {
+  readonly parse: (text: string, context: Context) => Parsed<T>;
+  readonly fallback: (context: Context) => T;
+  /** Never shown, not even in `--check`. */
+  readonly secret: boolean;
+}
+
+function parser<T>(rule: Rule<T> | ((context: Context) => Rule<T>)) {
+  return (text: string, context: Context): Parsed<T> => {
+    const result = (typeof rule === "function" ? rule(context) : rule).safeParse(text);
+    if (result.success) return { ok: true, value: result.data };
+    return { ok: false, allowed: result.error.issues[0]?.message ?? "invalid" };
+  };
+}
+
+/** A variable with a default: its value is always a T. */
+function setting<T>(rule: Rule<T>, fallback: (context: Context) => T): Variable<T> {
+  return { parse: parser(rule), fallback, secret: false };
+}
+
+/** A variable without a default: unset means none. */
+function optional<T>(
+  rule: Rule<T> | ((context: Context) => Rule<T>),
+  options: { secret?: boolean } = {},
+): Variable<T | undefined> {
+  return { parse: parser(rule), fallback: () => undefined, secret: options.secret ?? false };
+}
+
+const TOPIC = /^[^+#]{1,256}$/;
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+// Plain decimals only: Number() would also take "0x10", "1e3" and " " (as 0).
+const DECIMAL = /^\s*-?\d+(\.\d+)?\s*$/;
+const TRUTHY = new Set(["true", "1", "yes", "on"]);
+const FALSY = new Set(["false", "0", "no", "off"]);
+
+const text = z.string();
+const nonEmpty = z.string().check(z.minLength(1));
+const normal = (v: string) => v.trim().toLowerCase();
+const boolean: Rule<boolean> = z.pipe(
+  z.string().check(z.refine((v) => TRUTHY.has(normal(v)) || FALSY.has(normal(v)), "allowed: true or false")),
+  z.transform((v: string) => TRUTHY.has(normal(v))),
+);
+function number(min: number, max: number, unit = "", whole = false): Rule<number> {
+  const allowed = `allowed: ${whole ? "a whole number" : "a number"} from ${min} to ${max}${unit}`;
+  const range = [z.minimum(min, allowed), z.maximum(max, allowed)];
+  return z.pipe(
+    z.pipe(z.string().check(z.regex(DECIMAL, allowed)), z.transform(Number)),
+    whole ? z.int(allowed).check(...range) : z.number().check(...range),
+  );
+}
+const integer = (min: number, max: number, unit = "") => number(min, max, unit, true);
+/** One of a list of names, the default among them. */
+function choice<const T extends readonly [string, ...string[]]>(
+  values: T,
+  fallback: T[number],
+): Variable<T[number]> {
+  return setting(z.enum(values, { error: `allowed: ${values.join(", ")}` }), () => fallback);
+}
+const topic = z.string().check(
+  z.regex(TOPIC, "allowed: 1 to 256 characters without the wildcards + and #"),
+  z.refine((v) => !v.includes("\0"), "allowed: no NUL character"),
+);
+const readable = z.string().check(
+  z.refine((file) => {
+    try {
+      accessSync(file, constants.R_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }, "allowed: a path to a readable file"),
+);
+// systemd's LoadCredential= puts files in $CREDENTIALS_DIRECTORY; a bare name refers to one there.
+const credential = ({ env }: Context) =>
+  z.pipe(
+    z.transform((file: string) =>
+      env.CREDENTIALS_DIRECTORY && !path.isAbsolute(file) ? path.join(env.CREDENTIALS_DIRECTORY, file) : file,
+    ),
+    readable,
+  );
+const mqttUrl = z.string().check(
+  z.refine((value) => {
+    try {
+      return ["mqtt:", "mqtts:", "ws:", "wss:"].includes(new URL(value).protocol);
+    } catch {
+      return false;
+    }
+  }, "allowed: a URL like mqtt://host:1883, mqtts://, ws:// or wss://"),
+);
+const pinList = (v: string) => v.split(",").map((p) => p.trim());
+const pins: Rule<number[]> = z
+  .pipe(
+    z
+      .string()
+      .check(
+        z.refine(
+          (v) => pinList(v).every((p) => /^\d+$/.test(p) && Number(p) <= 27),
+          "allowed: BCM pin numbers 0 to 27",
+        ),
+      ),
+    z.transform((v: string) => pinList(v).map(Number)),
+  )
+  .check(
+    z.refine(
+      (list) => list.length === 1 || list.length === 3,
+      "allowed: one pin (mono) or three (red,green,blue)",
+    ),
+    z.refine((list) => new Set(list).size === list.length, "allowed: each pin once"),
+  );
+
+function defaultStateFile({ env, cwd }: Context): string {
   // systemd may pass several directories separated by colons; ours is the first.
   const dir = env.STATE_DIRECTORY?.split(":")[0];
   return dir ? path.join(dir, "state.json") : path.join(cwd, ".lamp-agent", "state.json");
 }
 
+/**
+ * Every variable the agent reads, in the order `--check` lists them, with its rule and its default.
+ * .env.example documents exactly these (test/unit/config.test.ts holds it to that).
+ */
+const TABLE = {
+  LAMP_ID: setting(text.check(z.regex(ID, "allowed: 1 to 64 of A-Z a-z 0-9 _ -")), defaultLampId),
+  MQTT_URL: setting(mqttUrl, () => "mqtt://localhost:1883"),
+  MQTT_USERNAME: optional(text),
+  MQTT_PASSWORD: optional(text, { secret: true }),
+  MQTT_PASSWORD_FILE: optional(credential),
+  MQTT_CA_FILE: optional(readable),
+  MQTT_CERT_FILE: optional(readable),
+  MQTT_KEY_FILE: optional(readable),
+  MQTT_CLIENT_ID: setting(
+    text.check(z.regex(/^[\x21-\x7e]{1,64}$/, "allowed: 1 to 64 printable characters, no spaces")),
+    ({ lampId }) => `lamp-${lampId}`,
+  ),
+  MQTT_KEEPALIVE: setting(integer(1, 3600, " seconds"), () => 10),
+  // Milliseconds, not seconds: tests and a broker next door want sub-second reconnects.
+  MQTT_RECONNECT_MIN_MS: setting(integer(10, 600_000, " ms"), () => 1000),
+  MQTT_RECONNECT_MAX_MS: setting(integer(10, 3_600_000, " ms"), () => 60_000),
+  MQTT_PROTOCOL: choice(["5", "3.1.1"], "5"),
+  TOPIC_BASE: setting(topic, ({ lampId }) => `lamp/${lampId}`),
+  COMMAND_TOPIC: setting(topic, ({ topicBase }) => `${topicBase}/set_config`),
+  STATE_TOPIC: setting(topic, ({ topicBase }) => `${topicBase}/changed`),
+  PRESENCE_TOPIC: setting(topic, ({ lampId }) => `state/${lampId}`),
+  GPIO_DRIVER: choice([...DRIVER_NAMES, "auto"], "auto"),
+  LED_PINS: setting(pins, () => [19, 26, 13]),
+  LED_ACTIVE_LOW: setting(boolean, () => false),
+  PWM_FREQUENCY: setting(integer(1, 40000, " Hz"), () => 1000),
+  GAMMA: setting(number(1, 4), () => 2.2),
+  DEFAULT_TRANSITION: setting(number(0, 3600, " seconds"), () => 0),
+  STATE_FILE: setting(nonEmpty, defaultStateFile),
+  POWER_ON: choice(POWER_ON_MODES, "restore"),
+  HA_DISCOVERY: setting(boolean, () => true),
+  HA_DISCOVERY_PREFIX: setting(topic, () => "homeassistant"),
+  MOCK_GPIO_TRACE: optional(nonEmpty),
+  SYSFS_ROOT: setting(nonEmpty, () => "/sys"),
+  LOG_LEVEL: choice(LOG_LEVELS, "info"),
+  LOG_FORMAT: choice(LOG_FORMATS, "auto"),
+};
+
+type Name = keyof typeof TABLE;
+type Values = { readonly [K in Name]: (typeof TABLE)[K] extends Variable<infer T> ? T : never };
+// The same table, typed so that a generic read(name) gets the variable and its value type together.
+const VARIABLES: { readonly [K in Name]: Variable<Values[K]> } = TABLE;
+
+const isName = (name: string): name is Name => Object.hasOwn(VARIABLES, name);
+const NAMES = Object.keys(VARIABLES).filter(isName);
+/** Every variable's name, in table order. */
+export const VARIABLE_NAMES: readonly string[] = NAMES;
+
 export interface LoadOptions {
-  readonly env?: NodeJS.ProcessEnv;
+  readonly env?: Env;
   readonly cwd?: string;
-  /** Read `.env` from cwd (default true). */
+  /** Read `.env` from cwd, or the installed configuration without one (default true). */
   readonly dotenv?: boolean;
+  /** Where the installed configuration lives (default /etc/lamp-agent); for tests. */
+  readonly installedDir?: string;
 }
 
 /**
- * Environment (then `.env`) -> one frozen Config. Throws ConfigError listing every problem; nothing
- * else in the agent reads the environment.
+ * Environment (then `.env`, or the installed configuration) -> one frozen Config. Throws ConfigError
+ * listing every problem; nothing else in the agent reads the environment.
  */
 export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  const fromFile: Record<string, string> = {};
-  if (options.dotenv !== false) {
-    dotenv.config({ path: path.join(cwd, ".env"), processEnv: fromFile, quiet: true });
-  }
+  const files =
+    options.dotenv === false
+      ? { warnings: [] }
+      : findConfigFiles({ env, cwd, installedDir: options.installedDir });
+  const fromFile = files.file?.values ?? {};
   const problems: string[] = [];
   const effective: EffectiveSetting[] = [];
+  const failed = new Set<Name>();
 
-  function read<T>(name: string, schema: z.ZodType<T>, fallback: () => string | undefined): T | undefined;
-  function read<T>(name: string, schema: z.ZodType<T>, fallback: () => string | undefined, required: true): T;
-  function read<T>(name: string, schema: z.ZodType<T>, fallback: () => string | undefined): T | undefined {
+  /** The text a variable is set to, and where it came from; an empty value counts as unset. */
+  function given(name: Name): { text: string; source: string } | undefined {
     const fromEnv = env[name];
-    const raw = fromEnv !== undefined && fromEnv !== "" ? fromEnv : fromFile[name] || undefined;
-    const source = raw === undefined ? "default" : fromEnv ? "environment" : ".env";
-    const value = raw ?? fallback();
-    if (value === undefined) return undefined;
-    effective.push({ name, value: shown(name, value), source });
-    const result = schema.safeParse(value);
-    if (result.success) return result.data;
-    problems.push(
-      `${name}=${JSON.stringify(shown(name, value))}: ${result.error.issues[0]?.message ?? "invalid"}`,
-    );
+    if (fromEnv) return { text: fromEnv, source: "environment" };
+    const inFile = fromFile[name];
+    if (inFile && files.file) return { text: inFile, source: files.file.label };
+    if (name === "MQTT_PASSWORD_FILE" && files.passwordFile) {
+      return { text: files.passwordFile, source: "installed password file" };
+    }
     return undefined;
   }
-  const none = () => undefined;
 
-  const lampId = read("LAMP_ID", z.string().regex(ID, "allowed: 1 to 64 of A-Z a-z 0-9 _ -"), defaultLampId);
-  const id = lampId ?? "invalid";
-  const url = read("MQTT_URL", mqttUrl, () => "mqtt://localhost:1883");
-  const username = read("MQTT_USERNAME", z.string(), none);
-  const password = read("MQTT_PASSWORD", z.string(), none);
-  const passwordFile = read(
-    "MQTT_PASSWORD_FILE",
-    // systemd's LoadCredential= puts files in $CREDENTIALS_DIRECTORY; a bare name refers to one there.
-    z
-      .string()
-      .transform((file) =>
-        env.CREDENTIALS_DIRECTORY && !path.isAbsolute(file)
-          ? path.join(env.CREDENTIALS_DIRECTORY, file)
-          : file,
-      )
-      .pipe(readable),
-    none,
-  );
-  if (password !== undefined && passwordFile !== undefined) {
+  const cache: { [K in Name]?: { readonly value: Values[K] } } = {};
+  const context: Context = {
+    env,
+    cwd,
+    get lampId() {
+      return read("LAMP_ID");
+    },
+    get topicBase() {
+      return read("TOPIC_BASE");
+    },
+  };
+  function read<K extends Name>(name: K): Values[K] {
+    const cached = cache[name];
+    if (cached) return cached.value;
+    const variable: Variable<Values[K]> = VARIABLES[name];
+    const value = resolve(name, variable);
+    // Seen through K alone, so that TypeScript pairs the name with its own value type.
+    const entry: { [P in K]?: { readonly value: Values[P] } } = cache;
+    entry[name] = { value };
+    return value;
+  }
+  function resolve<K extends Name>(name: K, variable: Variable<Values[K]>): Values[K] {
+    const shown = (value: string) =>
+      variable.secret ? "********" : name === "MQTT_URL" ? redactUrl(value) : value;
+    const set = given(name);
+    if (set === undefined) {
+      const value = variable.fallback(context);
+      if (value !== undefined) effective.push({ name, value: shown(String(value)), source: "default" });
+      return value;
+    }
+    effective.push({ name, value: shown(set.text), source: set.source });
+    const parsed = variable.parse(set.text, context);
+    if (parsed.ok) return parsed.value;
+    problems.push(`${name}=${JSON.stringify(shown(set.text))}: ${parsed.allowed}`);
+    failed.add(name);
+    // Never used: a problem stops the load. It keeps the values typed and the defaults of others sound.
+    return variable.fallback(context);
+  }
+
+  for (const name of NAMES) read(name);
+  const v = <K extends Name>(name: K): Values[K] => read(name);
+  const valid = (...names: Name[]) => names.every((name) => !failed.has(name));
+
+  if (v("MQTT_PASSWORD") !== undefined && v("MQTT_PASSWORD_FILE") !== undefined) {
     problems.push("MQTT_PASSWORD and MQTT_PASSWORD_FILE: set one of them, not both");
   }
-  const caFile = read("MQTT_CA_FILE", readable, none);
-  const certFile = read("MQTT_CERT_FILE", readable, none);
-  const keyFile = read("MQTT_KEY_FILE", readable, none);
-  const certSet = Boolean(env.MQTT_CERT_FILE || fromFile.MQTT_CERT_FILE);
-  const keySet = Boolean(env.MQTT_KEY_FILE || fromFile.MQTT_KEY_FILE);
-  if (certSet !== keySet) {
+  // Whether they are set, not whether they are valid: a bad certificate path is reported on its own.
+  if ((given("MQTT_CERT_FILE") === undefined) !== (given("MQTT_KEY_FILE") === undefined)) {
     problems.push("MQTT_CERT_FILE and MQTT_KEY_FILE: a client certificate needs both");
   }
-  problems.push(...tlsFileProblems({ caFile, certFile, keyFile }));
-  const clientId = read(
-    "MQTT_CLIENT_ID",
-    z.string().regex(/^[\x21-\x7e]{1,64}$/, "allowed: 1 to 64 printable characters, no spaces"),
-    () => `lamp-${id}`,
+  problems.push(
+    ...tlsFileProblems({
+      caFile: v("MQTT_CA_FILE"),
+      certFile: v("MQTT_CERT_FILE"),
+      keyFile: v("MQTT_KEY_FILE"),
+    }),
   );
-  const keepalive = read("MQTT_KEEPALIVE", integer(1, 3600, " seconds"), () => "10");
-  // Milliseconds, not seconds: tests and a broker next door want sub-second reconnects.
-  const reconnectMin = read("MQTT_RECONNECT_MIN_MS", integer(10, 600_000, " ms"), () => "1000");
-  const reconnectMax = read("MQTT_RECONNECT_MAX_MS", integer(10, 3_600_000, " ms"), () => "60000");
-  if (reconnectMin !== undefined && reconnectMax !== undefined && reconnectMin > reconnectMax) {
+  const reconnect = { initialMs: v("MQTT_RECONNECT_MIN_MS"), maxMs: v("MQTT_RECONNECT_MAX_MS") };
+  if (valid("MQTT_RECONNECT_MIN_MS", "MQTT_RECONNECT_MAX_MS") && reconnect.initialMs > reconnect.maxMs) {
     problems.push(
-      `MQTT_RECONNECT_MIN_MS=${reconnectMin} and MQTT_RECONNECT_MAX_MS=${reconnectMax}: the minimum must not exceed the maximum`,
+      `MQTT_RECONNECT_MIN_MS=${reconnect.initialMs} and MQTT_RECONNECT_MAX_MS=${reconnect.maxMs}: the minimum must not exceed the maximum`,
     );
   }
-  const protocol = read("MQTT_PROTOCOL", oneOf(["5", "3.1.1"] as const), () => "5");
-  const base = read("TOPIC_BASE", topic, () => `lamp/${id}`);
-  const command = read("COMMAND_TOPIC", topic, () => `${base}/set_config`);
-  const state = read("STATE_TOPIC", topic, () => `${base}/changed`);
-  const presence = read("PRESENCE_TOPIC", topic, () => `state/${id}`);
-  const error = `${base}/error`;
-  for (const [name, value] of [
-    ["COMMAND_TOPIC", command],
-    ["STATE_TOPIC", state],
-  ] as const) {
-    if (value !== undefined && (value === presence || value === error)) {
+  const topics = {
+    command: v("COMMAND_TOPIC"),
+    state: v("STATE_TOPIC"),
+    error: `${v("TOPIC_BASE")}/error`,
+    presence: v("PRESENCE_TOPIC"),
+  };
+  for (const name of ["COMMAND_TOPIC", "STATE_TOPIC"] as const) {
+    const value = v(name);
+    if (valid(name) && (value === topics.presence || value === topics.error)) {
       problems.push(`${name}=${JSON.stringify(value)}: must differ from the presence and error topics`);
     }
   }
-  const driver = read("GPIO_DRIVER", oneOf([...DRIVER_NAMES, "auto"] as const), () => "auto");
-  const pinList = read("LED_PINS", pins, () => "19,26,13");
-  const activeLow = read("LED_ACTIVE_LOW", bool, () => "false");
-  const frequency = read("PWM_FREQUENCY", integer(1, 40000, " Hz"), () => "1000");
-  const gamma = read("GAMMA", number(1, 4), () => "2.2");
-  const defaultTransition = read("DEFAULT_TRANSITION", number(0, 3600, " seconds"), () => "0");
-  const stateFile = read("STATE_FILE", z.string().min(1), () => defaultStateFile(env, cwd));
-  const powerOn = read("POWER_ON", oneOf(POWER_ON_MODES), () => "restore");
-  const haEnabled = read("HA_DISCOVERY", bool, () => "true");
-  const haPrefix = read("HA_DISCOVERY_PREFIX", topic, () => "homeassistant");
-  const mockTrace = read("MOCK_GPIO_TRACE", z.string().min(1), none);
-  const sysfsRoot = read("SYSFS_ROOT", z.string().min(1), () => "/sys");
-  const logLevel = read("LOG_LEVEL", oneOf(LOG_LEVELS), () => "info");
-  const logFormat = read("LOG_FORMAT", oneOf(LOG_FORMATS), () => "auto");
-
-  if (driver === "sysfs-pwm" && pinList && sysfsRoot) {
+  if (v("GPIO_DRIVER") === "sysfs-pwm" && valid("LED_PINS")) {
     // Which pins have a hardware PWM channel depends on the board; off a Pi there is nothing to check.
-    const prefix = `LED_PINS=${JSON.stringify(pinList.join(","))}:`;
-    for (const problem of pwmPinProblems(readBoardModelSync(sysfsRoot), pinList)) {
+    const prefix = `LED_PINS=${JSON.stringify(v("LED_PINS").join(","))}:`;
+    for (const problem of pwmPinProblems(readBoardModelSync(v("SYSFS_ROOT")), v("LED_PINS"))) {
       problems.push(problem.replace(/^LED_PINS:/, prefix));
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  const passwordValue =
-    password ?? (passwordFile ? readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "") : undefined);
-  // Every value below was read with a fallback, so it is defined once there are no problems.
+
+  const passwordFile = v("MQTT_PASSWORD_FILE");
+  const mockTrace = v("MOCK_GPIO_TRACE");
   const config: Config = {
-    lampId: lampId as string,
+    lampId: v("LAMP_ID"),
     mqtt: {
-      url: url as string,
-      clientId: clientId as string,
-      keepalive: keepalive as number,
-      reconnect: { initialMs: reconnectMin as number, maxMs: reconnectMax as number },
-      protocol: protocol === "3.1.1" ? 4 : 5,
-      username,
-      password: passwordValue,
+      url: v("MQTT_URL"),
+      clientId: v("MQTT_CLIENT_ID"),
+      keepalive: v("MQTT_KEEPALIVE"),
+      reconnect,
+      protocol: v("MQTT_PROTOCOL") === "3.1.1" ? 4 : 5,
+      username: v("MQTT_USERNAME"),
+      password:
+        v("MQTT_PASSWORD") ?? (passwordFile && readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "")),
       passwordFile,
-      caFile,
-      certFile,
-      keyFile,
+      caFile: v("MQTT_CA_FILE"),
+      certFile: v("MQTT_CERT_FILE"),
+      keyFile: v("MQTT_KEY_FILE"),
     },
-    topics: { command: command as string, state: state as string, error, presence: presence as string },
-    driver: driver as DriverName | "auto",
-    pins: pinList as number[],
-    activeLow: activeLow as boolean,
-    frequency: frequency as number,
-    gamma: gamma as number,
-    defaultTransition: defaultTransition as number,
-    stateFile: path.resolve(cwd, stateFile as string),
-    powerOn: powerOn as PowerOn,
-    ha: { enabled: haEnabled as boolean, prefix: haPrefix as string },
+    topics,
+    driver: v("GPIO_DRIVER"),
+    pins: v("LED_PINS"),
+    activeLow: v("LED_ACTIVE_LOW"),
+    frequency: v("PWM_FREQUENCY"),
+    gamma: v("GAMMA"),
+    defaultTransition: v("DEFAULT_TRANSITION"),
+    stateFile: path.resolve(cwd, v("STATE_FILE")),
+    powerOn: v("POWER_ON"),
+    ha: { enabled: v("HA_DISCOVERY"), prefix: v("HA_DISCOVERY_PREFIX") },
     mockTrace: mockTrace === undefined ? undefined : path.resolve(cwd, mockTrace),
-    sysfsRoot: sysfsRoot as string,
-    log: { level: logLevel as LogLevel, format: logFormat as LogFormat },
+    sysfsRoot: v("SYSFS_ROOT"),
+    log: { level: v("LOG_LEVEL"), format: v("LOG_FORMAT") },
   };
-  const warnings = secretFileWarnings([
-    { name: "MQTT_KEY_FILE", path: keyFile },
-    { name: "MQTT_PASSWORD_FILE", path: passwordFile },
-  ]);
-  return { config: deepFreeze(config), effective, warnings };
+  const warnings = [
+    ...files.warnings,
+    ...unknownVariables(env, files.file),
+    ...secretFileWarnings([
+      { name: "MQTT_KEY_FILE", path: config.mqtt.keyFile },
+      { name: "MQTT_PASSWORD_FILE", path: passwordFile },
+    ]),
+  ];
+  return { config: deepFreeze(config), effective, warnings, file: files.file?.label };
+}
+
+// Prefixes only our variables use; a variable in the environment with one is meant for us.
+const OUR_PREFIXES = ["LAMP_", "MQTT_", "LED_", "GPIO_", "PWM_", "HA_DISCOVERY"];
+
+/** The variable a user probably meant: one it is the start of, else one a few edits away. */
+function meant(name: string): string | undefined {
+  const upper = name.toUpperCase();
+  const longer = VARIABLE_NAMES.filter((known) => known.startsWith(upper));
+  if (longer.length === 1) return longer[0];
+  const near = closest(upper, [...VARIABLE_NAMES]);
+  return distance(upper, near) <= Math.max(1, Math.floor(name.length / 4)) ? near : undefined;
+}
+
+/**
+ * Variables that look like ours but are not (`LED_PIN=` for LED_PINS): every unknown one in the
+ * configuration file, which is only for us, and those of the environment with our prefixes or a near
+ * miss of one of our names. Ignoring them silently would leave the user wondering why nothing changed.
+ */
+function unknownVariables(env: Env, file: ConfigFile | undefined): string[] {
+  const warnings: string[] = [];
+  const unknown = (name: string) => !isName(name);
+  for (const name of Object.keys(file?.values ?? {}).filter(unknown)) {
+    warnings.push(unknownWarning(name, file?.label ?? ".env"));
+  }
+  for (const name of Object.keys(env).filter(unknown)) {
+    const ours =
+      OUR_PREFIXES.some((prefix) => name.toUpperCase().startsWith(prefix)) || meant(name) !== undefined;
+    if (ours) warnings.push(unknownWarning(name, "environment"));
+  }
+  return warnings;
+}
+
+function unknownWarning(name: string, source: string): string {
+  const guess = meant(name);
+  return `unknown variable ${name} (${source})${guess ? `; did you mean ${guess}?` : "; see .env.example for the variables"}`;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -19,7 +19,8 @@ Usage: lamp-agent [--check] [--forget] [--help] [--version]
   --forget     remove this lamp from Home Assistant (an empty retained discovery
                config on the broker), then exit; for uninstalling
 Configuration comes from environment variables and a .env file in the working
-directory; see .env.example. Exit codes: 0 ok, 1 failure, 2 invalid configuration.`;
+directory (without one, an installed /etc/lamp-agent/lamp-agent.env); see
+.env.example. Exit codes: 0 ok, 1 failure, 2 invalid configuration.`;
 
 function load(): LoadedConfig {
   try {
@@ -34,7 +35,8 @@ function load(): LoadedConfig {
 async function check(loaded: LoadedConfig): Promise<number> {
   const { config, effective } = loaded;
   const width = Math.max(...effective.map((s) => s.name.length + s.value.length + 1));
-  process.stdout.write(`lamp-agent ${VERSION}: effective configuration\n`);
+  const from = loaded.file ? `the environment and ${loaded.file}` : "the environment";
+  process.stdout.write(`lamp-agent ${VERSION}: effective configuration, from ${from}\n`);
   for (const setting of effective) {
     const line = `${setting.name}=${setting.value}`;
     process.stdout.write(`  ${line.padEnd(width)}  # ${setting.source}\n`);

@@ -111,6 +111,7 @@ describe("the built agent as a real process", () => {
     expect(await check.exited).toBe(0);
     expect(check.output()).toMatch(/LAMP_ID=fromdotenv\s+# \.env/);
     expect(check.output()).toMatch(/POWER_ON=on\s+# environment/);
+    expect(check.output()).toContain("effective configuration, from the environment and .env");
   });
 
   it("keeps running with no broker, and connects when one appears", async () => {

@@ -1,15 +1,14 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ConfigError, type LoadedConfig, loadConfig } from "../../src/config.js";
+import { beforeEach, describe, expect, it } from "vitest";
+import { ConfigError, type LoadedConfig, loadConfig, VARIABLE_NAMES } from "../../src/config.js";
+import { teardown } from "../helpers/teardown.js";
 
+const track = teardown("each");
 let cwd: string;
 beforeEach(() => {
-  cwd = mkdtempSync(path.join(tmpdir(), "lamp-config-"));
-});
-afterEach(() => {
-  rmSync(cwd, { recursive: true, force: true });
+  cwd = track(mkdtempSync(path.join(tmpdir(), "lamp-config-")));
 });
 
 const load = (env: Record<string, string>, dotenv = false): LoadedConfig =>
@@ -373,6 +372,149 @@ describe("loadConfig: .env", () => {
   it("is ignored with dotenv: false", () => {
     writeFileSync(path.join(cwd, ".env"), "GAMMA=1.8\n");
     expect(load({}, false).config.gamma).not.toBe(1.8);
+  });
+});
+
+describe("the variables", () => {
+  it(".env.example documents every variable, and nothing else", () => {
+    const example = readFileSync(path.join(import.meta.dirname, "../../.env.example"), "utf8");
+    const documented = [...example.matchAll(/^#?([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);
+    expect([...documented].sort()).toEqual([...VARIABLE_NAMES].sort());
+    expect(new Set(documented).size).toBe(documented.length);
+  });
+
+  it("lists every variable in --check, defaults typed and shown as text", () => {
+    const { effective } = load({});
+    const listed = effective.map((e) => e.name);
+    // Without a value and without a default, the optional ones are not listed.
+    const optional = VARIABLE_NAMES.filter((name) => !listed.includes(name));
+    expect(optional.sort()).toEqual(
+      [
+        "MOCK_GPIO_TRACE",
+        "MQTT_CA_FILE",
+        "MQTT_CERT_FILE",
+        "MQTT_KEY_FILE",
+        "MQTT_PASSWORD",
+        "MQTT_PASSWORD_FILE",
+        "MQTT_USERNAME",
+      ].sort(),
+    );
+    const shown = Object.fromEntries(effective.map((e) => [e.name, e.value]));
+    expect(shown).toMatchObject({
+      LED_PINS: "19,26,13",
+      LED_ACTIVE_LOW: "false",
+      GAMMA: "2.2",
+      MQTT_RECONNECT_MAX_MS: "60000",
+      MQTT_PROTOCOL: "5",
+      COMMAND_TOPIC: "lamp/abc123/set_config",
+    });
+  });
+});
+
+describe("loadConfig: unknown variables that look like ours", () => {
+  it("warns about one in .env, naming the variable it probably is", () => {
+    writeFileSync(path.join(cwd, ".env"), "LED_PIN=12\nGAMMA=1\n");
+    const { config, warnings } = load({}, true);
+    expect(warnings).toEqual(["unknown variable LED_PIN (.env); did you mean LED_PINS?"]);
+    expect(config.pins).toEqual([19, 26, 13]);
+  });
+
+  it("warns about every unknown one in .env, with or without a guess", () => {
+    writeFileSync(path.join(cwd, ".env"), "mqtt_url=mqtt://x\nGAMA=1\nCOLOUR=red\n");
+    expect(load({}, true).warnings).toEqual([
+      "unknown variable mqtt_url (.env); did you mean MQTT_URL?",
+      "unknown variable GAMA (.env); did you mean GAMMA?",
+      "unknown variable COLOUR (.env); see .env.example for the variables",
+    ]);
+  });
+
+  it("warns about the environment's near misses and our prefixes only", () => {
+    const { warnings } = load({
+      MQTT_PASWORD: "x",
+      LED_BRIGHTNESS: "1",
+      PATH: "/usr/bin",
+      HOME: "/root",
+      STATE_DIRECTORY: "/var/lib/lamp-agent",
+      INVOCATION_ID: "abc",
+    });
+    expect(warnings).toEqual([
+      "unknown variable MQTT_PASWORD (environment); did you mean MQTT_PASSWORD?",
+      "unknown variable LED_BRIGHTNESS (environment); see .env.example for the variables",
+    ]);
+  });
+});
+
+describe("loadConfig: the installed configuration", () => {
+  /** An /etc/lamp-agent as install.sh leaves it. */
+  function installed(env: string, password?: string): string {
+    const dir = track(mkdtempSync(path.join(tmpdir(), "lamp-etc-")));
+    writeFileSync(path.join(dir, "lamp-agent.env"), env, { mode: 0o600 });
+    if (password !== undefined) writeFileSync(path.join(dir, "mqtt-password"), password, { mode: 0o600 });
+    return dir;
+  }
+  const loadFrom = (installedDir: string, env: Record<string, string> = {}) =>
+    loadConfig({ env, cwd, installedDir });
+
+  it("is read, with its password file, when there is no .env here", () => {
+    const dir = installed("LAMP_ID=desk\nMQTT_USERNAME=lamp\n", "s3cret\n");
+    const { config, effective, file, warnings } = loadFrom(dir, { GAMMA: "1" });
+    expect(file).toBe(path.join(dir, "lamp-agent.env"));
+    expect(config.lampId).toBe("desk");
+    expect(config.mqtt.username).toBe("lamp");
+    expect(config.mqtt.password).toBe("s3cret");
+    expect(config.gamma).toBe(1);
+    const source = (name: string) => effective.find((e) => e.name === name)?.source;
+    expect(source("LAMP_ID")).toBe(path.join(dir, "lamp-agent.env"));
+    expect(source("MQTT_PASSWORD_FILE")).toBe("installed password file");
+    expect(source("GAMMA")).toBe("environment");
+    expect(warnings).toEqual([]);
+    expect(JSON.stringify(effective)).not.toContain("s3cret");
+  });
+
+  it("leaves the password file alone when a password is configured", () => {
+    const dir = installed("MQTT_PASSWORD=fromfile\n", "s3cret\n");
+    expect(loadFrom(dir).config.mqtt.password).toBe("fromfile");
+    expect(loadFrom(dir, { MQTT_PASSWORD: "fromenv" }).config.mqtt.password).toBe("fromenv");
+  });
+
+  it("gives way to a .env in the working directory", () => {
+    const dir = installed("LAMP_ID=desk\n");
+    writeFileSync(path.join(cwd, ".env"), "LAMP_ID=local\n");
+    const { config, file } = loadFrom(dir);
+    expect(config.lampId).toBe("local");
+    expect(file).toBe(".env");
+  });
+
+  it("is not read again under systemd, which has applied it already", () => {
+    const dir = installed("LAMP_ID=desk\n", "s3cret\n");
+    const { config, file } = loadFrom(dir, { INVOCATION_ID: "0123", LAMP_ID: "svc" });
+    expect(config.lampId).toBe("svc");
+    expect(config.mqtt.password).toBeUndefined();
+    expect(file).toBeUndefined();
+  });
+
+  it("reports problems in it by variable name", () => {
+    const dir = installed("LED_PINS=99\n");
+    expect(() => loadFrom(dir, { LAMP_ID: "abc" })).toThrow(
+      'LED_PINS="99": allowed: BCM pin numbers 0 to 27',
+    );
+  });
+
+  it("is skipped without a file, and ignored with dotenv: false", () => {
+    expect(loadFrom(path.join(cwd, "nothing-installed")).file).toBeUndefined();
+    const dir = installed("LAMP_ID=desk\n");
+    expect(loadConfig({ env: {}, cwd, installedDir: dir, dotenv: false }).config.lampId).not.toBe("desk");
+  });
+
+  // As root (the CI here) every file is readable: this needs an ordinary user.
+  it.skipIf(process.getuid?.() === 0)("says how to read it when it is root's", () => {
+    const dir = installed("LAMP_ID=desk\n");
+    chmodSync(path.join(dir, "lamp-agent.env"), 0o000);
+    const { config, warnings } = loadFrom(dir, { LAMP_ID: "abc" });
+    expect(config.lampId).toBe("abc");
+    expect(warnings).toEqual([
+      `cannot read the installed configuration ${path.join(dir, "lamp-agent.env")}: run as root (sudo) to use it, or put a .env here`,
+    ]);
   });
 });
 
