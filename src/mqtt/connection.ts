@@ -3,7 +3,7 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
 import { type Backoff, ReconnectBackoff } from "./backoff.js";
-import { explainConnectionError, reasonText } from "./errors.js";
+import { type ErrorContext, explainConnectionError, reasonText } from "./errors.js";
 import { TakeoverDetector } from "./takeover.js";
 import { loadTlsMaterial } from "./tls-files.js";
 
@@ -29,6 +29,8 @@ export interface ConnectionEvents {
 export interface PublishOptions {
   readonly qos: 0 | 1;
   readonly retain: boolean;
+  /** MQTT 5 user properties; dropped on 3.1.1, which has none. */
+  readonly userProperties?: Readonly<Record<string, string>>;
 }
 
 /** The refusal reason of an MQTT error, readable: "Not authorized (135)". */
@@ -55,6 +57,27 @@ export function baseClientOptions(config: Config, logger: Logger): IClientOption
     logger.trace({ mqttjs: text }, "mqtt.js");
   };
   return options;
+}
+
+/** What explainConnectionError needs to know of the configuration, the URL's password masked. */
+export function errorContext(config: Config, protocol: 4 | 5): ErrorContext {
+  const m = config.mqtt;
+  return {
+    url: redactUrl(m.url),
+    protocol,
+    caFile: m.caFile,
+    clientCertificate: m.certFile !== undefined,
+    credentials: m.username !== undefined || m.password !== undefined || urlHasCredentials(m.url),
+  };
+}
+
+function urlHasCredentials(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    return parsed.username !== "" || parsed.password !== "";
+  } catch {
+    return false;
+  }
 }
 
 function safeUrlPassword(url: string): string | undefined {
@@ -158,8 +181,10 @@ export class MqttConnection {
   publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
     const client = this.client;
     if (!client?.connected) return Promise.reject(new Error("not connected"));
+    const { userProperties, ...rest } = options;
+    const packet = this.protocol === 5 && userProperties ? { ...rest, properties: { userProperties } } : rest;
     return new Promise((resolve, reject) => {
-      client.publish(topic, payload, options, (error) => (error ? reject(error) : resolve()));
+      client.publish(topic, payload, packet, (error) => (error ? reject(error) : resolve()));
     });
   }
 
@@ -246,14 +271,7 @@ export class MqttConnection {
 
   /** One line per distinct cause, not one per retry. */
   private report(error: unknown): void {
-    const { mqtt: m } = this.config;
-    const message = explainConnectionError(error, {
-      url: redactUrl(m.url),
-      protocol: this.protocol,
-      caFile: m.caFile,
-      clientCertificate: m.certFile !== undefined,
-      credentials: m.username !== undefined || m.password !== undefined,
-    });
+    const message = explainConnectionError(error, errorContext(this.config, this.protocol));
     if (message !== this.lastError) this.logger.error({ cause: message }, "MQTT connection problem");
     this.lastError = message;
   }

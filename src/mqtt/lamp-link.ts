@@ -177,14 +177,19 @@ export class LampLink {
     }, wait);
   }
 
-  /** Publishes `0` retained and waits for the broker to acknowledge it, bounded. */
+  /** Publishes `0` retained, stamped with the time, and waits for the broker to acknowledge it, bounded. */
   async goOffline(timeoutMs = 2000): Promise<void> {
     clearTimeout(this.changeTimer);
     this.flushChangeLog();
     clearTimeout(this.backlogTimer);
     this.lamp.release();
     if (!this.connection.connected) return;
-    const acknowledged = this.connection.publish(this.config.topics.presence, "0", { qos: 1, retain: true });
+    // When it went offline, for `lampctl` to show beside the stale state (the Will cannot know).
+    const acknowledged = this.connection.publish(this.config.topics.presence, "0", {
+      qos: 1,
+      retain: true,
+      userProperties: { since: new Date().toISOString() },
+    });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), timeoutMs);

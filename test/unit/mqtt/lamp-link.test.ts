@@ -90,12 +90,18 @@ describe("LampLink: connect", () => {
     await link.goOffline();
   });
 
-  it("goOffline publishes presence 0 retained at QoS 1", async () => {
+  it("goOffline publishes presence 0 retained at QoS 1, saying since when", async () => {
     const { connection, link } = await build();
     await link.goOffline();
     expect(connection.sent).toEqual([
-      { topic: "state/abc", payload: "0", options: { qos: 1, retain: true } },
+      {
+        topic: "state/abc",
+        payload: "0",
+        options: { qos: 1, retain: true, userProperties: { since: expect.any(String) } },
+      },
     ]);
+    const since = connection.sent[0]?.options.userProperties?.since ?? "";
+    expect(new Date(since).toISOString()).toBe(since);
   });
 });
 
