@@ -4,7 +4,6 @@ import path from "node:path";
 import { closest, distance } from "fastest-levenshtein";
 import * as z from "zod/mini";
 import { type ConfigFile, findConfigFiles } from "./config-files.js";
-import { pwmPinProblems, readBoardModelSync } from "./drivers/board.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
 import { secretFileWarnings, tlsFileProblems } from "./mqtt/tls-files.js";
@@ -397,13 +396,6 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     const value = v(name);
     if (valid(name) && (value === topics.presence || value === topics.error)) {
       problems.push(`${name}=${JSON.stringify(value)}: must differ from the presence and error topics`);
-    }
-  }
-  if (v("GPIO_DRIVER") === "sysfs-pwm" && valid("LED_PINS")) {
-    // Which pins have a hardware PWM channel depends on the board; off a Pi there is nothing to check.
-    const prefix = `LED_PINS=${JSON.stringify(v("LED_PINS").join(","))}:`;
-    for (const problem of pwmPinProblems(readBoardModelSync(v("SYSFS_ROOT")), v("LED_PINS"))) {
-      problems.push(problem.replace(/^LED_PINS:/, prefix));
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -55,15 +54,6 @@ export async function readBoardModel(sysfsRoot: string): Promise<string | null> 
   }
 }
 
-/** The same, synchronously, for configuration validation (which runs before anything async). */
-export function readBoardModelSync(sysfsRoot: string): string | null {
-  try {
-    return cleanModel(readFileSync(modelPath(sysfsRoot), "utf8"));
-  } catch {
-    return null;
-  }
-}
-
 function cleanModel(raw: string): string | null {
   return raw.replace(/\0+$/, "").trim() || null;
 }
@@ -95,48 +85,7 @@ export function pwmBlockFor(model: string | null): PwmBlock | null {
 
 /**
  * The hardware PWM channel a BCM pin drives on this board, or undefined when the pin has none.
- * For the lead's config validation: a pin without a channel is a configuration error for sysfs-pwm.
  */
 export function pwmChannelFor(model: string | null, pin: number): number | undefined {
   return pwmBlockFor(model)?.channels[pin];
-}
-
-/** The pins that have a hardware PWM channel on this board (all Pis: 12, 13, 18, 19). */
-export function hardwarePwmPins(model: string | null): number[] {
-  const block = pwmBlockFor(model);
-  return block ? Object.keys(block.channels).map(Number) : [];
-}
-
-/**
- * Every reason `pins` cannot be driven by the kernel's PWM on this board, one line each, naming the
- * pins that would work; empty when they all can. Pure, so config validation can call it too.
- */
-export function pwmPinProblems(model: string | null, pins: readonly number[]): string[] {
-  const block = pwmBlockFor(model);
-  if (!block) return [];
-  const problems: string[] = [];
-  const usable = hardwarePwmPins(model).join(", ");
-  const without = pins.filter((pin) => block.channels[pin] === undefined);
-  if (without.length > 0) {
-    const which = without.length === 1 ? `pin ${without[0]} has` : `pins ${without.join(", ")} have`;
-    problems.push(
-      `LED_PINS: ${which} no hardware PWM channel on a ${model}; pins that work: ${usable}` +
-        (block.family === "bcm2835" ? " (at most two: one of 12/18 and one of 13/19)" : ""),
-    );
-  }
-  const byChannel = new Map<number, number[]>();
-  for (const pin of pins) {
-    const channel = block.channels[pin];
-    if (channel === undefined) continue;
-    byChannel.set(channel, [...(byChannel.get(channel) ?? []), pin]);
-  }
-  for (const [channel, shared] of byChannel) {
-    if (shared.length > 1) {
-      problems.push(
-        `LED_PINS: pins ${shared.join(" and ")} share PWM channel ${channel} on a ${model} and would always ` +
-          `show the same brightness; use one of them`,
-      );
-    }
-  }
-  return problems;
 }

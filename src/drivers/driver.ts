@@ -39,7 +39,12 @@ export interface Driver {
 
 /** Whether a driver can run here, and if not, why, in one or two lines a user can act on. */
 export type Availability =
-  | { readonly ok: true; readonly detail?: string }
+  | {
+      readonly ok: true;
+      readonly detail?: string;
+      /** Some pin's timing is software (pwm-gpio's hrtimer): `auto` prefers pigpio's DMA then. */
+      readonly softwareTimed?: boolean;
+    }
   | { readonly ok: false; readonly reason: string };
 
 export interface DriverModule {

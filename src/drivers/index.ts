@@ -9,8 +9,21 @@ const loaders: Record<DriverName, () => Promise<DriverModule>> = {
   onoff: async () => (await import("./onoff.js")).onoffDriver,
 };
 
-/** The order `auto` tries on a Pi: DMA PWM on any pin, then the kernel's PWM, then plain on/off. */
-export const AUTO_ORDER: readonly DriverName[] = ["pigpio", "sysfs-pwm", "onoff"];
+/**
+ * The order `auto` tries on a Pi, best first (hardware/README.md, "How auto chooses"):
+ * 1. `sysfs-pwm` when every pin is hardware-timed (the SoC's PWM block, pwm-pio): exact, no root, no
+ *    native code;
+ * 2. `pigpio`: DMA-timed on any pin, but root only, not on a Pi 5, not packaged on Trixie;
+ * 3. `sysfs-pwm` with some pin on pwm-gpio: no root, but timed by a kernel hrtimer, so it jitters a
+ *    little under load;
+ * 4. `onoff`: on/off only.
+ */
+export const AUTO_ORDER: readonly { readonly name: DriverName; readonly hardwareOnly?: boolean }[] = [
+  { name: "sysfs-pwm", hardwareOnly: true },
+  { name: "pigpio" },
+  { name: "sysfs-pwm" },
+  { name: "onoff" },
+];
 
 export async function loadDriver(name: DriverName): Promise<DriverModule> {
   return loaders[name]();
@@ -25,24 +38,35 @@ export interface Selection {
 }
 
 /**
- * `auto` tries AUTO_ORDER and takes the first that works. Off a Pi it falls back to the mock (ok, so
+ * `auto` tries AUTO_ORDER and takes the first that works, probing each driver once. Off a Pi it falls back to the mock (ok, so
  * the demo and development run; the caller warns). On a Pi where none works it does not pretend: the
  * selection is the mock but `ok` is false, with every candidate's reason, so the agent stops and
  * `--check` says why instead of a lamp that silently stays dark.
  */
-export async function selectDriver(choice: DriverName | "auto", options: DriverOptions): Promise<Selection> {
+export async function selectDriver(
+  choice: DriverName | "auto",
+  options: DriverOptions,
+  load: (name: DriverName) => Promise<DriverModule> = loadDriver,
+): Promise<Selection> {
   if (choice !== "auto") {
-    const module = await loadDriver(choice);
+    const module = await load(choice);
     return { module, availability: await module.probe(options), tried: [] };
   }
   const tried: { name: DriverName; availability: Availability }[] = [];
-  for (const name of AUTO_ORDER) {
-    const module = await loadDriver(name);
-    const availability = await module.probe(options);
-    tried.push({ name, availability });
-    if (availability.ok) return { module, availability, tried };
+  const modules = new Map<DriverName, DriverModule>();
+  for (const { name, hardwareOnly } of AUTO_ORDER) {
+    let module = modules.get(name);
+    if (!module) {
+      module = await load(name);
+      modules.set(name, module);
+      tried.push({ name, availability: await module.probe(options) });
+    }
+    const availability = tried.find((t) => t.name === name)?.availability;
+    if (availability?.ok && !(hardwareOnly && availability.softwareTimed)) {
+      return { module, availability, tried };
+    }
   }
-  const mock = await loadDriver("mock");
+  const mock = await load("mock");
   if (isRaspberryPi(await readBoardModel(options.sysfsRoot))) {
     return {
       module: mock,
@@ -70,8 +94,12 @@ function reasonOf(availability: Availability): string {
  */
 export function describeSelection(selection: Selection): string {
   const skipped = selection.tried
-    .filter((t) => t.name !== selection.module.name && !t.availability.ok)
-    .map((t) => reasonOf(t.availability));
+    .filter((t) => t.name !== selection.module.name)
+    .map((t) =>
+      t.availability.ok
+        ? `${t.name}: usable, but some pin would be software PWM (pwm-gpio)`
+        : t.availability.reason,
+    );
   const why = reasonOf(selection.availability);
   const head = why.startsWith(`${selection.module.name}:`) ? why : `${selection.module.name}: ${why}`;
   // Off a Pi every candidate says "not a Raspberry Pi": the mock's own reason already says that.

@@ -1,13 +1,5 @@
 import path from "node:path";
-import {
-  isRaspberryPi,
-  notAPi,
-  type PwmBlock,
-  pwmBlockFor,
-  pwmChannelFor,
-  pwmPinProblems,
-  readBoardModel,
-} from "./board.js";
+import { isRaspberryPi, notAPi, readBoardModel } from "./board.js";
 import {
   type Availability,
   type Driver,
@@ -15,6 +7,14 @@ import {
   type DriverModule,
   type DriverOptions,
 } from "./driver.js";
+import {
+  type Assignment,
+  assignChannels,
+  isSoftware,
+  listPwmChips,
+  type PinChannel,
+  type PwmChip,
+} from "./pwm-chips.js";
 import {
   asDriverError,
   type Clock,
@@ -29,8 +29,10 @@ import {
 } from "./sysfs.js";
 
 /**
- * The kernel's hardware PWM through `/sys/class/pwm`: plain file writes, no native code, no root with
- * the udev rule in `hardware/`, and the only driver that works on a Raspberry Pi 5.
+ * The kernel's PWM through `/sys/class/pwm`: plain file writes, no native code, no root with the udev
+ * rule in `hardware/`, and the only dimmable driver on a Raspberry Pi 5. Each pin gets a channel from
+ * any chip that drives it: the SoC's PWM block or a chip of its own (pwm-pio, pwm-gpio); pwm-chips.ts
+ * finds them.
  *
  * Sysfs PWM ABI (Documentation/ABI/testing/sysfs-class-pwm): `pwmchipN/export` takes a channel number
  * and creates `pwmchipN/pwmM/` with `period` and `duty_cycle` in nanoseconds, `polarity` and `enable`.
@@ -45,107 +47,57 @@ export interface SysfsPwmDeps {
 
 const DEFAULT_DEPS: SysfsPwmDeps = { io: nodeSysfs, clock: realClock, settleMs: 3000 };
 
-export interface PwmChip {
-  /** `/sys/class/pwm/pwmchipN` */
-  readonly dir: string;
-  readonly name: string;
-  /** The platform device the chip belongs to, e.g. `1f00098000.pwm`. */
-  readonly device: string;
-  readonly npwm: number;
-}
-
-/**
- * Finds the PWM chip of `block` by the device it belongs to, never by number: the number depends on
- * probe order and moved between kernels (a Pi 5 had `pwmchip2` on 6.6 and `pwmchip0` on later ones, with
- * the fan's RP1 PWM1 taking another number). `device` is a symlink to the parent device.
- */
-export async function findPwmChip(sysfsRoot: string, block: PwmBlock, io: SysfsIO): Promise<PwmChip | null> {
-  const classDir = path.join(sysfsRoot, "class", "pwm");
-  let entries: string[];
-  try {
-    entries = await io.readdir(classDir);
-  } catch {
-    return null;
-  }
-  const chips = entries
-    .filter((entry) => /^pwmchip\d+$/.test(entry))
-    .sort((a, b) => Number(a.slice(7)) - Number(b.slice(7)));
-  for (const name of chips) {
-    const dir = path.join(classDir, name);
-    let device: string;
-    try {
-      device = path.basename(await io.realpath(path.join(dir, "device")));
-    } catch {
-      continue;
-    }
-    if (!block.matches(device)) continue;
-    const npwm = Number.parseInt(await io.readFile(path.join(dir, "npwm")).catch(() => "0"), 10);
-    return { dir, name, device, npwm: Number.isFinite(npwm) ? npwm : 0 };
-  }
-  return null;
-}
-
-const PARTNER: Readonly<Record<number, number>> = { 12: 13, 13: 12, 18: 19, 19: 18 };
-
-/** The overlay line that gives `pins` their PWM function (see hardware/README.md for three pins). */
-export function overlayHint(block: PwmBlock, pins: readonly number[]): string {
-  // `func` is the BCM function-select number: 4 = ALT0 (GPIO 12/13), 2 = ALT5 (GPIO 18/19). The RP1
-  // pinctrl driver translates these legacy numbers for the Pi 5 (ALT0 for 12/13, ALT3 for 18/19).
-  const funcOf = (pin: number): number => (pin === 12 || pin === 13 ? 4 : 2);
-  const usable = pins.filter((pin) => block.channels[pin] !== undefined);
-  const a = usable[0] ?? 18;
-  const b = usable[1] ?? PARTNER[a] ?? 19;
-  return `dtoverlay=pwm-2chan,pin=${a},func=${funcOf(a)},pin2=${b},func2=${funcOf(b)}`;
-}
-
 interface Plan {
-  readonly chip: PwmChip;
-  readonly channels: readonly number[];
-  readonly model: string;
+  readonly channels: readonly PinChannel[];
 }
 
-type PlanResult = { ok: true; plan: Plan } | { ok: false; reason: string };
+type PlanResult = { ok: true; plan: Plan } | { ok: false; reason: string; assignment?: Assignment };
+
+/** Where each pin's channel is, from the chips the kernel shows now. */
+export async function findChannels(
+  options: Pick<DriverOptions, "pins" | "sysfsRoot">,
+  io: SysfsIO,
+): Promise<{ model: string | null; chips: PwmChip[]; assignment: Assignment }> {
+  const model = await readBoardModel(options.sysfsRoot);
+  const chips = await listPwmChips(options.sysfsRoot, io);
+  return { model, chips, assignment: assignChannels(model, options.pins, chips) };
+}
+
+/** The one-paragraph reason for pins without a channel, naming the lines that fix it. */
+export function missingReason(assignment: Assignment): string {
+  const pins = assignment.missing.map((m) => `pin ${m.pin} (${m.why})`).join(", ");
+  const { configLines, advice } = assignment.fix;
+  const fix =
+    configLines.length > 0
+      ? `add to /boot/firmware/config.txt and reboot: ${configLines.join("; ")} (hardware/README.md)`
+      : (advice ?? "");
+  return `sysfs-pwm: no PWM channel for ${pins}; ${fix}`;
+}
 
 async function plan(options: DriverOptions, deps: SysfsPwmDeps): Promise<PlanResult> {
-  const model = await readBoardModel(options.sysfsRoot);
-  if (!isRaspberryPi(model)) {
+  const { model, assignment } = await findChannels(options, deps.io);
+  if (assignment.missing.length === 0) {
+    return { ok: true, plan: { channels: assignment.channels.filter((c) => c !== undefined) } };
+  }
+  // Off a Pi, with no chip for any of the pins, the short answer is the useful one (a laptop).
+  if (!isRaspberryPi(model) && assignment.channels.every((c) => c === undefined)) {
     return notAPi("sysfs-pwm", options.sysfsRoot, model);
   }
-  const problems = pwmPinProblems(model, options.pins);
-  if (problems.length > 0) return { ok: false, reason: `sysfs-pwm: ${problems.join("; ")}` };
-  const block = pwmBlockFor(model);
-  if (!block) return { ok: false, reason: `sysfs-pwm: no PWM block known for "${model}"` };
-  const chip = await findPwmChip(options.sysfsRoot, block, deps.io);
-  if (!chip) {
-    return {
-      ok: false,
-      reason:
-        `sysfs-pwm: no PWM chip for ${block.deviceHint} under ${path.join(options.sysfsRoot, "class", "pwm")}; ` +
-        `add \`${overlayHint(block, options.pins)}\` to /boot/firmware/config.txt and reboot (hardware/README.md)`,
-    };
-  }
-  const channels = options.pins.map((pin) => pwmChannelFor(model, pin) ?? -1);
-  const missing = channels.filter((channel) => channel >= chip.npwm);
-  if (missing.length > 0) {
-    return {
-      ok: false,
-      reason: `sysfs-pwm: ${chip.name} (${chip.device}) has ${chip.npwm} channels, channel ${missing.join(", ")} needed`,
-    };
-  }
-  return { ok: true, plan: { chip, channels, model } };
+  return { ok: false, reason: missingReason(assignment), assignment };
 }
 
-async function checkAccess(p: Plan, deps: SysfsPwmDeps): Promise<string | null> {
+/** Why this process cannot drive the planned channels, or null when it can. */
+export async function checkAccess(channels: readonly PinChannel[], io: SysfsIO): Promise<string | null> {
   // A channel already exported needs its own files writable; otherwise `export` must be.
   const files: string[] = [];
-  for (const channel of p.channels) {
-    const dir = path.join(p.chip.dir, `pwm${channel}`);
-    if (await deps.io.exists(dir)) files.push(path.join(dir, "duty_cycle"), path.join(dir, "enable"));
-    else files.push(path.join(p.chip.dir, "export"));
+  for (const { chip, channel } of channels) {
+    const dir = path.join(chip.dir, `pwm${channel}`);
+    if (await io.exists(dir)) files.push(path.join(dir, "duty_cycle"), path.join(dir, "enable"));
+    else files.push(path.join(chip.dir, "export"));
   }
   for (const file of new Set(files)) {
     try {
-      await deps.io.checkWritable(file);
+      await io.checkWritable(file);
     } catch (error) {
       return (
         `sysfs-pwm: ${file} is not writable (${errnoCode(error) ?? String(error)}) by uid ${process.getuid?.() ?? "?"}: ` +
@@ -156,19 +108,56 @@ async function checkAccess(p: Plan, deps: SysfsPwmDeps): Promise<string | null> 
   return null;
 }
 
+/** `pwmchip1 (1f00098000.pwm), 19->pwm3, 13->pwm1; pwmchip2 (pwm_pio@1a, pwm-pio), 26->pwm0` */
+function describePlan(channels: readonly PinChannel[]): string {
+  const byChip = new Map<string, PinChannel[]>();
+  for (const c of channels) byChip.set(c.chip.dir, [...(byChip.get(c.chip.dir) ?? []), c]);
+  return [...byChip.values()]
+    .map((group) => {
+      const first = group[0] as PinChannel;
+      const kind =
+        first.kind === "soc" ? "" : `, ${first.kind}${isSoftware(first.kind) ? " software PWM" : ""}`;
+      const map = group.map((c) => `${c.pin}->pwm${c.channel}`).join(", ");
+      return `${first.chip.name} (${first.chip.device}${kind}), ${map}`;
+    })
+    .join("; ");
+}
+
+/**
+ * RP1 PIO PWM resolves 15 ns, and before raspberrypi/linux PR #7133 it refuses (EINVAL) a duty within
+ * one step of 0 or of the period, though 0 and the period themselves are fine (#7131). Snap to the
+ * nearest value every kernel takes.
+ */
+export const PWM_PIO_STEP_NS = 15;
+
+export function snapForPio(dutyNs: number, periodNs: number): number {
+  if (dutyNs > 0 && dutyNs < PWM_PIO_STEP_NS) return dutyNs * 2 < PWM_PIO_STEP_NS ? 0 : PWM_PIO_STEP_NS;
+  const gap = periodNs - dutyNs;
+  if (gap > 0 && gap < PWM_PIO_STEP_NS)
+    return gap * 2 < PWM_PIO_STEP_NS ? periodNs : periodNs - PWM_PIO_STEP_NS;
+  return dutyNs;
+}
+
 class Channel {
   /** True when this driver exported the channel, and so unexports it again. */
   exportedByUs = false;
   lastDuty: number | undefined;
+  readonly dir: string;
 
-  constructor(
-    readonly pin: number,
-    readonly number: number,
-    readonly dir: string,
-  ) {}
+  constructor(readonly at: PinChannel) {
+    this.dir = path.join(at.chip.dir, `pwm${at.channel}`);
+  }
+
+  get pin(): number {
+    return this.at.pin;
+  }
 
   file(name: string): string {
     return path.join(this.dir, name);
+  }
+
+  chipFile(name: "export" | "unexport"): string {
+    return path.join(this.at.chip.dir, name);
   }
 }
 
@@ -177,7 +166,6 @@ export class SysfsPwmDriver implements Driver {
   readonly dimmable = true;
   private readonly life = new Lifecycle("sysfs-pwm");
   private channels: Channel[] = [];
-  private chip: PwmChip | undefined;
   private readonly periodNs: number;
 
   constructor(
@@ -193,16 +181,14 @@ export class SysfsPwmDriver implements Driver {
       checkDuties(this.name, this.options.pins, initial);
       const planned = await plan(this.options, this.deps);
       if (!planned.ok) throw new DriverError("unavailable", planned.reason);
-      this.chip = planned.plan.chip;
-      for (const [i, pin] of this.options.pins.entries()) {
-        const number = planned.plan.channels[i] ?? 0;
-        const channel = new Channel(pin, number, path.join(this.chip.dir, `pwm${number}`));
+      for (const [i, at] of planned.plan.channels.entries()) {
+        const channel = new Channel(at);
         this.channels.push(channel);
         await this.claim(channel, initial[i] ?? 0);
       }
       this.life.opened();
       this.options.logger.debug(
-        { chip: this.chip.name, device: this.chip.device, periodNs: this.periodNs },
+        { channels: describePlan(planned.plan.channels), periodNs: this.periodNs },
         "sysfs-pwm: pins open",
       );
     } catch (error) {
@@ -216,7 +202,7 @@ export class SysfsPwmDriver implements Driver {
     this.life.assertOpen();
     checkDuties(this.name, this.options.pins, duties);
     for (const [i, channel] of this.channels.entries()) {
-      const duty = this.dutyNs(duties[i] ?? 0);
+      const duty = this.dutyNs(channel, duties[i] ?? 0);
       if (duty === channel.lastDuty) continue;
       try {
         await this.deps.io.writeFile(channel.file("duty_cycle"), String(duty));
@@ -235,9 +221,10 @@ export class SysfsPwmDriver implements Driver {
   }
 
   /** Logical duty 0..1 -> nanoseconds high. Active-low wiring inverts here, and only here. */
-  private dutyNs(duty: number): number {
+  private dutyNs(channel: Channel, duty: number): number {
     const lit = this.options.activeLow ? 1 - duty : duty;
-    return Math.round(lit * this.periodNs);
+    const ns = Math.round(lit * this.periodNs);
+    return channel.at.kind === "pwm-pio" ? snapForPio(ns, this.periodNs) : ns;
   }
 
   private async claim(channel: Channel, initial: number): Promise<void> {
@@ -246,7 +233,7 @@ export class SysfsPwmDriver implements Driver {
       retryWhileSettling(step, this.deps.clock, this.deps.settleMs);
     if (!(await io.exists(channel.dir))) {
       try {
-        await io.writeFile(path.join(this.chip?.dir ?? "", "export"), String(channel.number));
+        await io.writeFile(channel.chipFile("export"), String(channel.at.channel));
         channel.exportedByUs = true;
       } catch (error) {
         // EBUSY: someone exported it between our look and our write; use it like any exported channel.
@@ -263,7 +250,7 @@ export class SysfsPwmDriver implements Driver {
       throw new DriverError(
         "io",
         `sysfs-pwm driver: ${channel.dir} did not appear within ${this.deps.settleMs} ms of writing ` +
-          `${channel.number} to ${this.chip?.name}/export`,
+          `${channel.at.channel} to ${channel.at.chip.name}/export`,
         { cause: error },
       );
     }
@@ -275,7 +262,7 @@ export class SysfsPwmDriver implements Driver {
       if (enabled) await settle(() => io.writeFile(channel.file("enable"), "0"));
       await settle(() => io.writeFile(channel.file("polarity"), "normal"));
     }
-    const duty = this.dutyNs(initial);
+    const duty = this.dutyNs(channel, initial);
     // The kernel rejects a period shorter than the duty cycle already set (EINVAL), and a duty cycle
     // longer than the period: shrink the duty first when the old one would not fit the new period.
     if (currentDuty > this.periodNs) {
@@ -310,9 +297,10 @@ export class SysfsPwmDriver implements Driver {
       await attempt("switching off", () => io.writeFile(channel.file("duty_cycle"), "0"));
       await attempt("disabling", () => io.writeFile(channel.file("enable"), "0"));
       // Channels exported by someone else (a boot script that set permissions) are left exported.
-      if (channel.exportedByUs && this.chip) {
-        const unexport = path.join(this.chip.dir, "unexport");
-        await attempt("unexporting", () => io.writeFile(unexport, String(channel.number)));
+      if (channel.exportedByUs) {
+        await attempt("unexporting", () =>
+          io.writeFile(channel.chipFile("unexport"), String(channel.at.channel)),
+        );
       }
     }
     this.channels = [];
@@ -326,14 +314,13 @@ export function createSysfsPwmModule(overrides: Partial<SysfsPwmDeps> = {}): Dri
     async probe(options): Promise<Availability> {
       const planned = await plan(options, deps);
       if (!planned.ok) return { ok: false, reason: planned.reason };
-      const denied = await checkAccess(planned.plan, deps);
+      const { channels } = planned.plan;
+      const denied = await checkAccess(channels, deps.io);
       if (denied) return { ok: false, reason: denied };
-      const { chip, channels } = planned.plan;
-      const map = options.pins.map((pin, i) => `${pin}->pwm${channels[i]}`).join(", ");
-      return {
-        ok: true,
-        detail: `kernel PWM ${chip.name} (${chip.device}), ${map}, ${options.frequency} Hz`,
-      };
+      const detail = `kernel PWM ${describePlan(channels)}, ${options.frequency} Hz`;
+      return channels.some((c) => isSoftware(c.kind))
+        ? { ok: true, detail, softwareTimed: true }
+        : { ok: true, detail };
     },
     create(options) {
       return new SysfsPwmDriver(options, deps);

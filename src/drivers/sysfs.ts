@@ -10,6 +10,8 @@ import { DriverError, type DriverName } from "./driver.js";
  */
 export interface SysfsIO {
   readFile(file: string): Promise<string>;
+  /** Binary device-tree properties (`of_node/gpios`). */
+  readBytes(file: string): Promise<Uint8Array>;
   writeFile(file: string, data: string): Promise<void>;
   readdir(dir: string): Promise<string[]>;
   realpath(file: string): Promise<string>;
@@ -20,6 +22,7 @@ export interface SysfsIO {
 
 export const nodeSysfs: SysfsIO = {
   readFile: (file) => fsp.readFile(file, "utf8"),
+  readBytes: (file) => fsp.readFile(file),
   writeFile: (file, data) => fsp.writeFile(file, data),
   readdir: (dir) => fsp.readdir(dir),
   realpath: (file) => fsp.realpath(file),

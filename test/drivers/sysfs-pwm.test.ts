@@ -1,22 +1,33 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { hardwarePwmPins, pwmChannelFor, pwmPinProblems } from "../../src/drivers/board.js";
+import { pwmChannelFor } from "../../src/drivers/board.js";
 import { DriverError } from "../../src/drivers/driver.js";
-import { createSysfsPwmModule, sysfsPwmDriver } from "../../src/drivers/sysfs-pwm.js";
+import { assignChannels, describeChannel, listPwmChips, pinFromGpios } from "../../src/drivers/pwm-chips.js";
+import { createSysfsPwmModule, snapForPio, sysfsPwmDriver } from "../../src/drivers/sysfs-pwm.js";
 import {
   buildTree,
   FakeKernel,
   type FakeKernelOptions,
   LAPTOP,
+  lampChannel,
   PI3_KERNEL_61,
+  PI3_MODEL,
+  PI4_BARE_66,
   PI4_KERNEL_61,
   PI4_KERNEL_66,
+  PI4_LAMPI_66,
   PI4_MODEL,
+  PI5_BARE_612,
   PI5_KERNEL_612,
+  PI5_LAMPI_612,
   PI5_MODEL,
+  PI5_PIO_ONLY_612,
+  perPinChip,
   removeTree,
   type TreeSpec,
+  ZERO2_BARE_612,
+  ZERO2_LAMPI_612,
 } from "../helpers/fake-sysfs.js";
 import { driverSuite, optionsFor, quietLogger, type Rig } from "./driver-suite.js";
 
@@ -24,17 +35,19 @@ import { driverSuite, optionsFor, quietLogger, type Rig } from "./driver-suite.j
 function sysfsRig(spec: TreeSpec, kernelOptions: FakeKernelOptions = {}): Rig & { kernel: FakeKernel } {
   const root = buildTree(spec);
   const kernel = new FakeKernel(root, kernelOptions);
-  const model = spec.model;
-  const device = (spec.pwmChips ?? []).find(
-    (c) => c.device === "1f00098000.pwm" || c.device.endsWith("20c000.pwm"),
-  )?.device as string;
+  const where = (pin: number) => {
+    const at = lampChannel(spec, pin);
+    if (!at) throw new Error(`the test tree gives pin ${pin} no channel`);
+    return at;
+  };
   return {
     kernel,
     module: createSysfsPwmModule({ io: kernel, settleMs: 1000 }),
     sysfsRoot: root,
     darkOnClose: true,
     seen(pin, activeLow) {
-      const samples = kernel.outputs(device, pwmChannelFor(model, pin) ?? -1);
+      const { chip, channel } = where(pin);
+      const samples = kernel.outputs(chip.device, channel);
       // From the first moment the channel runs: before that the pin shows whatever it did at boot.
       const first = samples.findIndex((s) => s.output !== "idle");
       if (first < 0) return [];
@@ -46,10 +59,9 @@ function sysfsRig(spec: TreeSpec, kernelOptions: FakeKernelOptions = {}): Rig & 
       return looks.filter((v, i) => i === 0 || v !== looks[i - 1]);
     },
     released(pins, activeLow) {
-      const chip = kernel.writes.find((w) => w.file.endsWith("/export"))?.file ?? "";
       return pins.every((pin) => {
-        const channel = pwmChannelFor(model, pin);
-        const dir = path.join(root, path.dirname(chip), `pwm${channel}`);
+        const { chip, channel } = where(pin);
+        const dir = path.join(root, "class", "pwm", `pwmchip${chip.index}`, `pwm${channel}`);
         // Active-low channels stay exported and running at 100% high (dark): see SysfsPwmDriver.release.
         return activeLow ? readFileSync(path.join(dir, "enable"), "utf8").trim() === "1" : !exists(dir);
       });
@@ -74,6 +86,40 @@ driverSuite(
     { label: "RGB on 12, 13, 18", pins: [12, 13, 18] },
     { label: "mono on 19", pins: [19] },
   ],
+  { dimmable: true },
+);
+
+const LAMPI = { label: "LAMPI: red 19, green 26, blue 13", pins: [19, 26, 13] };
+
+driverSuite(
+  "sysfs-pwm, Pi 5 on 6.12: RP1 PWM0 for 19/13, pwm-pio for 26, decoy fan PWM and pwm-pio on 5",
+  () => sysfsRig(PI5_LAMPI_612),
+  [LAMPI],
+  { dimmable: true },
+);
+
+driverSuite("sysfs-pwm, Pi 5 on 6.12: pwm-pio on every pin", () => sysfsRig(PI5_PIO_ONLY_612), [LAMPI], {
+  dimmable: true,
+});
+
+driverSuite(
+  "sysfs-pwm, Pi 4 on 6.6.62: SoC PWM for 19, pwm-gpio for 26 and 13, udev needs 60 ms",
+  () => sysfsRig(PI4_LAMPI_66, { permissionDelayMs: 60 }),
+  [LAMPI, { label: "mono on 26 (pwm-gpio)", pins: [26] }],
+  { dimmable: true },
+);
+
+driverSuite(
+  "sysfs-pwm, Pi Zero 2 W on 6.12: SoC PWM for 13, pwm-gpio for 19 and 26",
+  () => sysfsRig(ZERO2_LAMPI_612),
+  [LAMPI],
+  { dimmable: true },
+);
+
+driverSuite(
+  "sysfs-pwm, Pi 3 on 6.12: as the Zero 2 (same BCM2837)",
+  () => sysfsRig({ ...ZERO2_LAMPI_612, model: PI3_MODEL }),
+  [LAMPI],
   { dimmable: true },
 );
 
@@ -103,28 +149,127 @@ describe("sysfs-pwm specifics", () => {
     for (const root of roots.splice(0)) removeTree(root);
   });
 
-  it("maps pins to channels by board model", () => {
+  it("maps pins to SoC channels by board model", () => {
     expect([12, 13, 18, 19].map((pin) => pwmChannelFor(PI5_MODEL, pin))).toEqual([0, 1, 2, 3]);
     expect([12, 13, 18, 19].map((pin) => pwmChannelFor(PI4_MODEL, pin))).toEqual([0, 1, 0, 1]);
     expect(pwmChannelFor(PI4_MODEL, 26)).toBeUndefined();
     expect(pwmChannelFor(null, 18)).toBeUndefined();
-    expect(hardwarePwmPins(PI5_MODEL)).toEqual([12, 13, 18, 19]);
   });
 
-  it("names the pins that would work when a pin has no channel, and pins sharing one", () => {
-    expect(pwmPinProblems(PI5_MODEL, [19, 26, 13])).toEqual([
-      `LED_PINS: pin 26 has no hardware PWM channel on a ${PI5_MODEL}; pins that work: 12, 13, 18, 19`,
+  it("finds per-pin chips by their device-tree node, whatever their number", async () => {
+    const pi5 = rig(PI5_LAMPI_612);
+    const chips = await listPwmChips(pi5.sysfsRoot, pi5.kernel);
+    expect(chips.map((c) => [c.name, c.device, c.npwm, c.pin ?? null, c.compatible ?? null])).toEqual([
+      ["pwmchip0", "1f0009c000.pwm", 4, null, "raspberrypi,rp1-pwm"],
+      ["pwmchip1", "pwm_pio@5", 1, 5, "raspberrypi,pwm-pio-rp1"],
+      ["pwmchip2", "1f00098000.pwm", 4, null, "raspberrypi,rp1-pwm"],
+      ["pwmchip3", "pwm_pio@1a", 1, 26, "raspberrypi,pwm-pio-rp1"],
     ]);
-    const pi4 = pwmPinProblems(PI4_MODEL, [19, 26, 13]);
-    expect(pi4[0]).toContain("pin 26 has no hardware PWM channel");
-    expect(pi4[0]).toContain("at most two: one of 12/18 and one of 13/19");
-    expect(pi4[1]).toBe(
-      `LED_PINS: pins 19 and 13 share PWM channel 1 on a ${PI4_MODEL} and would always show the same brightness; use one of them`,
-    );
-    expect(pwmPinProblems(PI4_MODEL, [18, 19])).toEqual([]);
+    const assignment = assignChannels(PI5_MODEL, [19, 26, 13], chips);
+    expect(assignment.missing).toEqual([]);
+    expect(assignment.channels.map((c) => c && describeChannel(c))).toEqual([
+      "pin 19: pwmchip2 channel 3 (1f00098000.pwm, soc, hardware PWM)",
+      "pin 26: pwmchip3 channel 0 (pwm_pio@1a, pwm-pio, hardware PWM)",
+      "pin 13: pwmchip2 channel 1 (1f00098000.pwm, soc, hardware PWM)",
+    ]);
   });
 
-  it("probe explains itself: laptop, pin without a channel, missing overlay", async () => {
+  it("reads the pin from the gpios cells first, from the node's unit address when there are none", async () => {
+    // The node name says 0x1a, the gpios property says 21: the property wins.
+    const spec: TreeSpec = {
+      ...PI4_KERNEL_66,
+      pwmChips: [
+        {
+          ...perPinChip("pwm-gpio", 0, 26),
+          node: { path: "pwm_gpio@1a", compatible: "pwm-gpio", gpios: [1, 21, 0] },
+        },
+      ],
+    };
+    const r = rig(spec);
+    expect((await listPwmChips(r.sysfsRoot, r.kernel))[0]?.pin).toBe(21);
+    rmSync(path.join(r.sysfsRoot, "firmware", "devicetree", "base", "pwm_gpio@1a", "gpios"));
+    expect((await listPwmChips(r.sysfsRoot, r.kernel))[0]?.pin).toBe(26);
+    expect(pinFromGpios(Uint8Array.from([0, 0, 0, 1, 0, 0, 0, 19, 0, 0, 0, 0]))).toBe(19);
+    // Two GPIOs in one property is not a per-pin chip.
+    expect(pinFromGpios(new Uint8Array(24))).toBeUndefined();
+  });
+
+  it("works on any board whose kernel shows per-pin chips, Pi or not", async () => {
+    const board: TreeSpec = {
+      model: "linux,dummy-virt",
+      pwmChips: [perPinChip("pwm-gpio", 0, 19), perPinChip("pwm-gpio", 1, 26), perPinChip("pwm-gpio", 2, 13)],
+    };
+    const r = rig(board);
+    expect(await sysfsPwmDriver.probe(optionsFor(r, [19, 26, 13], false))).toEqual({
+      ok: true,
+      detail:
+        "kernel PWM pwmchip0 (pwm_gpio@13, pwm-gpio software PWM), 19->pwm0; " +
+        "pwmchip1 (pwm_gpio@1a, pwm-gpio software PWM), 26->pwm0; " +
+        "pwmchip2 (pwm_gpio@d, pwm-gpio software PWM), 13->pwm0, 1000 Hz",
+      softwareTimed: true,
+    });
+    const driver = r.module.create(optionsFor(r, [19, 26, 13], false));
+    await driver.open([0.2, 0.4, 0.6]);
+    expect(r.kernel.outputs("pwm_gpio@1a", 0).at(-1)?.output).toBeCloseTo(0.4, 6);
+    await driver.close();
+    const missing = await sysfsPwmDriver.probe(optionsFor(r, [19, 6], false));
+    expect(!missing.ok && missing.reason).toBe(
+      "sysfs-pwm: no PWM channel for pin 6 (no PWM chip drives it); no PWM chip drives GPIO 6: give each " +
+        'its own in the device tree, a node with `compatible = "pwm-gpio"` and `gpios = <&gpio N 0>` ' +
+        "(as the Raspberry Pi pwm-gpio overlay adds)",
+    );
+  });
+
+  it("gives a shared SoC channel to one pin only", async () => {
+    const pi4 = rig(PI4_KERNEL_66);
+    const assignment = assignChannels(PI4_MODEL, [19, 13], await listPwmChips(pi4.sysfsRoot, pi4.kernel));
+    expect(assignment.channels[0]).toMatchObject({ pin: 19, channel: 1, kind: "soc" });
+    expect(assignment.channels[1]).toBeUndefined();
+    expect(assignment.missing).toEqual([
+      {
+        pin: 13,
+        why: "shares 7e20c000.pwm (fe20c000.pwm on a Pi 4, 3f20c000.pwm on a Pi 3) channel 1 with pin 19",
+      },
+    ]);
+    expect(assignment.fix.configLines).toEqual(["dtoverlay=pwm-gpio,gpio=13"]);
+  });
+
+  it("names the config.txt lines that give every LAMPI pin a channel, per board", async () => {
+    const lines = async (spec: TreeSpec) => {
+      const r = rig(spec);
+      return assignChannels(spec.model, [19, 26, 13], await listPwmChips(r.sysfsRoot, r.kernel)).fix
+        .configLines;
+    };
+    expect(await lines(PI5_BARE_612)).toEqual([
+      "dtoverlay=pwm-pio,gpio=19",
+      "dtoverlay=pwm-pio,gpio=26",
+      "dtoverlay=pwm-pio,gpio=13",
+    ]);
+    // RP1 PWM0 already routed to 19 and 13 by pwm-2chan: only 26 is left.
+    expect(await lines(PI5_KERNEL_612)).toEqual(["dtoverlay=pwm-pio,gpio=26"]);
+    const pi0to4 = [
+      "dtoverlay=pwm,pin=19,func=2",
+      "dtoverlay=pwm-gpio,gpio=26",
+      "dtoverlay=pwm-gpio,gpio=13",
+      "dtparam=audio=off",
+    ];
+    expect(await lines(PI4_BARE_66)).toEqual(pi0to4);
+    expect(await lines(ZERO2_BARE_612)).toEqual(pi0to4);
+    expect(await lines({ ...ZERO2_BARE_612, model: PI3_MODEL })).toEqual(pi0to4);
+    // The SoC block already there (pwm-2chan): no second line for it.
+    expect(await lines(PI4_KERNEL_66)).toEqual(["dtoverlay=pwm-gpio,gpio=26", "dtoverlay=pwm-gpio,gpio=13"]);
+    // Four pwm-pio instances at most on a Pi 5: the decoy on 5 takes one.
+    const r = rig({ ...PI5_BARE_612, pwmChips: [perPinChip("pwm-pio", 0, 5)] });
+    const chips = await listPwmChips(r.sysfsRoot, r.kernel);
+    expect(assignChannels(PI5_MODEL, [12, 13, 18, 19], chips).fix.configLines).toEqual([
+      "dtoverlay=pwm-pio,gpio=12",
+      "dtoverlay=pwm-pio,gpio=13",
+      "dtoverlay=pwm-pio,gpio=18",
+      "dtoverlay=pwm-gpio,gpio=19",
+    ]);
+  });
+
+  it("probe explains itself: laptop, pins without a channel and the lines that fix them", async () => {
     const laptop = rig(LAPTOP);
     const p = (r: Rig, pins: number[]) => sysfsPwmDriver.probe(optionsFor(r, pins, false));
     expect(await p(laptop, [18])).toEqual({
@@ -132,14 +277,71 @@ describe("sysfs-pwm specifics", () => {
       reason: `sysfs-pwm: not a Raspberry Pi (no ${laptop.sysfsRoot}/firmware/devicetree/base/model)`,
     });
     const pi5 = rig(PI5_KERNEL_612);
-    const noChannel = await p(pi5, [19, 26, 13]);
-    expect(noChannel.ok).toBe(false);
-    expect(!noChannel.ok && noChannel.reason).toContain("pin 26 has no hardware PWM channel");
-    expect(!noChannel.ok && noChannel.reason).toContain("pins that work: 12, 13, 18, 19");
-    const noOverlay = rig({ ...PI4_KERNEL_66, pwmChips: [] });
+    expect(await p(pi5, [19, 26, 13])).toEqual({
+      ok: false,
+      reason:
+        "sysfs-pwm: no PWM channel for pin 26 (no PWM chip drives it); add to /boot/firmware/config.txt " +
+        "and reboot: dtoverlay=pwm-pio,gpio=26 (hardware/README.md)",
+    });
+    const noOverlay = rig(PI4_BARE_66);
     const result = await p(noOverlay, [18]);
-    expect(!result.ok && result.reason).toContain("no PWM chip for 7e20c000.pwm");
-    expect(!result.ok && result.reason).toContain("dtoverlay=pwm-2chan,pin=18,func=2,pin2=19,func2=2");
+    expect(!result.ok && result.reason).toBe(
+      "sysfs-pwm: no PWM channel for pin 18 (no PWM chip drives it); add to /boot/firmware/config.txt " +
+        "and reboot: dtoverlay=pwm,pin=18,func=2; dtparam=audio=off (hardware/README.md)",
+    );
+  });
+
+  it("never writes a pwm-pio duty within 15 ns of 0 or of the period (EINVAL before PR #7133)", async () => {
+    const pi5 = rig(PI5_PIO_ONLY_612);
+    const driver = pi5.module.create(optionsFor(pi5, [19, 26, 13], false));
+    // At 1 kHz (1 000 000 ns): 0.000004 is 4 ns, 0.00001 is 10 ns, 0.999992 is 8 ns short of the period.
+    await driver.open([0.000004, 0.00001, 0.999992]);
+    await driver.write([0.999996, 0.5, 0.000012]);
+    const duties = pi5.kernel.writes.filter((w) => w.file.endsWith("duty_cycle")).map((w) => Number(w.value));
+    expect(duties).toEqual([0, 15, 999_985, 1_000_000, 500_000, 15]);
+    for (const d of duties) expect(d === 0 || d === 1_000_000 || (d >= 15 && d <= 999_985)).toBe(true);
+    await driver.close();
+    expect(snapForPio(7, 1_000_000)).toBe(0);
+    expect(snapForPio(999_993, 1_000_000)).toBe(1_000_000);
+    expect(snapForPio(999_992, 1_000_000)).toBe(999_985);
+  });
+
+  it("the fake kernel refuses what the real one does: a second channel on a per-pin chip, 10 ns on pwm-pio", async () => {
+    const pi5 = rig(PI5_PIO_ONLY_612);
+    const chip = path.join(pi5.sysfsRoot, "class", "pwm", "pwmchip2");
+    await expect(pi5.kernel.writeFile(path.join(chip, "export"), "1")).rejects.toMatchObject({
+      code: "EINVAL",
+    });
+    await pi5.kernel.writeFile(path.join(chip, "export"), "0");
+    await pi5.kernel.writeFile(path.join(chip, "pwm0", "period"), "1000000");
+    await expect(pi5.kernel.writeFile(path.join(chip, "pwm0", "duty_cycle"), "10")).rejects.toMatchObject({
+      code: "EINVAL",
+    });
+    const fixed = new FakeKernel(pi5.sysfsRoot, { pwmPioRounds: true });
+    await fixed.writeFile(path.join(chip, "pwm0", "duty_cycle"), "10");
+  });
+
+  it("never touches a decoy chip: the fan's PWM, a pwm-pio or pwm-gpio chip of another pin", async () => {
+    for (const [spec, lamp] of [
+      [PI5_LAMPI_612, ["1f00098000.pwm/pwm/pwmchip2/", "pwm_pio@1a/pwm/pwmchip3/"]],
+      [PI4_LAMPI_66, ["fe20c000.pwm/pwm/pwmchip1/", "pwm_gpio@1a/pwm/pwmchip2/", "pwm_gpio@d/pwm/pwmchip3/"]],
+      [
+        ZERO2_LAMPI_612,
+        ["3f20c000.pwm/pwm/pwmchip0/", "pwm_gpio@1a/pwm/pwmchip2/", "pwm_gpio@13/pwm/pwmchip3/"],
+      ],
+    ] as const) {
+      const r = rig(spec);
+      const driver = r.module.create(optionsFor(r, [19, 26, 13], false));
+      await driver.open([0.1, 0.2, 0.3]);
+      await driver.write([0.4, 0.5, 0.6]);
+      await driver.close();
+      expect(r.kernel.writes.length).toBeGreaterThan(0);
+      for (const w of r.kernel.writes)
+        expect(
+          lamp.some((dir) => w.file.includes(dir)),
+          w.file,
+        ).toBe(true);
+    }
   });
 
   it("probe on the Pi 5 names the RP1 PWM0 chip, not the fan's", async () => {
