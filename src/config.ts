@@ -1,12 +1,12 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
 import path from "node:path";
-import { closest, distance } from "fastest-levenshtein";
 import * as z from "zod/mini";
 import { type ConfigFile, findConfigFiles } from "./config-files.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
 import { secretFileWarnings, tlsFileProblems } from "./mqtt/tls-files.js";
+import { suggest } from "./suggest.js";
 
 export const POWER_ON_MODES = ["restore", "on", "off"] as const;
 export type PowerOn = (typeof POWER_ON_MODES)[number];
@@ -446,14 +446,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
 // Prefixes only our variables use; a variable in the environment with one is meant for us.
 const OUR_PREFIXES = ["LAMP_", "MQTT_", "LED_", "GPIO_", "PWM_", "HA_DISCOVERY"];
 
-/** The variable a user probably meant: one it is the start of, else one a few edits away. */
-function meant(name: string): string | undefined {
-  const upper = name.toUpperCase();
-  const longer = VARIABLE_NAMES.filter((known) => known.startsWith(upper));
-  if (longer.length === 1) return longer[0];
-  const near = closest(upper, [...VARIABLE_NAMES]);
-  return distance(upper, near) <= Math.max(1, Math.floor(name.length / 4)) ? near : undefined;
-}
+/** The variable a user probably meant: `LED_PINS` for `LED_PIN` or `led_pins`. */
+const meant = (name: string) => suggest(name.toUpperCase(), NAMES);
 
 /**
  * Variables that look like ours but are not (`LED_PIN=` for LED_PINS): every unknown one in the
@@ -467,8 +461,10 @@ function unknownVariables(env: Env, file: ConfigFile | undefined): string[] {
     warnings.push(unknownWarning(name, file?.label ?? ".env"));
   }
   for (const name of Object.keys(env).filter(unknown)) {
+    // Not a short one: the environment has names like `_` and `D` that would start one of ours.
     const ours =
-      OUR_PREFIXES.some((prefix) => name.toUpperCase().startsWith(prefix)) || meant(name) !== undefined;
+      OUR_PREFIXES.some((prefix) => name.toUpperCase().startsWith(prefix)) ||
+      (name.length >= 4 && meant(name) !== undefined);
     if (ours) warnings.push(unknownWarning(name, "environment"));
   }
   return warnings;

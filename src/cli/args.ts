@@ -1,5 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { closest, distance } from "fastest-levenshtein";
+import { suggest } from "../suggest.js";
 
 /** A command line we cannot use: one line for the user, exit code 2, never a stack trace. */
 export class UsageError extends Error {
@@ -43,13 +43,4 @@ function unknownOption(config: ParseArgsConfig, known: string[]): string | undef
   const { tokens } = parseArgs({ ...config, strict: false, allowPositionals: true, tokens: true });
   const token = tokens.find((t) => t.kind === "option" && !known.includes(t.name));
   return token?.kind === "option" ? token.rawName : undefined;
-}
-
-/** A known option the user probably meant: one it is a prefix of, else one a few edits away. */
-function suggest(name: string, known: string[]): string | undefined {
-  if (known.length === 0 || name.length === 0) return undefined;
-  const extended = known.filter((k) => k.startsWith(name));
-  if (extended.length === 1) return extended[0];
-  const near = closest(name, known);
-  return distance(name, near) <= Math.max(1, Math.floor(name.length / 3)) ? near : undefined;
 }

@@ -208,8 +208,9 @@ export class LampLink {
     if (!this.errors.take()) return;
     const suppressed = this.errors.suppressed;
     this.errors.suppressed = 0;
+    // How many were held back, only when some were: `suppressed=0` on every line is noise.
     this.logger.warn(
-      { code: error.code, client: error.client, suppressed },
+      { code: error.code, client: error.client, ...(suppressed > 0 && { suppressed }) },
       `rejected a command: ${error.message}`,
     );
     const body = JSON.stringify({ error: error.code, message: error.message, client: error.client });

@@ -436,6 +436,8 @@ describe("loadConfig: unknown variables that look like ours", () => {
       HOME: "/root",
       STATE_DIRECTORY: "/var/lib/lamp-agent",
       INVOCATION_ID: "abc",
+      _: "/usr/bin/node",
+      D: "1",
     });
     expect(warnings).toEqual([
       "unknown variable MQTT_PASWORD (environment); did you mean MQTT_PASSWORD?",

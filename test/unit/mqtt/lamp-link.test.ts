@@ -229,6 +229,8 @@ describe("LampLink: commands", () => {
     const warnings = lines.filter((l) => l.msg.startsWith("rejected a command"));
     expect(warnings).toHaveLength(12);
     expect(warnings[10]?.suppressed).toBe(40);
+    // Nothing held back before the others: no `suppressed=0`.
+    expect(warnings.filter((w) => "suppressed" in w)).toHaveLength(1);
     await link.goOffline();
   });
 
