@@ -4,6 +4,7 @@
 #   sudo scripts/install.sh              install, or update after `git pull` (idempotent)
 #   sudo scripts/install.sh --uninstall  remove it; keep /etc/lamp-agent and the saved lamp state
 #   sudo scripts/install.sh --purge      remove it with its configuration, state and user
+#   scripts/install.sh --host pi@lamp.local  build here, install (or --uninstall) on that Pi over SSH
 #   DESTDIR=/tmp/stage scripts/install.sh  stage the files under a root; touch nothing on this host
 set -euo pipefail
 shopt -s nullglob
@@ -16,6 +17,9 @@ readonly PASSWORD_FILE=$CONFIG_DIR/mqtt-password
 readonly STATE_DIR=/var/lib/lamp-agent
 readonly UNIT_DIR=/etc/systemd/system
 readonly UDEV_DIR=/etc/udev/rules.d
+readonly BIN_DIR=/usr/local/bin
+# The commands linked into BIN_DIR, and the bundle each one runs.
+readonly COMMANDS=("lamp-agent:dist/main.js" "lampctl:dist/cli/lampctl.js")
 readonly SERVICE_USER=lamp-agent
 readonly GPIO_GROUP=gpio
 readonly NODE_MIN_MAJOR=18
@@ -34,25 +38,44 @@ die() {
 trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
 set -E
 
+readonly USAGE="usage: scripts/install.sh [--uninstall | --purge] [--no-start] [--host USER@HOST] [--help]"
 usage() {
-  sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
   echo
-  echo "Options: --uninstall, --purge, --no-start (install and enable, start at next boot), -h/--help"
+  echo "Options: --uninstall, --purge, --no-start (install and enable, start at next boot),"
+  echo "         --host USER@HOST (or ssh://USER@HOST:PORT; a Host from ~/.ssh/config), -h/--help"
+}
+# A command-line mistake: exit 2, as the agent does for a bad configuration.
+bad_usage() {
+  printf '%s: error: %s\n%s\n' "$NAME" "$1" "$USAGE" >&2
+  exit 2
 }
 
 args=("$@")
 action=install
 start=1
+host=
+# What install.sh on the Pi is given with --host: everything but --host.
+forward=()
 while (($# > 0)); do
   case $1 in
+  --uninstall | --purge | --no-start) forward+=("$1") ;;&
   --uninstall) action=uninstall ;;
   --purge) action=purge ;;
   --no-start) start=0 ;;
+  --host)
+    if (($# < 2)) || [[ -z $2 || $2 == -* ]]; then
+      bad_usage "--host needs the Pi to install on, e.g. --host pi@lamp.local"
+    fi
+    host=$2
+    shift
+    ;;
+  --host=*) host=${1#--host=} ;;
   -h | --help)
     usage
     exit 0
     ;;
-  *) die "unknown option '$1' (try --help)" ;;
+  *) bad_usage "unknown option '$1'" ;;
   esac
   shift
 done
@@ -68,7 +91,13 @@ fi
 staging() { [[ -n $dest ]]; }
 booted() { ! staging && [[ -d /run/systemd/system ]]; }
 
-if ! staging && [[ $(id -u) -ne 0 ]]; then
+if [[ -n $host ]] && staging; then
+  bad_usage "--host and DESTDIR do not go together: stage on this machine, or install on the Pi"
+fi
+# --host needs no root here: the install runs as root on the Pi.
+remote() { [[ -n $host ]]; }
+
+if ! staging && ! remote && [[ $(id -u) -ne 0 ]]; then
   die "must run as root: sudo $0 ${args[*]}"
 fi
 
@@ -80,7 +109,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! staging; then
+if ! staging && ! remote; then
   lock_dir=/run/lock
   [[ -d $lock_dir ]] || lock_dir=/run
   exec 9>"$lock_dir/lamp-agent-install.lock"
@@ -107,12 +136,6 @@ remove_udev_rules() {
   fi
 }
 
-# The last VAR= line of the env file, unquoted, as systemd's EnvironmentFile= would read it.
-env_setting() {
-  [[ -f $dest$ENV_FILE ]] || return 0
-  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$dest$ENV_FILE" | tail -n 1 | tr -d "\"' \r"
-}
-
 # Home Assistant keeps a removed lamp's entity until its retained discovery config is cleared:
 # `lamp-agent --forget`, run with the service's own configuration and credential, once it is stopped
 # (a running agent would announce itself again).
@@ -132,6 +155,19 @@ forget_in_home_assistant() {
   fi
 }
 
+# The links this install made in BIN_DIR, and only those: another lamp-agent (npm install -g) stays.
+unlink_commands() {
+  local entry command target
+  for entry in "${COMMANDS[@]}"; do
+    command=${entry%%:*}
+    target=$dest$BIN_DIR/$command
+    if [[ -L $target && $(readlink "$target") == "$PREFIX/"* ]]; then
+      rm -f "$target"
+      say "removed $BIN_DIR/$command"
+    fi
+  done
+}
+
 uninstall() {
   if booted && systemctl cat "$NAME.service" >/dev/null 2>&1; then
     say "stopping and disabling $NAME.service"
@@ -148,6 +184,7 @@ uninstall() {
     systemctl_quiet reset-failed "$NAME.service"
   fi
   remove_udev_rules
+  unlink_commands
   rm -rf "$dest$PREFIX" "$dest$PREFIX".new.* "$dest$PREFIX.old"
   say "removed $PREFIX and $NAME.service"
 
@@ -166,15 +203,10 @@ uninstall() {
   fi
 }
 
-if [[ $action != install ]]; then
-  uninstall
-  exit 0
-fi
-
 # --- checks --------------------------------------------------------------------------------------
 
-[[ -f $repo/package.json && -f $repo/scripts/$NAME.service ]] ||
-  die "run this from a lamp-agent clone ($repo has no package.json or scripts/$NAME.service)"
+[[ -f $repo/package.json && -f $repo/$NAME.service ]] ||
+  die "run this from a lamp-agent clone ($repo has no package.json or $NAME.service)"
 [[ -f $repo/.env.example ]] || die "$repo/.env.example is missing: the clone is incomplete"
 
 node_help="Install Node.js $NODE_MIN_MAJOR or newer where systemd finds it (/usr/bin or /usr/local/bin):
@@ -183,36 +215,79 @@ node_help="Install Node.js $NODE_MIN_MAJOR or newer where systemd finds it (/usr
   Pi Zero / Pi 1 (ARMv6):        the armv6l tarball from https://unofficial-builds.nodejs.org
 A node from nvm in your home directory is not visible to the service."
 
-if staging; then
-  node_bin=$(command -v node || true)
-else
-  node_bin=$(PATH=$SYSTEMD_PATH command -v node || true)
-fi
-if [[ -z $node_bin ]]; then
-  if command -v node >/dev/null; then
-    die "node is at $(command -v node), which the service cannot see.
+# The node the service will run; for --host, the one that builds here.
+find_node() {
+  if staging || remote; then
+    node_bin=$(command -v node || true)
+  else
+    node_bin=$(PATH=$SYSTEMD_PATH command -v node || true)
+  fi
+  if [[ -z $node_bin ]]; then
+    if command -v node >/dev/null; then
+      die "node is at $(command -v node), which the service cannot see.
+$node_help"
+    fi
+    die "Node.js is not installed.
 $node_help"
   fi
-  die "Node.js is not installed.
+  node_version=$("$node_bin" -p process.versions.node 2>/dev/null) || die "$node_bin does not run"
+  if ((${node_version%%.*} < NODE_MIN_MAJOR)); then
+    die "Node.js $node_version at $node_bin is too old.
 $node_help"
-fi
-node_version=$("$node_bin" -p process.versions.node 2>/dev/null) || die "$node_bin does not run"
-if ((${node_version%%.*} < NODE_MIN_MAJOR)); then
-  die "Node.js $node_version at $node_bin is too old.
-$node_help"
-fi
-# npm from the same installation as node, so the build and the service agree on the Node version.
-PATH=$(dirname "$node_bin"):$PATH
-command -v npm >/dev/null || die "npm is missing (Debian: sudo apt install npm)"
-say "using Node.js $node_version ($node_bin)"
+  fi
+  # npm from the same installation as node, so the build and the service agree on the Node version.
+  PATH=$(dirname "$node_bin"):$PATH
+  say "using Node.js $node_version ($node_bin)"
+}
 
-# --- build and stage -----------------------------------------------------------------------------
+# npm only builds the bundle or fetches a native module: a Pi given a build needs none.
+need_npm() {
+  command -v npm >/dev/null || die "npm is missing, and is needed to $1 (Debian: sudo apt install npm)"
+}
+
+# npm as it runs by default peaks at 220-310 MB (parallel downloads, a lazy garbage collector) where
+# a Pi Zero 2 has about 200 free; one download at a time and a small heap keep it near 100 MB
+# (docs/deployment.md has the figures). npm's live heap is close to that limit: when V8 gives up
+# (SIGABRT, 134) npm runs once more with a little more.
+npm_light() {
+  local status=0
+  NODE_OPTIONS="--max-old-space-size=32 --max-semi-space-size=1" npm --maxsockets=1 "$@" || status=$?
+  if ((status == 134)); then
+    echo "npm ran out of its small heap: once more with a larger one"
+    NODE_OPTIONS="--max-old-space-size=48 --max-semi-space-size=1" npm --maxsockets=1 "$@"
+  else
+    return "$status"
+  fi
+}
+
+# --- build ---------------------------------------------------------------------------------------
 
 # What the agent is built from; a change here means a new build and a restart.
-sources=(package.json package-lock.json tsconfig.json tsconfig.build.json src)
+sources=(package.json package-lock.json tsconfig.json scripts/build.mjs src)
+
+# A copy sent by --host has no src/: there the bundle itself is what the agent is built from.
 present_sources() {
   local entry
+  if [[ ! -d $repo/src ]]; then
+    echo dist
+    return 0
+  fi
   for entry in "${sources[@]}"; do [[ -e $repo/$entry ]] && printf '%s\n' "$entry"; done
+  return 0
+}
+
+# The last VAR= line of the env file, unquoted, as systemd's EnvironmentFile= would read it.
+env_setting() {
+  [[ -f $dest$ENV_FILE ]] || return 0
+  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$dest$ENV_FILE" | tail -n 1 | tr -d "\"' \r"
+}
+
+# pigpio and onoff load a native addon, compiled where it runs: installed only for the driver that
+# needs it. `auto` gets none and runs sysfs-pwm, which needs no addon.
+native_module() {
+  local driver
+  driver=$(env_setting GPIO_DRIVER)
+  if [[ $driver == pigpio || $driver == onoff ]]; then echo "$driver"; fi
   return 0
 }
 
@@ -220,70 +295,200 @@ present_sources() {
 build_id() {
   local entries
   mapfile -t entries < <(present_sources)
-  (cd "$repo" && find "${entries[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) |
-    sha256sum | cut -d' ' -f1
+  {
+    (cd "$repo" && find "${entries[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    echo "native module: $(native_module)"
+  } | sha256sum | cut -d' ' -f1
 }
 
-# dist/ in the clone can be used as is when it is newer than everything it is built from (an
-# operator who ran `npm run build`, a release with dist/ in it); on a Pi Zero that saves minutes.
+# A bundle in the clone's dist/ is used as is when it is newer than everything it is built from (an
+# operator who ran `npm run build`, a copy sent by --host). dist/package.json marks a bundle: an
+# older tsc build needed node_modules beside it and is rebuilt.
 prebuilt_fresh() {
-  [[ -f $repo/dist/main.js ]] || return 1
+  [[ -f $repo/dist/main.js && -f $repo/dist/package.json ]] || return 1
   local newer
-  newer=$(cd "$repo" && find src package.json package-lock.json tsconfig.json tsconfig.build.json \
-    -newer dist/main.js -print -quit 2>/dev/null)
+  newer=$(cd "$repo" && find "${sources[@]}" -newer dist/main.js -print -quit 2>/dev/null) || true
   [[ -z $newer ]]
 }
 
-# npm's own output goes to a log: shown when something fails, not on every run.
-npm_step() {
-  local what=$1
-  shift
-  local log=$work/npm.log
-  if ! (cd "$stage" && "$@") >"$log" 2>&1; then
+# A step's output goes to a log: shown when it fails, not on every run.
+step() {
+  local what=$1 dir=$2
+  shift 2
+  local log=$work/step.log
+  if ! (cd "$dir" && "$@") >"$log" 2>&1; then
     grep -m 25 -E 'npm (ERR|error)' "$log" >&2 || tail -n 25 "$log" >&2
     die "$what failed (output above); nothing was changed, a running $NAME keeps running"
-  fi
-  # Optional native modules (pigpio, onoff's epoll) need a compiler and libraries a Pi may lack;
-  # npm skips them, and the agent reports that driver as unavailable.
-  if grep -q 'optional dependency failed' "$log"; then
-    warn "some optional native modules did not build (fine unless you use the driver that needs them)"
   fi
 }
 
 # `npm ci` installs exactly the lock file. Some npm versions refuse a lock file that lacks entries
 # for other platforms' optional packages (https://github.com/npm/cli/pull/9083); `npm install`
 # then still follows the lock's versions, so fall back to it rather than fail.
-npm_install() {
-  local what=$1
-  shift
-  if (cd "$stage" && npm ci --no-audit --no-fund "$@") >"$work/npm.log" 2>&1; then
+npm_ci() {
+  local what=$1 dir=$2
+  shift 2
+  if (cd "$dir" && npm_light ci --no-audit --no-fund "$@") >"$work/step.log" 2>&1; then
     return 0
   fi
-  if grep -q 'can only install packages when your package.json and package-lock.json' "$work/npm.log"; then
+  if grep -q 'can only install packages when your package.json and package-lock.json' "$work/step.log"; then
     warn "npm ci rejected package-lock.json as out of sync; using npm install with it instead"
-    npm_step "$what" npm install --no-audit --no-fund --no-save "$@"
+    step "$what" "$dir" npm_light install --no-audit --no-fund --no-save "$@"
   else
-    npm_step "$what" npm ci --no-audit --no-fund "$@"
+    step "$what" "$dir" npm_light ci --no-audit --no-fund "$@"
+  fi
+}
+
+# The version of a package that package-lock.json pins.
+locked_version() {
+  "$node_bin" -e '
+    const entry = require(process.argv[1]).packages?.["node_modules/" + process.argv[2]];
+    if (!entry) process.exit(1);
+    console.log(entry.version);' "$repo/package-lock.json" "$1"
+}
+
+# package.json and package-lock.json in $1 cut down to the runtime dependencies, at the locked
+# versions, each with its tarball's address on the configured registry. A lock without addresses
+# (omit-lockfile-registry-resolved) makes npm fetch and parse every package's whole metadata, over
+# 10 MB for @types/node: that, not the download, is what took npm past 200 MB.
+runtime_manifest() {
+  local registry
+  registry=$(npm config get registry)
+  "$node_bin" -e '
+    const fs = require("node:fs");
+    const [dir, registry] = process.argv.slice(1);
+    const read = (name) => JSON.parse(fs.readFileSync(dir + "/" + name, "utf8"));
+    const pkg = read("package.json");
+    const lock = read("package-lock.json");
+    for (const manifest of [pkg, lock.packages[""]]) {
+      delete manifest.devDependencies;
+      delete manifest.optionalDependencies;
+    }
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      if (path === "") continue;
+      if (entry.dev || entry.optional || entry.devOptional) {
+        delete lock.packages[path];
+        continue;
+      }
+      const name = entry.name ?? path.slice(path.lastIndexOf("node_modules/") + 13);
+      const base = name.split("/").pop();
+      entry.resolved ??= registry.replace(/\/?$/, "/") + name + "/-/" + base + "-" + entry.version + ".tgz";
+    }
+    fs.writeFileSync(dir + "/package.json", JSON.stringify(pkg));
+    fs.writeFileSync(dir + "/package-lock.json", JSON.stringify(lock));' "$1" "$registry"
+}
+
+# The bundle, made with esbuild alone: the runtime dependencies it bundles (npm ci --omit=dev,
+# without install scripts or native modules) and esbuild in a directory of its own. No development
+# dependencies and no TypeScript compile: tsc alone peaks near 300 MB, more than a Pi Zero has free.
+build_bundle() {
+  local out=$1 build=$work/build esbuild_version
+  need_npm "build the agent"
+  esbuild_version=$(locked_version esbuild) || die "package-lock.json pins no esbuild"
+  say "bundling with esbuild $esbuild_version (no development dependencies; a minute on a small Pi)"
+  mkdir -p "$build/scripts"
+  cp -R "$repo/src" "$repo/package.json" "$repo/package-lock.json" "$repo/tsconfig.json" "$build/"
+  cp "$repo/scripts/build.mjs" "$build/scripts/"
+  runtime_manifest "$build"
+  npm_ci "installing the dependencies to bundle (npm ci --omit=dev)" "$build" \
+    --omit=dev --omit=optional --ignore-scripts
+  step "installing esbuild" "$work" npm_light install --prefix "$work/esbuild" --no-save --no-package-lock \
+    --no-audit --no-fund --ignore-scripts "esbuild@$esbuild_version"
+  step "bundling (scripts/build.mjs)" "$build" \
+    env NODE_PATH="$work/esbuild/node_modules" "$node_bin" scripts/build.mjs --device
+  cp -R "$build/dist" "$out"
+}
+
+# The bundle from the clone's dist/ when it is fresh, else built; the demo stays behind (it needs
+# development packages).
+make_bundle() {
+  local out=$1
+  if prebuilt_fresh; then
+    say "using the build in $repo/dist"
+    cp -R "$repo/dist" "$out"
+  else
+    build_bundle "$out"
+  fi
+  rm -f "$out/cli/demo.js"
+  [[ -f $out/main.js ]] || die "the build produced no dist/main.js"
+}
+
+# --- install on a Pi over SSH (--host) -----------------------------------------------------------
+
+# What the Pi gets: the bundle and what install.sh uses beside it; no sources.
+readonly RELEASE_FILES=(package.json package-lock.json .env.example "$NAME.service" scripts/install.sh
+  scripts/dropins hardware docs/deployment.md)
+
+# The remote commands are built here on purpose: remote_dir and command hold only safe characters.
+# shellcheck disable=SC2029
+install_remotely() {
+  local release=$work/release entry remote_dir sudo=sudo command status=0 ssh
+  # Looked up before find_node puts node's directory first on the PATH.
+  ssh=$(command -v ssh) || die "--host needs ssh on this machine"
+  mkdir -p "$release"
+  for entry in "${RELEASE_FILES[@]}"; do
+    if [[ -e $repo/$entry ]]; then
+      mkdir -p "$release/$(dirname "$entry")"
+      cp -R "$repo/$entry" "$release/$entry"
+    fi
+  done
+  if [[ $action == install ]]; then
+    find_node
+    make_bundle "$release/dist"
+  fi
+  say "copying to $host"
+  remote_dir=$("$ssh" "$host" 'mktemp -d /tmp/lamp-agent-install.XXXXXX') ||
+    die "cannot reach $host with ssh (it must log in without questions: ssh-copy-id $host)"
+  tar -C "$release" -cf - . | "$ssh" "$host" "tar -C '$remote_dir' -xf -" ||
+    die "copying to $host:$remote_dir failed"
+  if [[ $("$ssh" "$host" id -u) == 0 ]]; then sudo=; fi
+  printf -v command '%s bash %s/scripts/install.sh' "$sudo" "$remote_dir"
+  if ((${#forward[@]} > 0)); then command+=$(printf ' %q' "${forward[@]}"); fi
+  say "running install.sh on $host"
+  # A terminal when there is one here, for sudo's password prompt.
+  local tty=()
+  if [[ -t 0 ]]; then tty=(-t); fi
+  "$ssh" ${tty[@]+"${tty[@]}"} "$host" "$command; status=\$?; rm -rf '$remote_dir'; exit \$status" || status=$?
+  exit "$status"
+}
+
+work=$(mktemp -d)
+if remote; then install_remotely; fi
+
+if [[ $action != install ]]; then
+  uninstall
+  exit 0
+fi
+
+find_node
+
+# --- stage ---------------------------------------------------------------------------------------
+
+# The configured driver's native module, built for this machine. Not into a DESTDIR: an addon
+# built here would be for this machine, not the one the staged files go to.
+install_native() {
+  local tree=$1 module version
+  module=$(native_module)
+  [[ -n $module ]] || return 0
+  if staging; then
+    say "staging: not installing $module (a native module: run install.sh on the machine that runs it)"
+    return 0
+  fi
+  need_npm "install $module for GPIO_DRIVER=$module"
+  version=$(locked_version "$module") || die "package-lock.json pins no $module"
+  say "installing $module $version for GPIO_DRIVER=$module (a native module: compiled here)"
+  if ! npm_light install --prefix "$tree" --no-save --no-package-lock --no-audit --no-fund \
+    "$module@$version" >"$work/native.log" 2>&1; then
+    grep -m 25 -E 'npm (ERR|error)' "$work/native.log" >&2 || tail -n 25 "$work/native.log" >&2
+    warn "$module did not install (output above); the agent reports GPIO_DRIVER=$module unavailable and lamp-agent --check says why"
   fi
 }
 
 stage_tree() {
   stage=$(mktemp -d "$dest$PREFIX.new.XXXXXX")
   chmod 755 "$stage"
-  cp "$repo/package.json" "$repo/package-lock.json" "$stage/"
-  if prebuilt_fresh; then
-    say "using the build in $repo/dist"
-    cp -R "$repo/dist" "$stage/dist"
-    npm_install "installing production dependencies (npm ci --omit=dev)" --omit=dev
-  else
-    say "building (npm ci, npm run build); this takes a few minutes on a small Pi"
-    cp -R "$repo/src" "$repo/tsconfig.json" "$repo/tsconfig.build.json" "$stage/"
-    npm_install "installing build dependencies (npm ci)"
-    npm_step "building (npm run build)" npm run build
-    npm_step "removing build-only dependencies (npm prune --omit=dev)" npm prune --omit=dev --no-audit --no-fund
-    rm -rf "$stage/src" "$stage/tsconfig.json" "$stage/tsconfig.build.json"
-  fi
-  [[ -f $stage/dist/main.js ]] || die "the build produced no dist/main.js"
+  make_bundle "$stage/dist"
+  install_native "$stage"
   copy_reference "$stage"
   # Becomes .build-id once this tree runs: a run that dies before then is redone by the next one.
   echo "$new_id" >"$stage/.build-id.pending"
@@ -305,7 +510,6 @@ commit_build() {
   rm -rf "$dest$PREFIX.old"
 }
 
-work=$(mktemp -d)
 mkdir -p "$dest$(dirname "$PREFIX")"
 new_id=$(build_id)
 old_id=$(cat "$dest$PREFIX/.build-id" 2>/dev/null || true)
@@ -386,7 +590,7 @@ place() {
 
 driver=$(env_setting GPIO_DRIVER)
 dropins=$dest$UNIT_DIR/$NAME.service.d
-place "$repo/scripts/$NAME.service" "$dest$UNIT_DIR/$NAME.service"
+place "$repo/$NAME.service" "$dest$UNIT_DIR/$NAME.service"
 if [[ $driver == pigpio ]]; then
   warn "GPIO_DRIVER=pigpio: the service runs as root (see $UNIT_DIR/$NAME.service.d/pigpio.conf)"
   place "$repo/scripts/dropins/pigpio.conf" "$dropins/pigpio.conf"
@@ -400,6 +604,26 @@ else
   place "" "$dropins/credentials.conf"
 fi
 rmdir "$dropins" 2>/dev/null || true
+
+# lamp-agent and lampctl on every user's PATH, as the docs use them. A command of the same name that
+# this install did not make (npm install -g) is left alone.
+link_commands() {
+  local entry command source target
+  for entry in "${COMMANDS[@]}"; do
+    command=${entry%%:*}
+    source=$PREFIX/${entry#*:}
+    target=$dest$BIN_DIR/$command
+    if [[ -L $target && $(readlink "$target") == "$source" ]]; then continue; fi
+    if [[ -e $target || -L $target ]] && ! [[ -L $target && $(readlink "$target") == "$PREFIX/"* ]]; then
+      warn "$BIN_DIR/$command exists and is not this install's: left alone (run node $source)"
+      continue
+    fi
+    mkdir -p "$dest$BIN_DIR"
+    ln -sfn "$source" "$target"
+    say "linked $BIN_DIR/$command -> $source"
+  done
+}
+link_commands
 
 # --- swap, enable and (re)start ------------------------------------------------------------------
 
@@ -416,9 +640,21 @@ if [[ -n $stage ]]; then
   say "installed $PREFIX"
 fi
 
+# Every path a staged install holds, for whoever packages or inspects it.
+list_staged() {
+  local path entry rule
+  local paths=("$PREFIX" "$ENV_FILE" "$UNIT_DIR/$NAME.service" "$UNIT_DIR/$NAME.service.d")
+  for rule in "$repo"/hardware/*.rules; do paths+=("$UDEV_DIR/$(basename "$rule")"); done
+  for entry in "${COMMANDS[@]}"; do paths+=("$BIN_DIR/${entry%%:*}"); done
+  say "staged under $dest (nothing was started):"
+  for path in "${paths[@]}"; do
+    if [[ -e $dest$path || -L $dest$path ]]; then printf '  %s\n' "$dest$path"; fi
+  done
+}
+
 if staging; then
   commit_build
-  say "staged under $dest; nothing was started"
+  list_staged
   exit 0
 fi
 

@@ -1,7 +1,13 @@
 import { readFileSync } from "node:fs";
 
-/** The package version, read once from package.json next to src/ or dist/. */
-export const VERSION: string = (() => {
+/** Set by scripts/build.mjs, so the bundle needs no package.json beside it. */
+declare const __LAMP_AGENT_VERSION__: string | undefined;
+
+/** The package version: baked into the bundle, or read from package.json when run from src/ (tests). */
+export const VERSION: string =
+  typeof __LAMP_AGENT_VERSION__ === "string" ? __LAMP_AGENT_VERSION__ : readPackageVersion();
+
+function readPackageVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
       version?: string;
@@ -10,4 +16,4 @@ export const VERSION: string = (() => {
   } catch {
     return "unknown";
   }
-})();
+}

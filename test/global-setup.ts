@@ -17,12 +17,5 @@ function newest(dir: string): number {
 export default function setup(): void {
   const main = path.join(root, "dist", "main.js");
   if (existsSync(main) && statSync(main).mtimeMs >= newest(path.join(root, "src"))) return;
-  execFileSync(
-    process.execPath,
-    [path.join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"],
-    {
-      cwd: root,
-      stdio: "inherit",
-    },
-  );
+  execFileSync(process.execPath, [path.join(root, "scripts/build.mjs")], { cwd: root, stdio: "inherit" });
 }

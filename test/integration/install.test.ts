@@ -2,12 +2,14 @@ import { execFileSync, spawnSync } from "node:child_process";
 import {
   appendFileSync,
   chmodSync,
+  copyFileSync,
   cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -48,7 +50,7 @@ const staged = (file: string) => path.join(stage, file);
 const envFile = () => staged("etc/lamp-agent/lamp-agent.env");
 const dropin = (name: string) => staged(`etc/systemd/system/lamp-agent.service.d/${name}`);
 
-// npm ci and a TypeScript build on two shared cores.
+// npm ci of the runtime dependencies and esbuild, on two shared cores.
 const SLOW = 240_000;
 
 describe("scripts/install.sh into a DESTDIR", () => {
@@ -84,26 +86,53 @@ describe("scripts/install.sh into a DESTDIR", () => {
     rmSync(stage, { recursive: true, force: true });
   });
 
-  it("stages the agent with production dependencies only, the config and the unit", { timeout: SLOW }, () => {
+  it("stages the bundle, the config, the unit and the commands, and names what it staged", {
+    timeout: SLOW,
+  }, () => {
     const run = install();
     expect(run.code, run.out).toBe(0);
     expect(run.out).toContain("staging: not creating the lamp-agent user");
+    expect(run.out).toContain("using the build in");
     expect(existsSync(staged("opt/lamp-agent/dist/main.js"))).toBe(true);
-    expect(existsSync(staged("opt/lamp-agent/node_modules/mqtt/package.json"))).toBe(true);
-    expect(existsSync(staged("opt/lamp-agent/node_modules/typescript"))).toBe(false);
-    expect(existsSync(staged("opt/lamp-agent/node_modules/vitest"))).toBe(false);
+    // Self-contained: no node_modules at all unless the driver needs a native module.
+    expect(existsSync(staged("opt/lamp-agent/node_modules"))).toBe(false);
+    expect(existsSync(staged("opt/lamp-agent/dist/cli/demo.js"))).toBe(false);
     expect(readFileSync(staged("opt/lamp-agent/.build-id"), "utf8")).toMatch(/^[0-9a-f]{64}\n$/);
     expect(readFileSync(envFile(), "utf8")).toBe(readFileSync(path.join(clone, ".env.example"), "utf8"));
     expect(statSync(envFile()).mode & 0o777).toBe(0o600);
     expect(readFileSync(staged("etc/systemd/system/lamp-agent.service"), "utf8")).toBe(
-      readFileSync(path.join(clone, "scripts/lamp-agent.service"), "utf8"),
+      readFileSync(path.join(clone, "lamp-agent.service"), "utf8"),
     );
     expect(existsSync(staged("etc/systemd/system/lamp-agent.service.d"))).toBe(false);
     for (const rule of readdirSync(path.join(clone, "hardware")).filter((f) => f.endsWith(".rules"))) {
       expect(existsSync(staged(`etc/udev/rules.d/${rule}`)), rule).toBe(true);
     }
+    expect(readlinkSync(staged("usr/local/bin/lamp-agent"))).toBe("/opt/lamp-agent/dist/main.js");
+    expect(readlinkSync(staged("usr/local/bin/lampctl"))).toBe("/opt/lamp-agent/dist/cli/lampctl.js");
+    // Every staged path is named, so a packager knows what to take.
+    for (const file of [
+      "opt/lamp-agent",
+      "etc/lamp-agent/lamp-agent.env",
+      "etc/systemd/system/lamp-agent.service",
+      "usr/local/bin/lamp-agent",
+      "usr/local/bin/lampctl",
+    ]) {
+      expect(run.out).toContain(`\n  ${staged(file)}\n`);
+    }
     // Nothing half-made left beside it.
     expect(readdirSync(staged("opt")).sort()).toEqual(["lamp-agent"]);
+  });
+
+  it("leaves a lamp-agent command it did not make alone", () => {
+    const bin = staged("usr/local/bin");
+    rmSync(path.join(bin, "lampctl"));
+    writeFileSync(path.join(bin, "lampctl"), "#!/bin/sh\n");
+    const run = install();
+    expect(run.code, run.out).toBe(0);
+    expect(run.out).toContain("/usr/local/bin/lampctl exists and is not this install's: left alone");
+    expect(readFileSync(path.join(bin, "lampctl"), "utf8")).toBe("#!/bin/sh\n");
+    rmSync(path.join(bin, "lampctl"));
+    expect(install().out).toContain("linked /usr/local/bin/lampctl -> /opt/lamp-agent/dist/cli/lampctl.js");
   });
 
   it("is idempotent and never overwrites the operator's configuration", () => {
@@ -133,6 +162,8 @@ describe("scripts/install.sh into a DESTDIR", () => {
     let run = install();
     expect(run.code, run.out).toBe(0);
     expect(run.out).toContain("GPIO_DRIVER=pigpio: the service runs as root");
+    // An addon built here would be for this machine, not the one the staged files go to.
+    expect(run.out).toContain("staging: not installing pigpio");
     expect(readFileSync(dropin("pigpio.conf"), "utf8")).toContain("User=\n");
     expect(readFileSync(dropin("credentials.conf"), "utf8")).toContain(
       "LoadCredential=mqtt-password:/etc/lamp-agent/mqtt-password",
@@ -161,18 +192,38 @@ describe("scripts/install.sh into a DESTDIR", () => {
     }
   });
 
-  it("an update that does not build fails with the reason and leaves the installed agent alone", {
+  it("an update that does not bundle fails with the reason and leaves the installed agent alone", {
     timeout: SLOW,
   }, () => {
     const id = readFileSync(staged("opt/lamp-agent/.build-id"), "utf8");
     rmSync(path.join(clone, "dist"), { recursive: true, force: true });
-    appendFileSync(path.join(clone, "src/main.ts"), '\nconst broken: number = "not a number";\n');
+    copyFileSync(path.join(clone, "src/main.ts"), path.join(clone, "main.ts.good"));
+    appendFileSync(path.join(clone, "src/main.ts"), "\nconst broken = ;\n");
     const run = install();
     expect(run.code).toBe(1);
-    expect(run.out).toContain("building (npm run build) failed");
-    expect(run.out).toContain("error TS2322");
+    expect(run.out).toContain("bundling with esbuild");
+    expect(run.out).toContain("bundling (scripts/build.mjs) failed");
+    expect(run.out).toContain("Unexpected");
     expect(readFileSync(staged("opt/lamp-agent/.build-id"), "utf8")).toBe(id);
     expect(readdirSync(staged("opt")).sort()).toEqual(["lamp-agent"]);
+  });
+
+  it("bundles from the sources with esbuild alone when there is no build", { timeout: SLOW }, () => {
+    copyFileSync(path.join(clone, "main.ts.good"), path.join(clone, "src/main.ts"));
+    appendFileSync(path.join(clone, "src/main.ts"), "\n// an update\n");
+    const run = install();
+    expect(run.code, run.out).toBe(0);
+    expect(run.out).toContain("bundling with esbuild");
+    // The clone is left as it was: no node_modules, no dist made in it.
+    expect(existsSync(path.join(clone, "node_modules"))).toBe(false);
+    expect(existsSync(path.join(clone, "dist"))).toBe(false);
+    expect(existsSync(staged("opt/lamp-agent/node_modules"))).toBe(false);
+    const version = spawnSync(process.execPath, [staged("opt/lamp-agent/dist/main.js"), "--version"], {
+      encoding: "utf8",
+    });
+    expect(version.stdout).toBe(
+      `${JSON.parse(readFileSync(path.join(clone, "package.json"), "utf8")).version}\n`,
+    );
   });
 
   it("--uninstall removes the agent and the unit but keeps configuration; --purge removes that too", () => {
@@ -181,6 +232,7 @@ describe("scripts/install.sh into a DESTDIR", () => {
     expect(existsSync(staged("opt/lamp-agent"))).toBe(false);
     expect(existsSync(staged("etc/systemd/system/lamp-agent.service"))).toBe(false);
     expect(readdirSync(staged("etc/udev/rules.d"))).toEqual([]);
+    expect(readdirSync(staged("usr/local/bin"))).toEqual([]);
     expect(existsSync(envFile())).toBe(true);
     // Twice is fine.
     expect(install(["--uninstall"]).code).toBe(0);
@@ -189,10 +241,12 @@ describe("scripts/install.sh into a DESTDIR", () => {
     expect(existsSync(staged("etc/lamp-agent"))).toBe(false);
   });
 
-  it("rejects an unknown option with a hint", () => {
+  it("rejects an unknown option with exit 2 and a usage line", () => {
     const run = install(["--frobnicate"]);
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(2);
     expect(run.out).toContain("unknown option '--frobnicate'");
+    expect(run.out).toMatch(/^usage: scripts\/install\.sh \[--uninstall \| --purge\]/m);
+    expect(install(["--host"]).code).toBe(2);
   });
 });
 
@@ -209,7 +263,7 @@ describe.skipIf(!has("systemd-analyze", ["--version"]))("lamp-agent.service", ()
   it("keeps its systemd-analyze security exposure low", () => {
     const result = spawnSync(
       "systemd-analyze",
-      ["security", "--offline=yes", path.join(repo, "scripts/lamp-agent.service")],
+      ["security", "--offline=yes", path.join(repo, "lamp-agent.service")],
       { encoding: "utf8" },
     );
     const exposure = /Overall exposure level for lamp-agent\.service: ([\d.]+)/.exec(result.stdout)?.[1];

@@ -13,7 +13,7 @@ suite=${LAMP_TEST_SUITE:-bookworm}
 mirror=${LAMP_TEST_MIRROR:-http://deb.debian.org/debian}
 cache=${LAMP_TEST_CACHE:-/var/cache/lamp-agent-test}
 # Bump when the package set below changes, so stale caches are not reused.
-version=1
+version=2
 root="$cache/debian-$suite-v$version"
 
 die() {
@@ -42,9 +42,10 @@ mkdir -p "$cache"
 tmp="$root.tmp"
 rm -rf "$tmp"
 echo "build-root: bootstrapping Debian $suite into $root (a few minutes, once)" >&2
-# minbase keeps it small; the rest is what an operator's Pi OS Lite has that matters here.
+# minbase keeps it small; the rest is what an operator's Pi OS Lite has that matters here: sshd for
+# `install.sh --host`, and GNU time to measure what an install costs.
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,nodejs,ca-certificates,procps \
+  --include=systemd,systemd-sysv,dbus,nodejs,ca-certificates,procps,openssh-server,time \
   "$suite" "$tmp" "$mirror" >&2 || die "debootstrap failed (see above)"
 
 # npm pulls in a few hundred packages; without recommends it skips the compiler toolchain, as on
@@ -56,6 +57,8 @@ chroot "$tmp" apt-get clean >&2
 
 # A booted container must not wait for things it does not have.
 chroot "$tmp" systemctl mask systemd-networkd-wait-online.service getty@tty1.service >/dev/null 2>&1 || true
+# The container shares the host's network: sshd starts only when a test has given it a port of its own.
+chroot "$tmp" systemctl disable ssh.service >/dev/null 2>&1 || true
 echo "lamp-systest" >"$tmp/etc/hostname"
 # An empty machine-id makes systemd generate one at boot, as on a first boot of an image.
 : >"$tmp/etc/machine-id"

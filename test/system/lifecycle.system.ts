@@ -1,12 +1,22 @@
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { Container } from "./container.js";
+import { Container, type ExecResult } from "./container.js";
 
 /**
  * The deployment, end to end: a Debian with its own systemd, the repository copied in as a clone,
@@ -32,6 +42,9 @@ let recorder: Recorder | undefined;
 let envFile: string;
 let auth: string | undefined;
 const timings: string[] = [];
+/** What installing costs (docs/deployment.md), printed at the end of the run. */
+const measures: string[] = [];
+const FRESH_NPM_CACHE = "/root/npm-fresh";
 
 async function timed<T>(label: string, step: () => Promise<T>): Promise<T> {
   const started = Date.now();
@@ -63,8 +76,8 @@ function buildRoot(): Promise<string> {
 }
 
 /** The files of a clone of this working tree (tracked and new, not ignored), uncommitted edits included. */
-function copyCloneInto(root: string): void {
-  const target = path.join(root, CLONE);
+function copyCloneInto(root: string, clone = CLONE): void {
+  const target = path.join(root, clone);
   mkdirSync(target, { recursive: true });
   const listed = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], {
     cwd: repo,
@@ -120,6 +133,23 @@ function presence(): Recorder {
   return recorder;
 }
 
+/** The operator's configuration and broker password, as they would write them before install.sh. */
+async function writeConfiguration(): Promise<void> {
+  await container.sh("mkdir -p /etc/lamp-agent && cat > /etc/lamp-agent/lamp-agent.env", { input: envFile });
+  await container.sh("cat > /etc/lamp-agent/mqtt-password", { input: `${AGENT_PASSWORD}\n` });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
 describe("lamp-agent deployed on a real systemd", () => {
   beforeAll(async () => {
     if (process.getuid?.() !== 0) throw new Error("the system test needs root (debootstrap, nspawn, mounts)");
@@ -156,10 +186,7 @@ describe("lamp-agent deployed on a real systemd", () => {
       "LOG_LEVEL=debug",
       "",
     ].join("\n");
-    await container.sh(`mkdir -p /etc/lamp-agent && cat > /etc/lamp-agent/lamp-agent.env`, {
-      input: envFile,
-    });
-    await container.sh("cat > /etc/lamp-agent/mqtt-password", { input: `${AGENT_PASSWORD}\n` });
+    await writeConfiguration();
   });
 
   afterAll(async () => {
@@ -171,19 +198,45 @@ describe("lamp-agent deployed on a real systemd", () => {
       await container.destroy();
     }
     if (auth) rmSync(auth, { recursive: true, force: true });
-    process.stderr.write(`--- timings\n${timings.join("\n")}\n`);
+    process.stderr.write(`--- timings\n${timings.join("\n")}\n--- install costs\n${measures.join("\n")}\n`);
   });
 
-  it("installs with scripts/install.sh and starts without a broker", async () => {
-    const result = await timed("install.sh (first, builds)", () =>
-      container.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 12 * 60_000 }),
+  it("installs from a fresh clone without development dependencies and starts without a broker", async () => {
+    // An empty npm cache, so what it holds afterwards is what the install downloaded.
+    const result = await timed("install.sh (first, bundles)", () =>
+      container.exec(
+        `cd ${CLONE} && npm_config_cache=${FRESH_NPM_CACHE} /usr/bin/time -o /root/install.time -f '%M %e' scripts/install.sh`,
+        { timeoutMs: 12 * 60_000 },
+      ),
     );
     expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+    expect(result.stdout).toContain("bundling with esbuild");
     expect(result.stdout).toContain("kept /etc/lamp-agent/lamp-agent.env");
     expect(result.stdout).toContain("installed /etc/systemd/system/lamp-agent.service.d/credentials.conf");
     expect(await container.sh("cat /etc/lamp-agent/lamp-agent.env")).toBe(envFile);
     // Type=notify: active means READY=1 arrived, with the broker still down.
     expect(await isActive()).toBe(true);
+
+    // GNU time's %M is the largest resident size of any one process of the install (npm, esbuild, ...).
+    const [peakKiB, seconds] = (await container.sh("cat /root/install.time")).trim().split(/\s+/).map(Number);
+    const downloadKiB = Number((await container.sh(`du -sk ${FRESH_NPM_CACHE}`)).split(/\s/)[0]);
+    measures.push(
+      `install from a fresh clone: ${seconds} s, peak ${((peakKiB ?? 0) / 1024).toFixed(0)} MiB, npm cache ${(downloadKiB / 1024).toFixed(1)} MiB`,
+    );
+    expect((peakKiB ?? Number.POSITIVE_INFINITY) / 1024).toBeLessThanOrEqual(150);
+    // Nothing of the development dependencies was fetched (npm keys its cache by the tarballs' addresses).
+    const fetched = await container.sh(
+      `grep -rhoa '[^/"]*/-/[^/"]*[.]tgz' ${FRESH_NPM_CACHE}/_cacache/index-v5 | sort -u`,
+    );
+    expect(fetched).toContain("mqtt/-/mqtt-");
+    expect(fetched).not.toMatch(/typescript|vitest|biome/);
+    await container.sh(`test ! -e ${CLONE}/node_modules && test ! -e /opt/lamp-agent/node_modules`);
+  });
+
+  it("puts lamp-agent and lampctl on the PATH", async () => {
+    const version = JSON.parse(readFileSync(path.join(repo, "package.json"), "utf8")).version as string;
+    expect(await container.sh("lamp-agent --version")).toBe(`${version}\n`);
+    expect(await container.sh("lampctl --help")).toContain("lampctl");
   });
 
   it("runs unprivileged and sandboxed", async () => {
@@ -286,15 +339,16 @@ describe("lamp-agent deployed on a real systemd", () => {
 
   it("an update that does not build leaves the running agent alone", async () => {
     const pid = await mainPid();
+    // No type check on the device (that is `npm run lint` on a developer's machine): a syntax error.
     await container.sh(
-      `cd ${CLONE} && cp src/main.ts /root/main.ts.good && echo 'const broken: number = "x";' >> src/main.ts`,
+      `cd ${CLONE} && cp src/main.ts /root/main.ts.good && echo 'const broken = ;' >> src/main.ts`,
     );
     const result = await timed("install.sh (update, broken build)", () =>
       container.exec(`cd ${CLONE} && scripts/install.sh`, { timeoutMs: 12 * 60_000 }),
     );
     const output = `${result.stdout}\n${result.stderr}`;
     expect(result.code, output).not.toBe(0);
-    expect(output).toContain("building (npm run build) failed");
+    expect(output).toContain("bundling (scripts/build.mjs) failed");
     expect(await isActive()).toBe(true);
     expect(await mainPid()).toBe(pid);
     await container.sh("test ! -e /opt/lamp-agent.old && ! ls -d /opt/lamp-agent.new.* 2>/dev/null");
@@ -334,7 +388,9 @@ describe("lamp-agent deployed on a real systemd", () => {
     );
     expect((await container.exec(`systemctl is-active ${UNIT}`)).stdout.trim()).not.toBe("active");
     await container.sh(`test ! -e /etc/systemd/system/${UNIT} && test ! -e /etc/systemd/system/${UNIT}.d`);
-    await container.sh("test ! -e /opt/lamp-agent");
+    await container.sh(
+      "test ! -e /opt/lamp-agent && test ! -e /usr/local/bin/lamp-agent && test ! -e /usr/local/bin/lampctl",
+    );
     await container.sh("test -s /etc/lamp-agent/lamp-agent.env && test -s /var/lib/lamp-agent/state.json");
     expect((await container.exec("ls /etc/systemd/system/multi-user.target.wants/")).stdout).not.toContain(
       UNIT,
@@ -347,5 +403,106 @@ describe("lamp-agent deployed on a real systemd", () => {
     await container.sh("test ! -e /etc/lamp-agent && test ! -e /var/lib/lamp-agent");
     expect((await container.exec("getent passwd lamp-agent")).code).not.toBe(0);
     expect((await container.exec("getent group gpio")).code).toBe(0);
+  });
+  describe("installed from a laptop with --host", () => {
+    let laptop: string;
+    let target: string;
+
+    /** install.sh on "the laptop" (this host, a fresh clone without node_modules or dist). */
+    function installFromLaptop(args: string[]): Promise<ExecResult> {
+      return new Promise((resolve) => {
+        const child = spawn(
+          "bash",
+          [path.join(laptop, "clone/scripts/install.sh"), "--host", target, ...args],
+          {
+            cwd: path.join(laptop, "clone"),
+            env: { ...process.env, PATH: `${path.join(laptop, "bin")}:${process.env.PATH}` },
+            stdio: ["ignore", "pipe", "pipe"],
+          },
+        );
+        let stdout = "";
+        let stderr = "";
+        child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+          stdout += chunk;
+        });
+        child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+          stderr += chunk;
+        });
+        const timer = setTimeout(() => child.kill("SIGTERM"), 10 * 60_000);
+        child.once("close", (code) => {
+          clearTimeout(timer);
+          resolve({ code, stdout, stderr });
+        });
+      });
+    }
+
+    beforeAll(async () => {
+      laptop = mkdtempSync(path.join(tmpdir(), "lamp-systest-laptop-"));
+      copyCloneInto(laptop, "clone");
+      rmSync(path.join(laptop, "clone/dist"), { recursive: true, force: true });
+      // sshd in the container, on a port of its own (the container shares the host's network), with
+      // a key made for this run; the laptop's ssh is told to use it.
+      const key = path.join(laptop, "id_ed25519");
+      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "lamp-systest", "-f", key]);
+      const port = await freePort();
+      await container.sh("install -d -m 0700 /root/.ssh && cat > /root/.ssh/authorized_keys", {
+        input: readFileSync(`${key}.pub`, "utf8"),
+      });
+      await container.sh("cat > /etc/ssh/sshd_config.d/systest.conf && systemctl start ssh", {
+        input: `Port ${port}\nListenAddress 127.0.0.1\nPermitRootLogin prohibit-password\n`,
+      });
+      mkdirSync(path.join(laptop, "bin"));
+      writeFileSync(
+        path.join(laptop, "bin/ssh"),
+        `#!/bin/sh\nexec /usr/bin/ssh -F none -i ${key} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$@"\n`,
+        { mode: 0o755 },
+      );
+      target = `ssh://root@127.0.0.1:${port}`;
+      // The Pi needs only Node.js: without npm there, nothing can be fetched or built on it.
+      await container.sh("mv /usr/bin/npm /usr/bin/npm.hidden");
+      await writeConfiguration();
+    });
+
+    afterAll(async () => {
+      await container?.exec("mv /usr/bin/npm.hidden /usr/bin/npm");
+      if (laptop) rmSync(laptop, { recursive: true, force: true });
+    });
+
+    it("bundles on the laptop, copies over SSH and installs and starts it on the Pi", async () => {
+      const online = presence().next(PRESENCE, (text) => text === "1", 90_000);
+      const result = await timed("install.sh --host (bundles on the laptop)", () => installFromLaptop([]));
+      const output = `${result.stdout}\n${result.stderr}`;
+      expect(result.code, output).toBe(0);
+      expect(output).toContain("bundling with esbuild");
+      expect(output).toContain(`copying to ${target}`);
+      // install.sh's own messages, from the Pi.
+      expect(output).toContain("kept /etc/lamp-agent/lamp-agent.env");
+      expect(output).toContain("linked /usr/local/bin/lampctl -> /opt/lamp-agent/dist/cli/lampctl.js");
+      expect(output).toContain("starting lamp-agent.service");
+      await online;
+      expect(await isActive()).toBe(true);
+      await container.sh(
+        "test ! -e /opt/lamp-agent/node_modules && ! ls -d /tmp/lamp-agent-install.* 2>/dev/null",
+      );
+      // The laptop's clone is as it was.
+      expect(existsSync(path.join(laptop, "clone/node_modules"))).toBe(false);
+    });
+
+    it("a second --host run with nothing new changes nothing", async () => {
+      const pid = await mainPid();
+      const result = await timed("install.sh --host (again, nothing new)", () => installFromLaptop([]));
+      expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+      expect(result.stdout).toContain("/opt/lamp-agent is up to date");
+      expect(await mainPid()).toBe(pid);
+    });
+
+    it("--host --uninstall removes it from the Pi", async () => {
+      const offline = presence().next(PRESENCE, (text) => text === "0", 30_000);
+      const result = await installFromLaptop(["--uninstall"]);
+      expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
+      await offline;
+      await container.sh("test ! -e /opt/lamp-agent && test ! -e /usr/local/bin/lamp-agent");
+      expect(result.stdout).not.toContain("bundling");
+    });
   });
 });

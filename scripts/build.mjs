@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+// `npm run build`: bundles the agent and lampctl into self-contained files in dist/ with esbuild.
+// Type checking is `npm run lint` (tsc); this only bundles, which is what a Pi can afford.
+//
+//   node scripts/build.mjs            dist/main.js, dist/cli/lampctl.js, dist/cli/demo.js
+//   node scripts/build.mjs --device   without the demo (its broker, aedes, is a development package)
+//
+// install.sh runs this on a Pi with esbuild installed on its own in a temporary directory, found
+// through NODE_PATH (which `require` honours and `import` does not).
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const esbuild = createRequire(import.meta.url)("esbuild");
+const pkg = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8"));
+const device = process.argv.includes("--device");
+
+const entryPoints = { main: "src/main.ts", "cli/lampctl": "src/cli/lampctl.ts" };
+if (!device) entryPoints["cli/demo"] = "src/cli/demo.ts";
+
+const outdir = path.join(root, "dist");
+rmSync(outdir, { recursive: true, force: true });
+
+try {
+  await esbuild.build({
+    absWorkingDir: root,
+    entryPoints,
+    outdir,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    // package.json's engines: the agent must start on Node 18.
+    target: "node18",
+    // Native addons stay outside, loaded from node_modules only when their driver is chosen; the
+    // demo's in-process broker is a development dependency.
+    external: ["pigpio", "onoff", "aedes"],
+    // Fewer bytes for V8 to scan at every start; names are kept so stack traces still read.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: "none",
+    define: { __LAMP_AGENT_VERSION__: JSON.stringify(pkg.version) },
+    // Bundled CommonJS packages (pino, mqtt's dependencies) call require() for Node's built-ins.
+    banner: {
+      js: 'import { createRequire as __lampCreateRequire } from "node:module"; const require = __lampCreateRequire(import.meta.url);',
+    },
+    logLevel: "warning",
+  });
+} catch {
+  // esbuild has already printed the errors with their file and line.
+  process.exit(1);
+}
+
+// Commands: install.sh links them into /usr/local/bin, and `npm install -g` expects the same.
+for (const command of ["main.js", "cli/lampctl.js"]) chmodSync(path.join(outdir, command), 0o755);
+
+// The entry points are ES modules with a .js name: Node needs the nearest package.json to say so.
+mkdirSync(outdir, { recursive: true });
+writeFileSync(path.join(outdir, "package.json"), `${JSON.stringify({ type: "module" })}\n`);
