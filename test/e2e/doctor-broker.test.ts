@@ -2,7 +2,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { spawnAgent as spawnMockAgent } from "../helpers/agent-process.js";
 import { freePort, hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
+import { Recorder } from "../helpers/mqtt-client.js";
 import { spawnAgent } from "../helpers/process.js";
 import { aclFile, lampAcl, passwordFile } from "../helpers/secure-broker.js";
 import { teardown } from "../helpers/teardown.js";
@@ -24,13 +26,17 @@ beforeAll(async () => {
   if (!hasMosquitto()) return;
   dir = track(mkdtempSync(path.join(tmpdir(), "lamp-doctor-broker-")));
   open = track(await startBroker());
-  const passwd = track(passwordFile({ [ID]: "lamp-secret", deaf: "deaf-secret", writer: "w" }));
+  const passwd = track(
+    passwordFile({ [ID]: "lamp-secret", deaf: "deaf-secret", writer: "w", observer: "o" }),
+  );
   const acl = track(
     aclFile({
       [ID]: lampAcl(ID),
       // May publish commands but not read them: what a lamp user with a missing `read` line looks like.
       deaf: ["topic write lamp/deaf/set_config"],
       writer: ["topic readwrite #"],
+      // Sees every lamp, may command none.
+      observer: ["topic read state/#", "topic read lamp/+/changed", "topic readwrite lamp/+/changed/doctor"],
     }),
   );
   locked = track(
@@ -95,5 +101,34 @@ suite("lamp-agent --check: the broker", () => {
         "user cannot read that topic (check the ACL: topic read), so the lamp would never hear a command",
     );
     expect(code).toBe(1);
+  });
+
+  it("--test with credentials that may not send commands: says so and what to use, exit 1", async () => {
+    const agent = perTest(
+      spawnMockAgent(locked.url, { MQTT_USERNAME: ID, MQTT_PASSWORD: "lamp-secret" }, { id: ID }),
+    );
+    const creds = { MQTT_USERNAME: "observer", MQTT_PASSWORD: "o" };
+    const watcher = perTest(
+      await Recorder.connect(locked.url, [`state/${ID}`], { username: "writer", password: "w" }),
+    );
+    await watcher.wait(`state/${ID}`, (t) => t === "1", 15_000);
+    const test = perTest(
+      spawnAgent(
+        {
+          LAMP_ID: ID,
+          GPIO_DRIVER: "mock",
+          STATE_FILE: path.join(dir, "t.json"),
+          MQTT_URL: locked.url,
+          ...creds,
+        },
+        ["--test"],
+      ),
+    );
+    expect(await test.exited).toBe(1);
+    expect(test.output()).toContain(
+      `red (pin 19): the broker refused the command on lamp/${ID}/set_config (Publish error: Not authorized`,
+    );
+    expect(test.output()).toContain("run the test with credentials that may publish there");
+    expect(agent.child.exitCode).toBeNull();
   });
 });
