@@ -217,7 +217,10 @@ async function main(): Promise<void> {
     }
     sent = true;
     client.publish(topics.command, JSON.stringify(command), { qos: 1 }, (error) => {
-      if (error) finish(1, `could not send the command: ${error.message}`);
+      if (error) {
+        finish(1, `could not send the command: ${error.message}`);
+        return;
+      }
       const away = offline(topics.presence, presence);
       // The agent's session keeps QoS 1 commands while it is away: say so now, not after the timeout.
       if (away)
