@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-import { Agent, driverOptions, StartError } from "./agent.js";
+import { Agent, StartError } from "./agent.js";
 import { parseCommandLine, UsageError } from "./cli/args.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";
-import { describeSelection, selectDriver } from "./drivers/index.js";
+import { check } from "./doctor/check.js";
+import { wiringTest } from "./doctor/wiring-test.js";
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
 import { createLogger } from "./log.js";
 import { forgetDiscovery } from "./mqtt/home-assistant.js";
@@ -11,11 +12,14 @@ import { VERSION } from "./version.js";
 
 const HELP = `lamp-agent ${VERSION}: an MQTT agent for a Raspberry Pi LED lamp
 
-Usage: lamp-agent [--check] [--forget] [--help] [--version]
+Usage: lamp-agent [--check] [--test] [--forget] [--help] [--version]
 
   (no option)  run in the foreground until SIGTERM or SIGINT
   --check      validate the configuration and hardware access, print the effective
-               configuration (secrets masked), exit 0 when the agent could run
+               configuration (secrets masked) and how each pin is driven, with the
+               config.txt lines for pins that have no channel; exit 0 when the agent could run
+  --test       wiring test: red, green, blue, white for a second each on the real pins,
+               then the previous state (through the running agent over MQTT, if there is one)
   --forget     remove this lamp from Home Assistant (an empty retained discovery
                config on the broker), then exit; for uninstalling
 Configuration comes from environment variables and a .env file in the working
@@ -30,31 +34,6 @@ function load(): LoadedConfig {
     process.stderr.write(`lamp-agent: ${error.message}\n`);
     process.exit(EXIT_CONFIG);
   }
-}
-
-async function check(loaded: LoadedConfig): Promise<number> {
-  const { config, effective } = loaded;
-  const width = Math.max(...effective.map((s) => s.name.length + s.value.length + 1));
-  const from = loaded.file ? `the environment and ${loaded.file}` : "the environment";
-  process.stdout.write(`lamp-agent ${VERSION}: effective configuration, from ${from}\n`);
-  for (const setting of effective) {
-    const line = `${setting.name}=${setting.value}`;
-    process.stdout.write(`  ${line.padEnd(width)}  # ${setting.source}\n`);
-  }
-  for (const warning of loaded.warnings) process.stdout.write(`warning: ${warning}\n`);
-  const logger = createLogger({ level: "silent", format: "json" });
-  const selection = await selectDriver(config.driver, driverOptions(config, logger));
-  for (const { name, availability } of selection.tried) {
-    process.stdout.write(`  ${availability.ok ? `${name}: usable` : availability.reason}\n`);
-  }
-  if (!selection.availability.ok) {
-    process.stdout.write(`problem: ${selection.availability.reason}\n`);
-    return EXIT_FAILURE;
-  }
-  process.stdout.write(
-    `driver: ${describeSelection(selection)}\nok: the agent can run with this configuration\n`,
-  );
-  return EXIT_OK;
 }
 
 async function forget(loaded: LoadedConfig): Promise<number> {
@@ -107,6 +86,7 @@ function options() {
     return parseCommandLine({
       options: {
         check: { type: "boolean", default: false },
+        test: { type: "boolean", default: false },
         forget: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
         version: { type: "boolean", short: "v", default: false },
@@ -126,6 +106,8 @@ if (values.help) {
   process.stdout.write(`${VERSION}\n`);
 } else if (values.check) {
   process.exitCode = await check(load());
+} else if (values.test) {
+  process.exitCode = await wiringTest(load().config);
 } else if (values.forget) {
   process.exitCode = await forget(load());
 } else {

@@ -54,11 +54,11 @@ const RED = channel("1, q, p, p, t, 1");
 const GREEN = channel("t, 1, 1, q, p, p");
 const BLUE = channel("p, p, t, 1, 1, q");
 
-export function discoveryTopic(config: Config): string {
+function discoveryTopic(config: Config): string {
   return `${config.ha.prefix}/light/${config.lampId}/config`;
 }
 
-export function statusTopic(config: Config): string {
+function statusTopic(config: Config): string {
   return `${config.ha.prefix}/status`;
 }
 

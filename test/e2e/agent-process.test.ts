@@ -53,6 +53,21 @@ describe("the built agent as a real process", () => {
     expect((await late.wait(`state/${id}`)).text).toBe("0");
   });
 
+  it("logs a variable that looks like one of ours at start, and runs on", async () => {
+    const id = `e2e${process.pid}u${++n}`;
+    const { agent } = await start(id, { LED_PIN: "12" });
+    const warning = JSON.parse(
+      agent
+        .output()
+        .split("\n")
+        .find((line) => line.includes("unknown variable")) ?? "{}",
+    );
+    expect(warning).toMatchObject({
+      level: 40,
+      msg: "unknown variable LED_PIN (environment); did you mean LED_PINS?",
+    });
+  });
+
   it("SIGTERM publishes 0, exits 0 and saves the state; a restart restores it with no flash", async () => {
     const id = `e2e${process.pid}t${++n}`;
     const first = await start(id);
@@ -104,14 +119,15 @@ describe("the built agent as a real process", () => {
     expect(out).toMatch(/driver: mock/);
   });
 
-  it("reads a .env file from its working directory, the environment winning", async () => {
+  it("reads a .env file from its working directory, the environment winning, and warns of a look-alike", async () => {
     const cwd = mkdtempSync(path.join(dir, "cwd-"));
-    writeFileSync(path.join(cwd, ".env"), "LAMP_ID=fromdotenv\nPOWER_ON=off\n");
+    writeFileSync(path.join(cwd, ".env"), "LAMP_ID=fromdotenv\nPOWER_ON=off\nLED_PIN=12\n");
     const check = spawnAgent({ CWD: cwd, POWER_ON: "on", GPIO_DRIVER: "mock" }, ["--check"]);
     expect(await check.exited).toBe(0);
     expect(check.output()).toMatch(/LAMP_ID=fromdotenv\s+# \.env/);
     expect(check.output()).toMatch(/POWER_ON=on\s+# environment/);
     expect(check.output()).toContain("effective configuration, from the environment and .env");
+    expect(check.output()).toContain("warning: unknown variable LED_PIN (.env); did you mean LED_PINS?");
   });
 
   it("keeps running with no broker, and connects when one appears", async () => {

@@ -1,0 +1,51 @@
+import { driverOptions } from "../agent.js";
+import type { LoadedConfig } from "../config.js";
+import { isRaspberryPi, readBoardModel } from "../drivers/board.js";
+import { describeSelection, selectDriver } from "../drivers/index.js";
+import { EXIT_FAILURE, EXIT_OK } from "../lifecycle.js";
+import { createLogger } from "../log.js";
+import { VERSION } from "../version.js";
+import { pinReport } from "./pins.js";
+
+/**
+ * `lamp-agent --check`: the effective configuration, which driver would run and why the others would
+ * not, and for the kernel's PWM how each pin is driven and what to add to config.txt. Exit 0 when the
+ * lamp could light, 1 when not.
+ */
+export async function check(
+  loaded: LoadedConfig,
+  out: NodeJS.WritableStream = process.stdout,
+): Promise<number> {
+  const print = (line: string) => out.write(`${line}\n`);
+  const { config, effective } = loaded;
+  const width = Math.max(...effective.map((s) => s.name.length + s.value.length + 1));
+  const from = loaded.file ? `the environment and ${loaded.file}` : "the environment";
+  print(`lamp-agent ${VERSION}: effective configuration, from ${from}`);
+  for (const setting of effective) {
+    print(`  ${`${setting.name}=${setting.value}`.padEnd(width)}  # ${setting.source}`);
+  }
+  for (const warning of loaded.warnings) print(`warning: ${warning}`);
+  const logger = createLogger({ level: "silent", format: "json" });
+  const options = driverOptions(config, logger);
+  const selection = await selectDriver(config.driver, options);
+  for (const { name, availability } of selection.tried) {
+    print(`  ${availability.ok ? `${name}: usable` : availability.reason}`);
+  }
+  // The kernel's PWM is what a Pi without root uses: show its view whenever it is or could be chosen.
+  const showPins =
+    config.driver === "sysfs-pwm" ||
+    (config.driver === "auto" && isRaspberryPi(await readBoardModel(config.sysfsRoot)));
+  const pins = showPins ? await pinReport(options) : undefined;
+  for (const line of pins?.lines ?? []) print(line);
+  if (!selection.availability.ok) {
+    print(`problem: ${selection.availability.reason}`);
+    return EXIT_FAILURE;
+  }
+  print(`driver: ${describeSelection(selection)}`);
+  if (selection.module.name === "sysfs-pwm" && pins && !pins.ok) {
+    print("problem: the service user could not drive the pins (see above)");
+    return EXIT_FAILURE;
+  }
+  print("ok: the agent can run with this configuration");
+  return EXIT_OK;
+}
