@@ -50,8 +50,10 @@ const lazyRequires = {
           errors: [{ text: `${args.path} from ${args.importer} no longer exports ${missing.join(", ")}` }],
         };
       }
+      // Relative to the project: the path names the module in the bundle, which must not depend on
+      // where it was built (install.sh compares bundles to see whether anything changed).
       return {
-        path: `${args.importer}#${args.path}`,
+        path: `${path.relative(root, args.importer)}#${args.path}`,
         namespace: "lazy",
         pluginData: { lazy, dir: path.dirname(args.importer) },
       };
