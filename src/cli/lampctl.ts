@@ -103,7 +103,10 @@ function lampConfig(values: ReturnType<typeof parse>["values"]): Config {
   if (values.id) env.LAMP_ID = values.id;
   if (values.url) env.MQTT_URL = values.url;
   try {
-    return loadConfig({ env }).config;
+    const { config, warnings } = loadConfig({ env });
+    // An installed configuration it cannot read, a variable that looks like ours: said, then on.
+    for (const warning of warnings) process.stderr.write(`lampctl: warning: ${warning}\n`);
+    return config;
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message, 2);
     throw error;
@@ -217,7 +220,10 @@ async function main(): Promise<void> {
     }
     sent = true;
     client.publish(topics.command, JSON.stringify(command), { qos: 1 }, (error) => {
-      if (error) finish(1, `could not send the command: ${error.message}`);
+      if (error) {
+        finish(1, `could not send the command: ${error.message}`);
+        return;
+      }
       const away = offline(topics.presence, presence);
       // The agent's session keeps QoS 1 commands while it is away: say so now, not after the timeout.
       if (away)

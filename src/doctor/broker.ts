@@ -1,66 +1,7 @@
-import mqtt, { type MqttClient } from "mqtt";
-import { type Config, redactUrl } from "../config.js";
-import type { Logger } from "../log.js";
-import { baseClientOptions } from "../mqtt/connection.js";
-import { explainConnectionError } from "../mqtt/errors.js";
+import type { MqttClient } from "mqtt";
+import type { Config } from "../config.js";
 
-/**
- * A one-shot client for the doctor's commands (`--check`, `--test`): the agent's own credentials and
- * TLS, a client id of its own so a running agent is not kicked off the broker, no Will, no reconnect.
- * Rejects with the one line `explainConnectionError` gives for the agent itself.
- */
-export async function connectOnce(
-  config: Config,
-  logger: Logger,
-  role: string,
-  timeoutMs: number,
-): Promise<MqttClient> {
-  const client = mqtt.connect(config.mqtt.url, {
-    ...baseClientOptions(config, logger),
-    clientId: `${config.mqtt.clientId}-${role}-${process.pid}`.slice(0, 64),
-    protocolVersion: config.mqtt.protocol,
-    clean: true,
-    reconnectPeriod: 0,
-    connectTimeout: timeoutMs,
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no answer from the broker in ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      client.once("connect", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      client.once("error", (error) => {
-        clearTimeout(timer);
-        reject(new Error(explainConnectionError(error, errorContext(config))));
-      });
-      client.once("close", () => {
-        clearTimeout(timer);
-        reject(new Error(`${redactUrl(config.mqtt.url)} closed the connection`));
-      });
-    });
-  } catch (error) {
-    await client.endAsync(true).catch(() => undefined);
-    throw error;
-  }
-  // After CONNACK, a dropped connection is reported by the call that needed it.
-  client.on("error", () => undefined);
-  return client;
-}
-
-function errorContext(config: Config) {
-  const m = config.mqtt;
-  return {
-    url: redactUrl(m.url),
-    protocol: m.protocol,
-    caFile: m.caFile,
-    clientCertificate: m.certFile !== undefined,
-    credentials: m.username !== undefined || m.password !== undefined,
-  };
-}
+export { connectOnce } from "../mqtt/one-shot.js";
 
 /**
  * Publishes to `topic` (a sub-topic of the lamp's own, so an ACL for the lamp allows it) and waits for

@@ -173,7 +173,6 @@ export class MqttConnection {
     client.on("message", (topic, payload, packet) => this.events.onMessage(topic, payload, packet));
     client.on("disconnect", (packet) => {
       this.disconnectReason = packet.reasonCode ?? 0;
-      this.logger.debug({ reasonCode: packet.reasonCode }, "the broker sent DISCONNECT");
     });
     client.on("error", (error) => this.onError(error));
     client.on("close", () => this.onClose());
@@ -314,7 +313,10 @@ export class MqttConnection {
       this.reportTakeover(delay);
       this.scheduleReconnect(delay);
     } else {
-      this.logger.warn("lost the broker connection; the lamp keeps working and will reconnect");
+      this.logger.warn(
+        reason === undefined ? {} : { reason: reasonText(reason) },
+        "lost the broker connection; the lamp keeps working and will reconnect",
+      );
       if (lasted >= STABLE_MS) this.backoff.reset();
       this.scheduleReconnect(this.backoff.next());
     }

@@ -16,9 +16,10 @@ import { teardown } from "../helpers/teardown.js";
 const run = promisify(execFile);
 const LAMPCTL = path.join(ROOT, "dist", "cli", "lampctl.js");
 
-async function lampctl(args: string[], env: Record<string, string> = {}) {
+/** Runs a built script to its end; its exit code, stdout and stderr. */
+async function node(script: string, args: string[], env: Record<string, string> = {}) {
   try {
-    const { stdout, stderr } = await run(process.execPath, [LAMPCTL, ...args], {
+    const { stdout, stderr } = await run(process.execPath, [script, ...args], {
       env: { PATH: process.env.PATH ?? "", ...env },
       cwd: ROOT,
       timeout: 20_000,
@@ -29,6 +30,8 @@ async function lampctl(args: string[], env: Record<string, string> = {}) {
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
 }
+
+const lampctl = (args: string[], env: Record<string, string> = {}) => node(LAMPCTL, args, env);
 
 describe("lampctl against the running agent", () => {
   let broker: TestBroker;
@@ -82,6 +85,15 @@ describe("lampctl against the running agent", () => {
     });
   });
 
+  it("warns of a variable that looks like one of the agent's, and goes on", async () => {
+    const result = await lampctl(["--url", broker.url, "--id", id], { MQTT_PASWORD: "x" });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe(
+      "lampctl: warning: unknown variable MQTT_PASWORD (environment); did you mean MQTT_PASSWORD?\n",
+    );
+    expect(JSON.parse(result.stdout)).toMatchObject({ on: true });
+  });
+
   it("prints the state at once for a command that changes nothing", async () => {
     const result = await lampctl(["--url", broker.url, "--id", id, "--on"]);
     expect(result.code).toBe(0);
@@ -132,19 +144,6 @@ describe("npm run demo", () => {
 });
 
 describe("a command line mistake", () => {
-  const node = async (script: string, args: string[], env: Record<string, string> = {}) => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [script, ...args], {
-        env: { PATH: process.env.PATH ?? "", ...env },
-        cwd: ROOT,
-        timeout: 20_000,
-      });
-      return { code: 0, stdout, stderr };
-    } catch (error) {
-      return error as { code: number; stdout: string; stderr: string };
-    }
-  };
-
   it.each([
     ["lampctl", LAMPCTL, ["--bright", "0.5"], "lampctl: unknown option --bright; did you mean --brightness?"],
     ["lamp-agent", MAIN, ["--bogus"], "lamp-agent: unknown option --bogus"],
