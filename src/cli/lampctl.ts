@@ -103,7 +103,10 @@ function lampConfig(values: ReturnType<typeof parse>["values"]): Config {
   if (values.id) env.LAMP_ID = values.id;
   if (values.url) env.MQTT_URL = values.url;
   try {
-    return loadConfig({ env }).config;
+    const { config, warnings } = loadConfig({ env });
+    // An installed configuration it cannot read, a variable that looks like ours: said, then on.
+    for (const warning of warnings) process.stderr.write(`lampctl: warning: ${warning}\n`);
+    return config;
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message, 2);
     throw error;

@@ -85,6 +85,15 @@ describe("lampctl against the running agent", () => {
     });
   });
 
+  it("warns of a variable that looks like one of the agent's, and goes on", async () => {
+    const result = await lampctl(["--url", broker.url, "--id", id], { MQTT_PASWORD: "x" });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe(
+      "lampctl: warning: unknown variable MQTT_PASWORD (environment); did you mean MQTT_PASSWORD?\n",
+    );
+    expect(JSON.parse(result.stdout)).toMatchObject({ on: true });
+  });
+
   it("prints the state at once for a command that changes nothing", async () => {
     const result = await lampctl(["--url", broker.url, "--id", id, "--on"]);
     expect(result.code).toBe(0);
