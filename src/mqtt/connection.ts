@@ -46,7 +46,9 @@ export function describeMqttError(error: unknown): string {
  */
 export function baseClientOptions(config: Config, logger: Logger): IClientOptions {
   const m = config.mqtt;
-  const options: IClientOptions = { ...loadTlsMaterial(m) };
+  // writeCache: MQTT.js otherwise builds 65536 two-byte buffers for packet ids at the first write:
+  // 6 MB of heap and 15 ms of CPU at every start, to save one tiny allocation per packet.
+  const options: IClientOptions = { ...loadTlsMaterial(m), writeCache: false };
   if (m.username !== undefined) options.username = m.username;
   if (m.password !== undefined) options.password = m.password;
   const secrets = [m.password, safeUrlPassword(m.url)].filter((s): s is string => !!s);

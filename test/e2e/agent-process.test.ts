@@ -140,7 +140,8 @@ describe("the built agent as a real process", () => {
     const id = `e2e${process.pid}nb${++n}`;
     const late = track(await startBroker());
     await late.stop();
-    const agent = track(spawnAgent({ ...env(id), MQTT_URL: late.url }));
+    // A short backoff cap: on a loaded machine the default (60 s) can put the next attempt past the wait.
+    const agent = track(spawnAgent({ ...env(id), MQTT_URL: late.url, MQTT_RECONNECT_MAX_MS: "2000" }));
     await new Promise((r) => setTimeout(r, 1500));
     expect(agent.child.exitCode).toBeNull();
     await late.restart();
