@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: it must run before any package reads DEBUG (the password in the CONNECT packet).
+import "../debug-guard.js";
 import { randomBytes } from "node:crypto";
 import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
 import { type Config, ConfigError, loadConfig, redactUrl } from "../config.js";
