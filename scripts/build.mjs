@@ -17,6 +17,63 @@ const esbuild = createRequire(import.meta.url)("esbuild");
 const pkg = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8"));
 const device = process.argv.includes("--device");
 
+/**
+ * MQTT.js loads at start what an agent on mqtt:// or mqtts:// never runs: the WebSocket transport, the
+ * SOCKS proxy client (with an IP address library) and the browsers' worker timers. Each `require` below
+ * gets a stand-in whose functions load the real module on their first call, so ws://, wss:// and
+ * socksProxy still work. The build fails if MQTT.js stops exporting these functions.
+ */
+const LAZY = [
+  {
+    importer: /mqtt\/build\/lib\/connect\/index\.js$/,
+    request: "./ws",
+    functions: ["streamBuilder", "browserStreamBuilder"],
+  },
+  { importer: /mqtt\/build\/lib\/connect\/(tcp|tls)\.js$/, request: "./socks", functions: ["default"] },
+  {
+    importer: /mqtt\/build\/lib\/get-timer\.js$/,
+    request: "worker-timers",
+    functions: ["setInterval", "clearInterval"],
+  },
+];
+
+const lazyRequires = {
+  name: "lazy-requires",
+  setup(build) {
+    build.onResolve({ filter: /^(\.\/ws|\.\/socks|worker-timers)$/ }, (args) => {
+      const lazy = LAZY.find((l) => l.request === args.path && l.importer.test(args.importer));
+      if (!lazy) return undefined;
+      const real = createRequire(args.importer)(args.path);
+      const missing = lazy.functions.filter((name) => typeof real[name] !== "function");
+      if (missing.length > 0) {
+        return {
+          errors: [{ text: `${args.path} from ${args.importer} no longer exports ${missing.join(", ")}` }],
+        };
+      }
+      // Relative to the project: the path names the module in the bundle, which must not depend on
+      // where it was built (install.sh compares bundles to see whether anything changed).
+      return {
+        path: `${path.relative(root, args.importer)}#${args.path}`,
+        namespace: "lazy",
+        pluginData: { lazy, dir: path.dirname(args.importer) },
+      };
+    });
+    build.onLoad({ filter: /.*/, namespace: "lazy" }, ({ pluginData: { lazy, dir } }) => ({
+      contents: [
+        "let real;",
+        `const load = () => (real ??= require(${JSON.stringify(lazy.request)}));`,
+        "exports.__esModule = true;",
+        ...lazy.functions.map(
+          (name) =>
+            `exports[${JSON.stringify(name)}] = (...args) => load()[${JSON.stringify(name)}](...args);`,
+        ),
+      ].join("\n"),
+      resolveDir: dir,
+      loader: "js",
+    }));
+  },
+};
+
 const entryPoints = { main: "src/main.ts", "cli/lampctl": "src/cli/lampctl.ts" };
 if (!device) entryPoints["cli/demo"] = "src/cli/demo.ts";
 
@@ -45,6 +102,7 @@ try {
     banner: {
       js: 'import { createRequire as __lampCreateRequire } from "node:module"; const require = __lampCreateRequire(import.meta.url);',
     },
+    plugins: [lazyRequires],
     logLevel: "warning",
   });
 } catch {

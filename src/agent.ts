@@ -37,7 +37,7 @@ export function driverOptions(config: Config, logger: Logger, draw?: NodeJS.Writ
   };
 }
 
-export function initialState(saved: LampState | undefined, powerOn: Config["powerOn"]): LampState {
+function initialState(saved: LampState | undefined, powerOn: Config["powerOn"]): LampState {
   const base = saved ?? DEFAULT_STATE;
   if (powerOn === "restore") return base;
   return { ...base, on: powerOn === "on" };
@@ -74,7 +74,9 @@ export class Agent {
     if (this.store.corrupt) this.store.save(state);
     const driver = this.options.driver ?? (await this.chooseDriver());
     const output = new Output(driver, { gamma: config.gamma, logger: this.logger.child({ part: "output" }) });
-    const lamp = new Lamp(output, config.pins.length === 1 ? 1 : 3, state, config.defaultTransition);
+    const lamp = new Lamp(output, config.pins.length === 1 ? 1 : 3, state, config.defaultTransition, (next) =>
+      this.store.save(next),
+    );
     try {
       await lamp.open();
     } catch (error) {
@@ -102,16 +104,9 @@ export class Agent {
         onMessage: (topic, payload, packet) => this.link?.onMessage(topic, payload, packet),
       },
       logger,
-      // An injected backoff (in-process tests) wins over MQTT_RECONNECT_MIN_MS / _MAX_MS.
-      this.options.backoff ?? this.config.mqtt.reconnect,
+      this.options.backoff,
     );
-    this.link = new LampLink(
-      this.config,
-      lamp,
-      connection,
-      { onChange: (state) => this.store.save(state) },
-      logger,
-    );
+    this.link = new LampLink(this.config, lamp, connection, logger);
     if (this.config.ha.enabled) {
       this.link.addExtension(
         new HomeAssistantDiscovery(this.config, connection, logger.child({ part: "ha" })),
@@ -121,8 +116,9 @@ export class Agent {
     connection.start();
   }
 
-  get mqttLink(): LampLink | undefined {
-    return this.link;
+  /** The broker connection, once connect() ran. */
+  get mqtt(): MqttConnection | undefined {
+    return this.connection;
   }
 
   async stop(): Promise<void> {

@@ -30,7 +30,8 @@ export interface FindOptions {
   readonly installedDir?: string;
 }
 
-function readable(file: string): boolean {
+/** Whether this process may read `file`. */
+export function readable(file: string): boolean {
   try {
     accessSync(file, constants.R_OK);
     return true;

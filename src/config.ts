@@ -1,8 +1,8 @@
-import { accessSync, constants, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
 import path from "node:path";
 import * as z from "zod/mini";
-import { type ConfigFile, findConfigFiles } from "./config-files.js";
+import { type ConfigFile, findConfigFiles, readable } from "./config-files.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
 import { secretFileWarnings, tlsFileProblems } from "./mqtt/tls-files.js";
@@ -180,23 +180,14 @@ const topic = z.string().check(
   z.regex(TOPIC, "allowed: 1 to 256 characters without the wildcards + and #"),
   z.refine((v) => !v.includes("\0"), "allowed: no NUL character"),
 );
-const readable = z.string().check(
-  z.refine((file) => {
-    try {
-      accessSync(file, constants.R_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  }, "allowed: a path to a readable file"),
-);
+const readableFile = z.string().check(z.refine(readable, "allowed: a path to a readable file"));
 // systemd's LoadCredential= puts files in $CREDENTIALS_DIRECTORY; a bare name refers to one there.
 const credential = ({ env }: Context) =>
   z.pipe(
     z.transform((file: string) =>
       env.CREDENTIALS_DIRECTORY && !path.isAbsolute(file) ? path.join(env.CREDENTIALS_DIRECTORY, file) : file,
     ),
-    readable,
+    readableFile,
   );
 const mqttUrl = z.string().check(
   z.refine((value) => {
@@ -244,9 +235,9 @@ const TABLE = {
   MQTT_USERNAME: optional(text),
   MQTT_PASSWORD: optional(text, { secret: true }),
   MQTT_PASSWORD_FILE: optional(credential),
-  MQTT_CA_FILE: optional(readable),
-  MQTT_CERT_FILE: optional(readable),
-  MQTT_KEY_FILE: optional(readable),
+  MQTT_CA_FILE: optional(readableFile),
+  MQTT_CERT_FILE: optional(readableFile),
+  MQTT_KEY_FILE: optional(readableFile),
   MQTT_CLIENT_ID: setting(
     text.check(z.regex(/^[\x21-\x7e]{1,64}$/, "allowed: 1 to 64 printable characters, no spaces")),
     ({ lampId }) => `lamp-${lampId}`,

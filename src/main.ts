@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: it must run before any package reads DEBUG.
+import "./debug-guard.js";
 import { Agent, StartError } from "./agent.js";
 import { parseCommandLine, UsageError } from "./cli/args.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";

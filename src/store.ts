@@ -1,12 +1,13 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { mkdir, open, rename, unlink } from "node:fs/promises";
 import path from "node:path";
-import { z } from "zod";
+import * as z from "zod/mini";
 import type { LampState } from "./lamp/state.js";
 import { makeState } from "./lamp/state.js";
 import type { Logger } from "./log.js";
 
-const unit = z.number().min(0).max(1);
+// zod/mini, as in config.ts: the bundle then carries only the checks used, not all of zod.
+const unit = z.number().check(z.minimum(0), z.maximum(1));
 const fileSchema = z.object({
   version: z.literal(1),
   state: z.object({
@@ -60,18 +61,22 @@ export class StateStore {
       }
       return undefined;
     }
+    let reason = "unexpected content";
     try {
-      const { state } = fileSchema.parse(JSON.parse(text));
-      return makeState(state.on, state.color.h, state.color.s, state.brightness);
+      const parsed = fileSchema.safeParse(JSON.parse(text));
+      if (parsed.success) {
+        const { state } = parsed.data;
+        return makeState(state.on, state.color.h, state.color.s, state.brightness);
+      }
     } catch (error) {
-      const reason = error instanceof z.ZodError ? "unexpected content" : (error as Error).message;
-      this.logger.warn(
-        { file: this.file, reason },
-        "the saved state is corrupt; starting from defaults and replacing it",
-      );
-      this.corrupt = true;
-      return undefined;
+      reason = (error as Error).message;
     }
+    this.logger.warn(
+      { file: this.file, reason },
+      "the saved state is corrupt; starting from defaults and replacing it",
+    );
+    this.corrupt = true;
+    return undefined;
   }
 
   /** Fails early, at start, when the directory cannot even be created; the agent still runs. */

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
+// First: it must run before any package reads DEBUG (the password in the CONNECT packet).
+import "../debug-guard.js";
 import { randomBytes } from "node:crypto";
-import mqtt, { type MqttClient } from "mqtt";
-import { ConfigError, loadConfig } from "../config.js";
+import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
+import { type Config, ConfigError, loadConfig, redactUrl } from "../config.js";
 import { applyCommand, type Command, CommandError, parseCommand } from "../lamp/command.js";
 import { sameState } from "../lamp/state.js";
+import { createLogger } from "../log.js";
+import { baseClientOptions, errorContext } from "../mqtt/connection.js";
+import { explainConnectionError } from "../mqtt/errors.js";
 import { parseCommandLine, UsageError } from "./args.js";
 
 const CLIENT = "lampctl";
@@ -19,7 +24,10 @@ Options:
   --url URL          the broker (default: MQTT_URL, else mqtt://localhost:1883)
   --timeout SECONDS  how long to wait for the lamp (default 5)
 H, S and B are numbers from 0 to 1; T is seconds. Sends client "lampctl".
-Exit codes: 0 ok, 1 no answer or the lamp refused, 2 bad usage.`;
+The broker, credentials and TLS files are the agent's: MQTT_URL, MQTT_USERNAME,
+MQTT_PASSWORD(_FILE), MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE.
+Exit codes: 0 ok; 1 no answer, the lamp refused, it is offline (the command is
+queued) or the broker refused the login; 2 bad usage.`;
 
 function fail(message: string, code: number): never {
   process.stderr.write(`lampctl: ${message}\n`);
@@ -91,6 +99,70 @@ function wouldChange(state: Shown, command: Command): boolean {
   return !sameState(applyCommand(state, command), state);
 }
 
+/** Only what lampctl needs: an agent-only setting that is wrong here should not stop it. */
+function lampConfig(values: ReturnType<typeof parse>["values"]): Config {
+  const env: NodeJS.ProcessEnv = { ...process.env, GPIO_DRIVER: "mock" };
+  if (values.id) env.LAMP_ID = values.id;
+  if (values.url) env.MQTT_URL = values.url;
+  try {
+    const { config, warnings } = loadConfig({ env });
+    // An installed configuration it cannot read, a variable that looks like ours: said, then on.
+    for (const warning of warnings) process.stderr.write(`lampctl: warning: ${warning}\n`);
+    return config;
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message, 2);
+    throw error;
+  }
+}
+
+/** The agent's own client options: credentials, TLS files, MQTT.js debug output with secrets scrubbed. */
+function connect(config: Config, watch: boolean, timeoutMs: number): MqttClient {
+  return mqtt.connect(config.mqtt.url, {
+    ...baseClientOptions(config, createLogger({ level: "silent", format: "json" })),
+    clientId: `lampctl-${randomBytes(4).toString("hex")}`,
+    protocolVersion: config.mqtt.protocol,
+    reconnectPeriod: watch ? 1000 : 0,
+    connectTimeout: timeoutMs,
+  });
+}
+
+/**
+ * A broker that only speaks 3.1.1 refuses MQTT 5 with "unacceptable protocol version": speak 3.1.1
+ * then, as the agent does. True when it switched (and is reconnecting).
+ */
+function downgraded(client: MqttClient, error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  if (client.options.protocolVersion !== 5 || (code !== 1 && code !== 132)) return false;
+  client.options.protocolVersion = 4;
+  delete client.options.properties;
+  setImmediate(() => client.reconnect());
+  return true;
+}
+
+/** A refused CONNECT (bad password, not authorised, banned...) does not fix itself by retrying. */
+function refusedForGood(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  // 3.1.1's "server unavailable" and MQTT 5's unavailable, busy and rate limit pass.
+  return typeof code === "number" && ![3, 136, 137, 159].includes(code);
+}
+
+interface Presence {
+  readonly value: string;
+  /** When the lamp went offline, if known: the agent stamps its own `0` (MQTT 5), or we saw it live. */
+  readonly since?: string | undefined;
+}
+
+function presenceOf(text: string, packet: IPublishPacket): Presence {
+  const stamp = packet.properties?.userProperties?.since;
+  const since = Array.isArray(stamp) ? stamp[0] : stamp;
+  return { value: text, since: since ?? (packet.retain ? undefined : new Date().toISOString()) };
+}
+
+function offline(topic: string, presence: Presence | undefined): string | undefined {
+  if (presence?.value !== "0") return undefined;
+  return `the lamp is offline (${topic} is 0${presence.since ? ` since ${presence.since}` : ""})`;
+}
+
 async function main(): Promise<void> {
   const { values, positionals } = parse();
   if (values.help) {
@@ -105,66 +177,77 @@ async function main(): Promise<void> {
   const timeoutMs = Number(values.timeout) * 1000;
   if (!(timeoutMs > 0)) fail(`--timeout ${values.timeout}: not a positive number`, 2);
 
-  const env = { ...process.env };
-  if (values.id) env.LAMP_ID = values.id;
-  if (values.url) env.MQTT_URL = values.url;
-  let topics: { command: string; state: string; error: string; presence: string };
-  let mqttConfig: ReturnType<typeof loadConfig>["config"]["mqtt"];
-  try {
-    // Only what lampctl needs: an agent-only setting that is wrong here should not stop it.
-    ({ topics, mqtt: mqttConfig } = loadConfig({ env: { ...env, GPIO_DRIVER: "mock" } }).config);
-  } catch (error) {
-    if (error instanceof ConfigError) fail(error.message, 2);
-    throw error;
-  }
+  const config = lampConfig(values);
+  const { topics } = config;
+  const url = redactUrl(config.mqtt.url);
+  const client = connect(config, watch, timeoutMs);
+  const explain = (error: unknown) =>
+    explainConnectionError(error, errorContext(config, client.options.protocolVersion === 4 ? 4 : 5));
+  const say = (text: string) => process.stderr.write(`lampctl: ${text}\n`);
 
-  const client: MqttClient = mqtt.connect(mqttConfig.url, {
-    clientId: `lampctl-${randomBytes(4).toString("hex")}`,
-    username: mqttConfig.username,
-    password: mqttConfig.password,
-    reconnectPeriod: watch ? 1000 : 0,
-    connectTimeout: timeoutMs,
-  });
   let done = false;
-  client.on("error", (error) => {
+  const finish = (code: number, text: string, note?: string) => {
     if (done) return;
-    if (!watch) fail(`cannot reach the broker at ${mqttConfig.url}: ${error.message}`, 1);
-    process.stderr.write(`lampctl: ${error.message}\n`);
+    done = true;
+    (code === 0 ? process.stdout : process.stderr).write(`${code === 0 ? "" : "lampctl: "}${text}\n`);
+    if (note) say(note);
+    client.end(false, () => process.exit(code));
+  };
+
+  // Watch: one line per change of condition (an explanation, lost, connected again), not per retry.
+  let problem = "";
+  let connected = false;
+  client.on("error", (error) => {
+    if (done || downgraded(client, error)) return;
+    const text = explain(error);
+    if (!watch || refusedForGood(error)) fail(text, 1);
+    if (text !== problem) say(text);
+    problem = text;
+  });
+  client.on("close", () => {
+    if (!watch || !connected) return;
+    connected = false;
+    problem = `lost the connection to ${url}; reconnecting`;
+    say(problem);
   });
 
   let state: Shown | undefined;
-  let presence = "unknown";
+  let presence: Presence | undefined;
   let sent = false;
-  const finish = (code: number, text: string) => {
-    if (done) return;
-    done = true;
-    (code === 0 ? process.stdout : process.stderr).write(`${text}\n`);
-    client.end(false, () => process.exit(code));
-  };
   const send = () => {
     if (!command || sent) return;
     if (state && !wouldChange(state, command)) {
-      finish(0, JSON.stringify(state));
+      finish(0, JSON.stringify(state), offline(topics.presence, presence));
       return;
     }
     sent = true;
-    client.publish(topics.command, JSON.stringify(command), { qos: 1 });
+    client.publish(topics.command, JSON.stringify(command), { qos: 1 }, (error) => {
+      if (error) {
+        finish(1, `could not send the command: ${error.message}`);
+        return;
+      }
+      const away = offline(topics.presence, presence);
+      // The agent's session keeps QoS 1 commands while it is away: say so now, not after the timeout.
+      if (away)
+        finish(1, `${away}: the command is queued on the broker, and the lamp applies it when it reconnects`);
+    });
   };
 
-  client.on("message", (topic, payload) => {
+  client.on("message", (topic, payload, packet) => {
     const text = payload.toString();
     if (watch) {
-      process.stdout.write(`${new Date().toISOString()} ${topic} ${text}\n`);
+      const note = topic === topics.presence ? offline(topic, presenceOf(text, packet)) : undefined;
+      process.stdout.write(`${new Date().toISOString()} ${topic} ${text}${note ? ` (${note})` : ""}\n`);
       return;
     }
-    if (topic === topics.presence) presence = text;
+    if (topic === topics.presence) presence = presenceOf(text, packet);
     else if (topic === topics.state) {
       try {
         state = JSON.parse(text) as Shown;
       } catch {
         return;
       }
-      if (!command) finish(0, text);
+      if (!command) finish(0, text, offline(topics.presence, presence));
       else if (sent && state.client === CLIENT) finish(0, text);
     } else if (topic === topics.error && sent) {
       const error = JSON.parse(text) as { error: string; message: string; client: string | null };
@@ -174,13 +257,20 @@ async function main(): Promise<void> {
   });
 
   client.on("connect", () => {
-    client.subscribe([topics.state, topics.presence, topics.error], { qos: 1 }, (error) => {
+    if (watch && problem) say(`connected to ${url}`);
+    problem = "";
+    connected = true;
+    // Presence first: the broker sends retained messages in this order, so the state is shown knowing it.
+    client.subscribe([topics.presence, topics.state, topics.error], { qos: 1 }, (error) => {
       if (error) fail(`cannot subscribe: ${error.message}`, 1);
       if (watch) return;
       // Retained state arrives right after the subscription; give it a moment before sending blind.
       setTimeout(send, 300);
       setTimeout(() => {
-        const hint = presence === "1" ? "it is online but did not answer" : `its presence is ${presence}`;
+        const hint =
+          presence?.value === "1"
+            ? "it is online but did not answer"
+            : `its presence is ${presence?.value ?? "unknown"}`;
         finish(1, `no answer from the lamp on ${topics.state} (${hint}); is the agent running with this id?`);
       }, timeoutMs);
     });

@@ -1,66 +1,7 @@
-import mqtt, { type MqttClient } from "mqtt";
+import type { MqttClient } from "mqtt";
 import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
-import { baseClientOptions } from "../mqtt/connection.js";
-import { explainConnectionError } from "../mqtt/errors.js";
-
-/**
- * A one-shot client for the doctor's commands (`--check`, `--test`): the agent's own credentials and
- * TLS, a client id of its own so a running agent is not kicked off the broker, no Will, no reconnect.
- * Rejects with the one line `explainConnectionError` gives for the agent itself.
- */
-export async function connectOnce(
-  config: Config,
-  logger: Logger,
-  role: string,
-  timeoutMs: number,
-): Promise<MqttClient> {
-  const client = mqtt.connect(config.mqtt.url, {
-    ...baseClientOptions(config, logger),
-    clientId: `${config.mqtt.clientId}-${role}-${process.pid}`.slice(0, 64),
-    protocolVersion: config.mqtt.protocol,
-    clean: true,
-    reconnectPeriod: 0,
-    connectTimeout: timeoutMs,
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no answer from the broker in ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      client.once("connect", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      client.once("error", (error) => {
-        clearTimeout(timer);
-        reject(new Error(explainConnectionError(error, errorContext(config))));
-      });
-      client.once("close", () => {
-        clearTimeout(timer);
-        reject(new Error(`${redactUrl(config.mqtt.url)} closed the connection`));
-      });
-    });
-  } catch (error) {
-    await client.endAsync(true).catch(() => undefined);
-    throw error;
-  }
-  // After CONNACK, a dropped connection is reported by the call that needed it.
-  client.on("error", () => undefined);
-  return client;
-}
-
-function errorContext(config: Config) {
-  const m = config.mqtt;
-  return {
-    url: redactUrl(m.url),
-    protocol: m.protocol,
-    caFile: m.caFile,
-    clientCertificate: m.certFile !== undefined,
-    credentials: m.username !== undefined || m.password !== undefined,
-  };
-}
+import { connectOnce } from "../mqtt/one-shot.js";
 
 /**
  * Publishes to `topic` (a sub-topic of the lamp's own, so an ACL for the lamp allows it) and waits for
@@ -99,4 +40,76 @@ export async function roundTrip(client: MqttClient, topic: string, timeoutMs: nu
 /** Where the doctor's round trips go: beside the lamp's state, where an ACL for the lamp reaches. */
 export function doctorTopic(config: Config): string {
   return `${config.topics.state}/doctor`;
+}
+
+export interface BrokerReport {
+  readonly lines: readonly string[];
+  readonly ok: boolean;
+}
+
+/** What `--check` publishes to the command topic: a valid command that changes nothing (a no-op). */
+export const CHECK_COMMAND = JSON.stringify({ client: "lamp-agent --check" });
+
+/**
+ * `--check`'s broker part: connect as the agent would, subscribe to the lamp's command topic as the
+ * agent does, and send a command that changes nothing (so a running agent ignores it) to see it come
+ * back. A publish the broker refuses (MQTT 5 reason 135) is what a lamp-only ACL does and is reported,
+ * not failed; a publish taken but never delivered means this user cannot read the command topic, which
+ * Mosquitto does not report anywhere else: the lamp would never hear a command.
+ */
+export async function brokerReport(config: Config, logger: Logger, timeoutMs: number): Promise<BrokerReport> {
+  const url = redactUrl(config.mqtt.url);
+  const topic = config.topics.command;
+  let client: MqttClient;
+  try {
+    client = await connectOnce(config, logger, "check", timeoutMs);
+  } catch (error) {
+    return { lines: [`problem: broker: ${(error as Error).message}`], ok: false };
+  }
+  const lines = [
+    `broker: connected to ${url} (MQTT ${client.options.protocolVersion === 5 ? "5" : "3.1.1"})`,
+  ];
+  try {
+    const granted = await client.subscribeAsync(topic, { qos: 1 });
+    if (granted.some((g) => g.qos >= 0x80)) {
+      return {
+        lines: [...lines, `problem: broker: refused the subscription to ${topic}: check its ACL`],
+        ok: false,
+      };
+    }
+    const back = new Promise<boolean>((resolve) => {
+      client.on(
+        "message",
+        (t, payload) => t === topic && payload.toString() === CHECK_COMMAND && resolve(true),
+      );
+      // Unref'd: a deadline nobody waits for any more must not keep the process from exiting.
+      setTimeout(() => resolve(false), timeoutMs).unref();
+    });
+    try {
+      await client.publishAsync(topic, CHECK_COMMAND, { qos: 1 });
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code !== 135) throw error;
+      lines.push(
+        `broker: subscribed to ${topic}; this user may not publish there (a lamp-only ACL), so no round ` +
+          "trip: with Mosquitto, check that its ACL has `topic read` for it (docs/security.md)",
+      );
+      return { lines, ok: true };
+    }
+    if (await back) {
+      lines.push(`broker: round trip on ${topic}: ok`);
+      return { lines, ok: true };
+    }
+    const why =
+      config.mqtt.protocol === 5
+        ? `the broker took a command on ${topic} but never delivered it: this user cannot read that topic ` +
+          "(check the ACL: topic read), so the lamp would never hear a command"
+        : `no round trip on ${topic} within ${timeoutMs} ms: this user may not read it, or not publish to it ` +
+          "(MQTT 3.1.1 cannot say which); check the ACL";
+    return { lines: [...lines, `problem: broker: ${why}`], ok: false };
+  } catch (error) {
+    return { lines: [...lines, `problem: broker: ${(error as Error).message}`], ok: false };
+  } finally {
+    await client.endAsync(true).catch(() => undefined);
+  }
 }

@@ -5,12 +5,16 @@ import { describeSelection, selectDriver } from "../drivers/index.js";
 import { EXIT_FAILURE, EXIT_OK } from "../lifecycle.js";
 import { createLogger } from "../log.js";
 import { VERSION } from "../version.js";
+import { brokerReport } from "./broker.js";
 import { pinReport } from "./pins.js";
+
+const BROKER_TIMEOUT_MS = 5000;
 
 /**
  * `lamp-agent --check`: the effective configuration, which driver would run and why the others would
- * not, and for the kernel's PWM how each pin is driven and what to add to config.txt. Exit 0 when the
- * lamp could light, 1 when not.
+ * not, for the kernel's PWM how each pin is driven and what to add to config.txt, and whether the
+ * broker takes the lamp (connect, subscribe, a round trip). Exit 0 when the lamp could light and hear
+ * commands, 1 when not.
  */
 export async function check(
   loaded: LoadedConfig,
@@ -37,15 +41,20 @@ export async function check(
     (config.driver === "auto" && isRaspberryPi(await readBoardModel(config.sysfsRoot)));
   const pins = showPins ? await pinReport(options) : undefined;
   for (const line of pins?.lines ?? []) print(line);
-  if (!selection.availability.ok) {
+  const broker = await brokerReport(config, logger, BROKER_TIMEOUT_MS);
+  let ok = true;
+  if (selection.availability.ok) {
+    print(`driver: ${describeSelection(selection)}`);
+    if (selection.module.name === "sysfs-pwm" && pins && !pins.ok) {
+      print("problem: the service user could not drive the pins (see above)");
+      ok = false;
+    }
+  } else {
     print(`problem: ${selection.availability.reason}`);
-    return EXIT_FAILURE;
+    ok = false;
   }
-  print(`driver: ${describeSelection(selection)}`);
-  if (selection.module.name === "sysfs-pwm" && pins && !pins.ok) {
-    print("problem: the service user could not drive the pins (see above)");
-    return EXIT_FAILURE;
-  }
+  for (const line of broker.lines) print(line);
+  if (!ok || !broker.ok) return EXIT_FAILURE;
   print("ok: the agent can run with this configuration");
   return EXIT_OK;
 }

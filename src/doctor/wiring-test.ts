@@ -7,7 +7,8 @@ import { applyCommand, type Command, parseCommand } from "../lamp/command.js";
 import { DEFAULT_STATE, type LampState, sameState } from "../lamp/state.js";
 import { EXIT_FAILURE, EXIT_OK } from "../lifecycle.js";
 import { createLogger } from "../log.js";
-import { connectOnce, doctorTopic, roundTrip } from "./broker.js";
+import { connectOnce } from "../mqtt/one-shot.js";
+import { doctorTopic, roundTrip } from "./broker.js";
 
 /**
  * `lamp-agent --test`: red, green, blue and white for about a second each on the real pins, then the
@@ -63,6 +64,8 @@ const DEFAULTS: WiringTestOptions = {
 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** For races against an answer: unref'd, so a deadline nobody waits for any more does not delay exit. */
+const deadline = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 export async function wiringTest(
   config: Config,
@@ -79,6 +82,11 @@ export async function wiringTest(
   }
   try {
     const agent = client ? await watchAgent(client, config, o.timeoutMs) : undefined;
+    if (client && agent?.presence === undefined) {
+      print(
+        `broker: nothing on ${config.topics.presence}: the agent has never run here, or this user may not read it`,
+      );
+    }
     if (client && agent?.online) {
       print(`the agent is running (${config.topics.presence} = 1): testing through it over MQTT`);
       return await overMqtt(client, config, agent, o, print);
@@ -97,7 +105,9 @@ export async function wiringTest(
 }
 
 interface AgentView {
-  online: boolean;
+  /** The retained presence: "1", "0", or undefined when none came (never ran, or not readable). */
+  presence: string | undefined;
+  readonly online: boolean;
   state: LampState | undefined;
   /** Resolves when the agent next publishes a state caused by this test. */
   next(): Promise<LampState>;
@@ -107,12 +117,15 @@ interface AgentView {
 async function watchAgent(client: MqttClient, config: Config, timeoutMs: number): Promise<AgentView> {
   const waiters: ((state: LampState) => void)[] = [];
   const view: AgentView = {
-    online: false,
+    presence: undefined,
+    get online() {
+      return this.presence === "1";
+    },
     state: undefined,
     next: () => new Promise<LampState>((resolve) => waiters.push(resolve)),
   };
   client.on("message", (topic, payload) => {
-    if (topic === config.topics.presence) view.online = payload.toString() === "1";
+    if (topic === config.topics.presence) view.presence = payload.toString();
     if (topic !== config.topics.state) return;
     try {
       const command = parseCommand(payload);
@@ -140,12 +153,21 @@ async function overMqtt(
     const target = applyCommand(agent.state ?? DEFAULT_STATE, command);
     if (agent.state && sameState(agent.state, target)) return true;
     const answer = agent.next();
-    await client.publishAsync(
-      config.topics.command,
-      JSON.stringify({ ...command, transition: 0, client: TEST_CLIENT }),
-      { qos: 1 },
-    );
-    const ok = await Promise.race([answer.then(() => true), sleep(o.timeoutMs).then(() => false)]);
+    try {
+      await client.publishAsync(
+        config.topics.command,
+        JSON.stringify({ ...command, transition: 0, client: TEST_CLIENT }),
+        { qos: 1 },
+      );
+    } catch (error) {
+      // A lamp's own ACL lets it read commands, not send them (docs/security.md).
+      print(
+        `${label}: the broker refused the command on ${config.topics.command} (${(error as Error).message}): ` +
+          "run the test with credentials that may publish there (MQTT_USERNAME, MQTT_PASSWORD)",
+      );
+      return false;
+    }
+    const ok = await Promise.race([answer.then(() => true), deadline(o.timeoutMs).then(() => false)]);
     if (!ok) print(`${label}: the agent did not answer within ${o.timeoutMs} ms (see its log)`);
     return ok;
   };

@@ -24,7 +24,8 @@ export interface PwmBlock {
   readonly channels: Readonly<Record<number, number>>;
 }
 
-const BCM2835_PWM: PwmBlock = {
+/** The PWM block of every Pi 0-4 (BCM2835, 2836, 2837, 2711). */
+export const BCM2835_PWM: PwmBlock = {
   family: "bcm2835",
   matches: (name) => /^([0-9a-f]+)?20c000\.pwm$/.test(name),
   deviceHint: "7e20c000.pwm (fe20c000.pwm on a Pi 4, 3f20c000.pwm on a Pi 3)",

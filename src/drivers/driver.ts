@@ -57,7 +57,7 @@ export interface DriverModule {
 /** Errors a driver raises carry a code so callers can tell configuration from hardware faults. */
 export class DriverError extends Error {
   constructor(
-    readonly code: "unavailable" | "closed" | "invalid_duty" | "invalid_pin" | "already_open" | "io",
+    readonly code: "unavailable" | "closed" | "invalid_duty" | "invalid_pin" | "already_open" | "busy" | "io",
     message: string,
     options?: { cause?: unknown },
   ) {

@@ -1,6 +1,13 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { statusLine } from "../cli/status-line.js";
-import { type Driver, DriverError, type DriverModule, type DriverOptions } from "./driver.js";
+import { asDriverError, checkDuties, Lifecycle } from "./contract.js";
+import type { Driver, DriverModule, DriverOptions } from "./driver.js";
+
+/**
+ * Hardware answers later: resolve on the next tick, never within the caller's own code (binding-mock's
+ * `resolveNextTick`). A tick, not a timer, so tests with fake timers still see every write.
+ */
+const nextTurn = (): Promise<void> => new Promise((resolve) => process.nextTick(resolve));
 
 /** The newest writes kept in `writes`; older ones are dropped (the trace file keeps everything). */
 export const MAX_RECORDED = 10_000;
@@ -13,16 +20,18 @@ export interface MockWrite {
 }
 
 /**
- * A lamp without hardware. It refuses what real pins refuse (use before open or after close, a
- * second open, a duty outside 0..1), so the agent cannot get away with anything here that would fail
- * on a Pi.
+ * A lamp without hardware that holds the agent to the whole Driver contract, as serialport's
+ * binding-mock does for a port: it refuses what real pins refuse (use before open or after close, a
+ * second open, a duty outside 0..1), refuses a call while another is still in flight (`busy`), and
+ * completes every call asynchronously, on the next tick, as hardware I/O does. So the
+ * agent cannot get away with anything here that would fail, or race, on a Pi.
  */
 export class MockDriver implements Driver {
   readonly name = "mock" as const;
   readonly dimmable = true;
   /** Every pin write, in order, for tests. */
   readonly writes: MockWrite[] = [];
-  private phase: "new" | "open" | "closed" = "new";
+  private readonly life = new Lifecycle("mock");
   private openedAt = 0;
   private trace: number | undefined;
   private last: readonly number[] = [];
@@ -34,47 +43,42 @@ export class MockDriver implements Driver {
     return this.last;
   }
 
-  async open(initial: readonly number[]): Promise<void> {
-    if (this.phase === "open") throw new DriverError("already_open", "mock driver: pins are already open");
-    if (this.phase === "closed") throw new DriverError("closed", "mock driver: cannot reopen closed pins");
-    this.check(initial);
-    // Opened once, like a pin: three syscalls per write would cost more than the agent's own work.
-    if (this.options.traceFile) this.trace = openSync(this.options.traceFile, "a");
-    this.phase = "open";
-    this.openedAt = performance.now();
-    this.apply(initial);
-  }
-
-  async write(duties: readonly number[]): Promise<void> {
-    if (this.phase !== "open") {
-      throw new DriverError(
-        "closed",
-        `mock driver: write while pins are ${this.phase === "new" ? "not open" : "closed"}`,
-      );
-    }
-    this.check(duties);
-    this.apply(duties);
-  }
-
-  async close(): Promise<void> {
-    if (this.phase === "open" && this.options.draw) statusLine.clear();
-    if (this.trace !== undefined) closeSync(this.trace);
-    this.trace = undefined;
-    this.phase = "closed";
-  }
-
-  private check(duties: readonly number[]): void {
-    if (duties.length !== this.options.pins.length) {
-      throw new DriverError(
-        "invalid_duty",
-        `mock driver: ${duties.length} duties for ${this.options.pins.length} pins`,
-      );
-    }
-    for (const duty of duties) {
-      if (!Number.isFinite(duty) || duty < 0 || duty > 1) {
-        throw new DriverError("invalid_duty", `mock driver: duty ${duty} is outside 0..1`);
+  open(initial: readonly number[]): Promise<void> {
+    return this.life.exclusive("open", async () => {
+      this.life.beginOpen();
+      try {
+        checkDuties(this.name, this.options.pins, initial);
+        await nextTurn();
+        // Opened once, like a pin: three syscalls per write would cost more than the agent's own work.
+        if (this.options.traceFile) this.trace = openSync(this.options.traceFile, "a");
+      } catch (error) {
+        this.life.failed();
+        throw asDriverError(error, "mock driver: cannot open");
       }
-    }
+      this.life.opened();
+      this.openedAt = performance.now();
+      this.apply(initial);
+    });
+  }
+
+  write(duties: readonly number[]): Promise<void> {
+    return this.life.exclusive("write", async () => {
+      this.life.assertOpen();
+      checkDuties(this.name, this.options.pins, duties);
+      await nextTurn();
+      this.apply(duties);
+    });
+  }
+
+  close(): Promise<void> {
+    return this.life.exclusive("close", async () => {
+      const wasOpen = this.life.isOpen;
+      if (!this.life.beginClose()) return;
+      await nextTurn();
+      if (wasOpen && this.options.draw) statusLine.clear();
+      if (this.trace !== undefined) closeSync(this.trace);
+      this.trace = undefined;
+    });
   }
 
   private apply(duties: readonly number[]): void {

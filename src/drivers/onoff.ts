@@ -1,5 +1,6 @@
 import path from "node:path";
 import { isRaspberryPi, notAPi, readBoardModel } from "./board.js";
+import { asDriverError, checkDuties, describe, Lifecycle } from "./contract.js";
 import {
   type Availability,
   type Driver,
@@ -8,15 +9,7 @@ import {
   type DriverOptions,
 } from "./driver.js";
 import { findPinctrlChip, type GpioChip, sysfsGpioNumber } from "./gpiochip.js";
-import {
-  asDriverError,
-  checkDuties,
-  describe,
-  errnoCode,
-  Lifecycle,
-  nodeSysfs,
-  type SysfsIO,
-} from "./sysfs.js";
+import { errnoCode, nodeSysfs, type SysfsIO } from "./sysfs.js";
 
 /**
  * onoff (fivdi/onoff): the kernel's legacy sysfs GPIO as plain outputs. On or off only, for a relay or

@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { isPi5Family, isRaspberryPi, notAPi, readBoardModel } from "./board.js";
+import { BCM2835_PWM, isPi5Family, isRaspberryPi, notAPi, readBoardModel } from "./board.js";
+import { asDriverError, checkDuties, describe, Lifecycle } from "./contract.js";
 import {
   type Availability,
   type Driver,
@@ -9,7 +10,6 @@ import {
   type DriverModule,
   type DriverOptions,
 } from "./driver.js";
-import { asDriverError, checkDuties, describe, Lifecycle } from "./sysfs.js";
 
 /**
  * pigpio (fivdi/pigpio over joan2937/pigpio): DMA-timed PWM on any GPIO of a Pi Zero to 4, and the
@@ -45,9 +45,6 @@ export interface PigpioModule {
  * (pigpio's table, doc/configuration.md). Pins with hardware PWM get ~250 000 steps regardless.
  */
 export const SAMPLE_RATE_US = 2;
-
-/** GPIO 12/18 are hardware PWM channel 0, 13/19 channel 1 (Pi 0-4). */
-const HARDWARE_PWM_CHANNEL: Readonly<Record<number, number>> = { 12: 0, 18: 0, 13: 1, 19: 1 };
 
 /** pigpio writes its pid here and refuses to start while another live process holds it. */
 export const PIGPIO_LOCK_FILE = "/var/run/pigpio.pid";
@@ -223,7 +220,8 @@ export class PigpioDriver implements Driver {
       this.reclaimSignals();
       const hardwareChannels = new Set<number>();
       for (const [i, pin] of this.options.pins.entries()) {
-        const channel = HARDWARE_PWM_CHANNEL[pin];
+        // pigpio runs on a Pi 0-4 only, whose PWM block is the BCM2835's (board.ts has its pin table).
+        const channel = BCM2835_PWM.channels[pin];
         // Two pins on one hardware channel would show the same duty: only the first gets it.
         const hardware = channel !== undefined && !hardwareChannels.has(channel);
         if (channel !== undefined) hardwareChannels.add(channel);

@@ -1,5 +1,6 @@
 import path from "node:path";
 import { isRaspberryPi, notAPi, readBoardModel } from "./board.js";
+import { asDriverError, checkDuties, describe, Lifecycle } from "./contract.js";
 import {
   type Availability,
   type Driver,
@@ -15,18 +16,7 @@ import {
   type PinChannel,
   type PwmChip,
 } from "./pwm-chips.js";
-import {
-  asDriverError,
-  type Clock,
-  checkDuties,
-  describe,
-  errnoCode,
-  Lifecycle,
-  nodeSysfs,
-  realClock,
-  retryWhileSettling,
-  type SysfsIO,
-} from "./sysfs.js";
+import { type Clock, errnoCode, nodeSysfs, realClock, retryWhileSettling, type SysfsIO } from "./sysfs.js";
 
 /**
  * The kernel's PWM through `/sys/class/pwm`: plain file writes, no native code, no root with the udev

@@ -1,6 +1,5 @@
 import { constants } from "node:fs";
 import * as fsp from "node:fs/promises";
-import { DriverError, type DriverName } from "./driver.js";
 
 /**
  * The file operations the sysfs drivers make, and nothing else. The real one is `node:fs/promises`;
@@ -47,17 +46,6 @@ export const realClock: Clock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
-/** An error's message for a log line or a DriverError: what failed, without the stack. */
-export function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** What a failed open() throws: a DriverError as it is, anything else as an `io` error of this driver. */
-export function asDriverError(error: unknown, context: string): DriverError {
-  if (error instanceof DriverError) return error;
-  return new DriverError("io", `${context}: ${describe(error)}`, { cause: error });
-}
-
 export function errnoCode(error: unknown): string | undefined {
   return error !== null && typeof error === "object" && "code" in error
     ? String((error as { code: unknown }).code)
@@ -86,63 +74,5 @@ export async function retryWhileSettling<T>(
       if (!transient || clock.now() >= deadline) throw error;
       await clock.sleep(intervalMs);
     }
-  }
-}
-
-/** Duties must be one finite number in 0..1 per pin; shared by every real driver. */
-export function checkDuties(name: DriverName, pins: readonly number[], duties: readonly number[]): void {
-  if (duties.length !== pins.length) {
-    throw new DriverError("invalid_duty", `${name} driver: ${duties.length} duties for ${pins.length} pins`);
-  }
-  for (const duty of duties) {
-    if (typeof duty !== "number" || !Number.isFinite(duty) || duty < 0 || duty > 1) {
-      throw new DriverError("invalid_duty", `${name} driver: duty ${duty} is outside 0..1`);
-    }
-  }
-}
-
-/** The open/closed life cycle every driver shares: one open, writes while open, close idempotent. */
-export class Lifecycle {
-  private phase: "new" | "opening" | "open" | "closed" = "new";
-
-  constructor(private readonly name: DriverName) {}
-
-  get isOpen(): boolean {
-    return this.phase === "open";
-  }
-
-  beginOpen(): void {
-    if (this.phase === "open" || this.phase === "opening") {
-      throw new DriverError("already_open", `${this.name} driver: pins are already open`);
-    }
-    if (this.phase === "closed") {
-      throw new DriverError("closed", `${this.name} driver: cannot reopen closed pins`);
-    }
-    this.phase = "opening";
-  }
-
-  opened(): void {
-    this.phase = "open";
-  }
-
-  /** A failed open leaves the driver closed: whatever it claimed has been released. */
-  failed(): void {
-    this.phase = "closed";
-  }
-
-  assertOpen(): void {
-    if (this.phase !== "open") {
-      throw new DriverError(
-        "closed",
-        `${this.name} driver: write while pins are ${this.phase === "closed" ? "closed" : "not open"}`,
-      );
-    }
-  }
-
-  /** True the first time only: close() is safe to call twice. */
-  beginClose(): boolean {
-    const wasActive = this.phase === "open" || this.phase === "opening";
-    this.phase = "closed";
-    return wasActive;
   }
 }

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { type LampState, makeState } from "./state.js";
 
 /** Larger payloads are refused before parsing: a lamp command is under 200 bytes. */
@@ -23,15 +23,16 @@ export class CommandError extends Error {
   }
 }
 
-const unit = z.number().min(0).max(1);
+// zod/mini, as in config.ts: the bundle then carries only the checks used, not all of zod (docs/performance.md).
+const unit = z.number().check(z.minimum(0), z.maximum(1));
 
 const schema = z.strictObject({
-  on: z.boolean().optional(),
-  color: z.strictObject({ h: unit.optional(), s: unit.optional() }).optional(),
-  brightness: unit.optional(),
-  transition: z.number().min(0).max(3600).optional(),
+  on: z.optional(z.boolean()),
+  color: z.optional(z.strictObject({ h: z.optional(unit), s: z.optional(unit) })),
+  brightness: z.optional(unit),
+  transition: z.optional(z.number().check(z.minimum(0), z.maximum(3600))),
   // null is what the lamp itself reports for an unnamed sender; a UI echoing a state back may send it.
-  client: z.string().min(1).max(64).nullable().optional(),
+  client: z.optional(z.nullable(z.string().check(z.minLength(1), z.maxLength(64)))),
 });
 
 /** A validated command: only the fields the sender gave. */

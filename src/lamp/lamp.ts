@@ -3,7 +3,10 @@ import { applyCommand, type Command } from "./command.js";
 import type { Output } from "./output.js";
 import { type LampState, sameState } from "./state.js";
 
-/** The lamp: its state, and the output that shows it. Knows nothing of MQTT or files. */
+/**
+ * The lamp: its state, and the output that shows it. Knows nothing of MQTT or files: whoever keeps the
+ * state (the store) hears of every change through `onChange`, whatever applied it.
+ */
 export class Lamp {
   private current: LampState;
 
@@ -13,6 +16,7 @@ export class Lamp {
     initial: LampState,
     /** Seconds, used when a command has no `transition`. */
     private readonly defaultTransition: number,
+    private readonly onChange: (state: LampState) => void = () => undefined,
   ) {
     this.current = initial;
   }
@@ -33,6 +37,7 @@ export class Lamp {
     this.current = next;
     const seconds = command.transition ?? this.defaultTransition;
     this.output.setTarget(levelsFor(next, this.channels), seconds * 1000);
+    this.onChange(next);
     return next;
   }
 

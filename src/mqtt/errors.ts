@@ -4,7 +4,7 @@
  */
 
 /** MQTT 5 reason codes a lamp can meet (MQTT 5.0, section 2.4), by number. */
-export const REASON_CODES: Readonly<Record<number, string>> = {
+const REASON_CODES: Readonly<Record<number, string>> = {
   128: "unspecified error",
   129: "malformed packet",
   130: "protocol error",

@@ -1,10 +1,9 @@
-import mqtt from "mqtt";
-import { type Config, redactUrl } from "../config.js";
+import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
 import { VERSION } from "../version.js";
-import { baseClientOptions, describeMqttError, type MqttConnection } from "./connection.js";
-import { explainConnectionError } from "./errors.js";
+import { describeMqttError, type MqttConnection } from "./connection.js";
 import type { LinkExtension } from "./lamp-link.js";
+import { connectOnce } from "./one-shot.js";
 import { RateLimiter } from "./rate-limit.js";
 
 /** Who the commands Home Assistant sends say they are from: the LAMPI echo convention needs a name. */
@@ -54,11 +53,11 @@ const RED = channel("1, q, p, p, t, 1");
 const GREEN = channel("t, 1, 1, q, p, p");
 const BLUE = channel("p, p, t, 1, 1, q");
 
-export function discoveryTopic(config: Config): string {
+function discoveryTopic(config: Config): string {
   return `${config.ha.prefix}/light/${config.lampId}/config`;
 }
 
-export function statusTopic(config: Config): string {
+function statusTopic(config: Config): string {
   return `${config.ha.prefix}/status`;
 }
 
@@ -147,40 +146,20 @@ export class HomeAssistantDiscovery implements LinkExtension {
  */
 export async function forgetDiscovery(config: Config, logger: Logger, timeoutMs = 10_000): Promise<string> {
   const topic = discoveryTopic(config);
-  const client = mqtt.connect(config.mqtt.url, {
-    ...baseClientOptions(config, logger),
-    clientId: `${config.mqtt.clientId}-forget`.slice(0, 64),
-    protocolVersion: config.mqtt.protocol,
-    clean: true,
-    reconnectPeriod: 0,
-    connectTimeout: timeoutMs,
-  });
-  const context = {
-    url: redactUrl(config.mqtt.url),
-    protocol: config.mqtt.protocol,
-    caFile: config.mqtt.caFile,
-    clientCertificate: config.mqtt.certFile !== undefined,
-    credentials: config.mqtt.username !== undefined || config.mqtt.password !== undefined,
-  };
+  const client = await connectOnce(config, logger, "forget", timeoutMs);
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no answer from the broker in ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      client.once("connect", () => {
-        client.publish(topic, "", { qos: 1, retain: true }, (error) => {
-          clearTimeout(timer);
-          if (error) reject(error);
-          else resolve();
-        });
-      });
-      client.once("error", (error) => {
-        clearTimeout(timer);
-        reject(new Error(explainConnectionError(error, context)));
-      });
-    });
+    await Promise.race([
+      client.publishAsync(topic, "", { qos: 1, retain: true }),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer from the broker in ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]);
   } finally {
+    clearTimeout(timer);
     await client.endAsync(true).catch(() => undefined);
   }
   return topic;

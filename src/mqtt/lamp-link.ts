@@ -26,11 +26,6 @@ export interface LinkExtension {
   onMessage(topic: string, payload: Buffer): void;
 }
 
-export interface LinkHooks {
-  /** Every accepted state change, after the lamp took it (the store saves it). */
-  onChange(state: LampState): void;
-}
-
 export function statePayload(state: LampState, client: string | null): string {
   return JSON.stringify({ on: state.on, color: state.color, brightness: state.brightness, client });
 }
@@ -52,7 +47,6 @@ export class LampLink {
     private readonly config: Config,
     private readonly lamp: Lamp,
     private readonly connection: MqttConnection,
-    private readonly hooks: LinkHooks,
     private readonly logger: Logger,
   ) {
     const { topics } = config;
@@ -134,7 +128,6 @@ export class LampLink {
       return;
     }
     const client = command.client ?? null;
-    this.hooks.onChange(state);
     this.publisher.publish(statePayload(state, client));
     this.noteChange(state, client);
   }
@@ -184,14 +177,19 @@ export class LampLink {
     }, wait);
   }
 
-  /** Publishes `0` retained and waits for the broker to acknowledge it, bounded. */
+  /** Publishes `0` retained, stamped with the time, and waits for the broker to acknowledge it, bounded. */
   async goOffline(timeoutMs = 2000): Promise<void> {
     clearTimeout(this.changeTimer);
     this.flushChangeLog();
     clearTimeout(this.backlogTimer);
     this.lamp.release();
     if (!this.connection.connected) return;
-    const acknowledged = this.connection.publish(this.config.topics.presence, "0", { qos: 1, retain: true });
+    // When it went offline, for `lampctl` to show beside the stale state (the Will cannot know).
+    const acknowledged = this.connection.publish(this.config.topics.presence, "0", {
+      qos: 1,
+      retain: true,
+      userProperties: { since: new Date().toISOString() },
+    });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), timeoutMs);

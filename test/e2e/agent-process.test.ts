@@ -53,6 +53,21 @@ describe("the built agent as a real process", () => {
     expect((await late.wait(`state/${id}`)).text).toBe("0");
   });
 
+  it("logs a variable that looks like one of ours at start, and runs on", async () => {
+    const id = `e2e${process.pid}u${++n}`;
+    const { agent } = await start(id, { LED_PIN: "12" });
+    const warning = JSON.parse(
+      agent
+        .output()
+        .split("\n")
+        .find((line) => line.includes("unknown variable")) ?? "{}",
+    );
+    expect(warning).toMatchObject({
+      level: 40,
+      msg: "unknown variable LED_PIN (environment); did you mean LED_PINS?",
+    });
+  });
+
   it("SIGTERM publishes 0, exits 0 and saves the state; a restart restores it with no flash", async () => {
     const id = `e2e${process.pid}t${++n}`;
     const first = await start(id);
@@ -96,7 +111,11 @@ describe("the built agent as a real process", () => {
   });
 
   it("--check prints the effective configuration with the password masked and exits 0", async () => {
-    const check = spawnAgent({ ...env(`e2e${process.pid}ck`), MQTT_PASSWORD: "hunter2-secret" }, ["--check"]);
+    // A password needs a user name: Mosquitto closes a CONNECT with a password alone, and --check says so.
+    const check = spawnAgent(
+      { ...env(`e2e${process.pid}ck`), MQTT_USERNAME: "lamp", MQTT_PASSWORD: "hunter2-secret" },
+      ["--check"],
+    );
     expect(await check.exited).toBe(0);
     const out = check.output();
     expect(out).toContain("MQTT_PASSWORD=********");
@@ -104,21 +123,25 @@ describe("the built agent as a real process", () => {
     expect(out).toMatch(/driver: mock/);
   });
 
-  it("reads a .env file from its working directory, the environment winning", async () => {
+  it("reads a .env file from its working directory, the environment winning, and warns of a look-alike", async () => {
     const cwd = mkdtempSync(path.join(dir, "cwd-"));
-    writeFileSync(path.join(cwd, ".env"), "LAMP_ID=fromdotenv\nPOWER_ON=off\n");
-    const check = spawnAgent({ CWD: cwd, POWER_ON: "on", GPIO_DRIVER: "mock" }, ["--check"]);
+    writeFileSync(path.join(cwd, ".env"), "LAMP_ID=fromdotenv\nPOWER_ON=off\nLED_PIN=12\n");
+    const check = spawnAgent({ CWD: cwd, POWER_ON: "on", GPIO_DRIVER: "mock", MQTT_URL: broker.url }, [
+      "--check",
+    ]);
     expect(await check.exited).toBe(0);
     expect(check.output()).toMatch(/LAMP_ID=fromdotenv\s+# \.env/);
     expect(check.output()).toMatch(/POWER_ON=on\s+# environment/);
     expect(check.output()).toContain("effective configuration, from the environment and .env");
+    expect(check.output()).toContain("warning: unknown variable LED_PIN (.env); did you mean LED_PINS?");
   });
 
   it("keeps running with no broker, and connects when one appears", async () => {
     const id = `e2e${process.pid}nb${++n}`;
     const late = track(await startBroker());
     await late.stop();
-    const agent = track(spawnAgent({ ...env(id), MQTT_URL: late.url }));
+    // A short backoff cap: on a loaded machine the default (60 s) can put the next attempt past the wait.
+    const agent = track(spawnAgent({ ...env(id), MQTT_URL: late.url, MQTT_RECONNECT_MAX_MS: "2000" }));
     await new Promise((r) => setTimeout(r, 1500));
     expect(agent.child.exitCode).toBeNull();
     await late.restart();

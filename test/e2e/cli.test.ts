@@ -1,20 +1,25 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { beforeAll, describe, expect, it } from "vitest";
-import { startBroker, type TestBroker } from "../helpers/broker.js";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { startAgent } from "../helpers/agent.js";
+import { freePort, hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
+import { makePki } from "../helpers/pki.js";
 import { type AgentProcess, MAIN, ROOT, spawnAgent } from "../helpers/process.js";
+import { passwordFile, tlsListener } from "../helpers/secure-broker.js";
 import { teardown } from "../helpers/teardown.js";
 
 const run = promisify(execFile);
 const LAMPCTL = path.join(ROOT, "dist", "cli", "lampctl.js");
 
-async function lampctl(args: string[], env: Record<string, string> = {}) {
+/** Runs a built script to its end; its exit code, stdout and stderr. */
+async function node(script: string, args: string[], env: Record<string, string> = {}) {
   try {
-    const { stdout, stderr } = await run(process.execPath, [LAMPCTL, ...args], {
+    const { stdout, stderr } = await run(process.execPath, [script, ...args], {
       env: { PATH: process.env.PATH ?? "", ...env },
       cwd: ROOT,
       timeout: 20_000,
@@ -25,6 +30,8 @@ async function lampctl(args: string[], env: Record<string, string> = {}) {
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
 }
+
+const lampctl = (args: string[], env: Record<string, string> = {}) => node(LAMPCTL, args, env);
 
 describe("lampctl against the running agent", () => {
   let broker: TestBroker;
@@ -78,6 +85,15 @@ describe("lampctl against the running agent", () => {
     });
   });
 
+  it("warns of a variable that looks like one of the agent's, and goes on", async () => {
+    const result = await lampctl(["--url", broker.url, "--id", id], { MQTT_PASWORD: "x" });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe(
+      "lampctl: warning: unknown variable MQTT_PASWORD (environment); did you mean MQTT_PASSWORD?\n",
+    );
+    expect(JSON.parse(result.stdout)).toMatchObject({ on: true });
+  });
+
   it("prints the state at once for a command that changes nothing", async () => {
     const result = await lampctl(["--url", broker.url, "--id", id, "--on"]);
     expect(result.code).toBe(0);
@@ -128,19 +144,6 @@ describe("npm run demo", () => {
 });
 
 describe("a command line mistake", () => {
-  const node = async (script: string, args: string[], env: Record<string, string> = {}) => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [script, ...args], {
-        env: { PATH: process.env.PATH ?? "", ...env },
-        cwd: ROOT,
-        timeout: 20_000,
-      });
-      return { code: 0, stdout, stderr };
-    } catch (error) {
-      return error as { code: number; stdout: string; stderr: string };
-    }
-  };
-
   it.each([
     ["lampctl", LAMPCTL, ["--bright", "0.5"], "lampctl: unknown option --bright; did you mean --brightness?"],
     ["lamp-agent", MAIN, ["--bogus"], "lamp-agent: unknown option --bogus"],
@@ -161,4 +164,150 @@ describe("a command line mistake", () => {
       'lamp-agent demo: invalid configuration:\n  LED_PINS="abc": allowed: BCM pin numbers 0 to 27\n',
     );
   });
+});
+
+/** `lampctl watch` as a running process, its output collected. */
+function watching(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [LAMPCTL, "watch", ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return {
+    child,
+    exited,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    stop: async () => {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+const suite = hasMosquitto() ? describe : describe.skip;
+
+suite("lampctl on a par with the agent", () => {
+  const track = teardown("each");
+
+  it("uses the agent's TLS options: CA, client certificate and key", async () => {
+    const pki = makePki();
+    track(pki.dir);
+    const broker = track(
+      await startBroker({
+        listener: tlsListener(pki.ca, pki.server, [
+          "require_certificate true",
+          "use_identity_as_username true",
+        ]),
+      }),
+    );
+    const identity = pki.client("lamp-tls");
+    const tls = { MQTT_CA_FILE: pki.ca, MQTT_CERT_FILE: identity.cert, MQTT_KEY_FILE: identity.key };
+    const url = `mqtts://127.0.0.1:${broker.port}`;
+    const lamp = track(await startAgent(url, tls));
+    await vi.waitFor(() => expect(lamp.logs.some((l) => l.msg === "connected to the broker")).toBe(true), {
+      timeout: 10_000,
+    });
+    const result = await lampctl(["--id", lamp.id, "--brightness", "0.5"], { ...tls, MQTT_URL: url });
+    expect(result.stderr).toBe("");
+    expect(JSON.parse(result.stdout)).toMatchObject({ brightness: 0.5, client: "lampctl" });
+    expect(result.code).toBe(0);
+  });
+
+  it("never prints a password given inside --url or MQTT_URL", async () => {
+    const port = await freePort();
+    const byOption = await lampctl(["--url", `mqtt://bob:s3cret@127.0.0.1:${port}`, "--timeout", "1"]);
+    const byEnv = await lampctl(["--timeout", "1"], { MQTT_URL: `mqtt://bob:s3cret@127.0.0.1:${port}` });
+    for (const result of [byOption, byEnv]) {
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`127.0.0.1:${port}`);
+      expect(result.stderr + result.stdout).not.toContain("s3cret");
+    }
+  });
+
+  it("watch: a refused login exits 1 with the agent's explanation, once", async () => {
+    const file = passwordFile({ bob: "right" });
+    track(path.dirname(file));
+    const broker = track(
+      await startBroker({
+        listener: ["listener {port} 127.0.0.1", "allow_anonymous false", `password_file ${file}`],
+      }),
+    );
+    const watch = track(watching(["--url", `mqtt://bob:wrong-s3cret@127.0.0.1:${broker.port}`]));
+    expect(await watch.exited).toBe(1);
+    const lines = watch.stderr().trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      /^lampctl: the broker refused the login: .*not authorized.*; check MQTT_USERNAME/,
+    );
+    expect(watch.stderr()).not.toContain("s3cret");
+  });
+
+  it("watch: a broker that goes away is explained once, then quiet until it is back", async () => {
+    const broker = track(await startBroker());
+    const watch = track(watching(["--url", broker.url, "--id", "quiet"]));
+    const recorder = track(await Recorder.connect(broker.url, []));
+    await recorder.publish("state/quiet", "1", { retain: true });
+    await vi.waitFor(() => expect(watch.stdout()).toContain("state/quiet 1"), { timeout: 10_000 });
+    await recorder.end();
+    await broker.stop();
+    // In the broker's place, a port that hangs up on every attempt, counting them.
+    let attempts = 0;
+    const hangUp = net.createServer((socket) => {
+      attempts++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => hangUp.listen(broker.port, "127.0.0.1", resolve));
+    await vi.waitFor(() => expect(attempts).toBeGreaterThanOrEqual(3), { timeout: 10_000 });
+    await new Promise<void>((resolve) => hangUp.close(() => resolve()));
+    await broker.restart();
+    await vi.waitFor(() => expect(watch.stderr()).toContain("connected to"), { timeout: 10_000 });
+    // One line per change of condition, none per retry (a refused attempt may come between the two
+    // servers, and is a condition of its own).
+    const lines = watch.stderr().trim().split("\n");
+    expect(lines[0]).toBe(`lampctl: lost the connection to ${broker.url}; reconnecting`);
+    expect(lines.at(-1)).toBe(`lampctl: connected to ${broker.url}`);
+    expect(lines.filter((l) => l.includes("ECONNRESET"))).toHaveLength(1);
+    expect(new Set(lines).size).toBe(lines.length);
+    expect(watch.child.exitCode).toBeNull();
+  }, 30_000);
+
+  it("an offline lamp: its state is shown as offline since it stopped, and a command says at once it is queued", async () => {
+    const broker = track(await startBroker());
+    const lamp = await startAgent(broker.url, {});
+    const args = ["--url", broker.url, "--id", lamp.id];
+    const watcher = track(await Recorder.connect(broker.url, [`state/${lamp.id}`]));
+    await watcher.wait(`state/${lamp.id}`, (t) => t === "1");
+    await lamp.stop();
+    await watcher.wait(`state/${lamp.id}`, (t) => t === "0");
+
+    const shown = await lampctl(args);
+    expect(shown.code).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ on: true, brightness: 1 });
+    expect(shown.stderr).toMatch(
+      new RegExp(
+        `^lampctl: the lamp is offline \\(state/${lamp.id} is 0 since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)\\n$`,
+      ),
+    );
+
+    // A timeout far longer than the test's: the answer must come from knowing the lamp is away.
+    const queued = await lampctl([...args, "--off", "--timeout", "600"]);
+    expect(queued.code).toBe(1);
+    expect(queued.stderr).toMatch(/the lamp is offline .*: the command is queued on the broker/);
+
+    // It was: the lamp, back, goes off.
+    const back = track(
+      await startAgent(broker.url, { LAMP_ID: lamp.id, STATE_FILE: path.join(lamp.dir, "state.json") }),
+    );
+    await vi.waitFor(() => expect(back.agent.state?.on).toBe(false), { timeout: 10_000 });
+  }, 30_000);
 });

@@ -7,7 +7,7 @@ import { startAgent } from "../helpers/agent.js";
 import { hasMosquitto, startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { makePki, type Pki } from "../helpers/pki.js";
-import { MAIN } from "../helpers/process.js";
+import { MAIN, ROOT } from "../helpers/process.js";
 import { aclFile, lampAcl, passwordFile, tlsListener } from "../helpers/secure-broker.js";
 import { teardown } from "../helpers/teardown.js";
 
@@ -46,9 +46,9 @@ interface Run {
   exited: Promise<number | null>;
 }
 
-function run(args: string[], env: Record<string, string>): Run {
+function run(args: string[], env: Record<string, string>, script = MAIN): Run {
   let output = "";
-  const child = spawn(process.execPath, [MAIN, ...args], {
+  const child = spawn(process.execPath, [script, ...args], {
     cwd: work,
     // Only what we give it, plus PATH: no .env, no inherited LOG_LEVEL.
     env: { PATH: process.env.PATH ?? "", ...env },
@@ -97,6 +97,25 @@ suite("secrets never reach a log line or --check, at any level", () => {
     );
     expect(out).not.toContain(SECRET);
     expect(out).not.toContain(URL_SECRET);
+  });
+
+  it("lampctl with DEBUG=* connects with the password and never prints it", async () => {
+    const ctl = run(
+      ["--id", "secretlamp"],
+      {
+        MQTT_URL: `mqtts://localhost:${broker.port}`,
+        MQTT_USERNAME: "lamp",
+        MQTT_PASSWORD: SECRET,
+        MQTT_CA_FILE: pki.ca,
+        DEBUG: "*",
+      },
+      path.join(ROOT, "dist", "cli", "lampctl.js"),
+    );
+    await ctl.exited;
+    const out = ctl.output();
+    // It got as far as the broker (mqtt-packet's CONNECT is where the password would be printed).
+    expect(out).toMatch(/mqttjs|lamp/);
+    expect(out).not.toContain(SECRET);
   });
 
   it("an invalid configuration does not echo the password either", async () => {

@@ -82,11 +82,39 @@ describe("MockDriver", () => {
   );
 
   it("rejects an invalid initial duty at open, and the wrong number of duties", async () => {
+    expect(await codeOf(new MockDriver(options([5, 6, 7])).open([0, 2, 0]))).toBe("invalid_duty");
     const driver = new MockDriver(options([5, 6, 7]));
-    expect(await codeOf(driver.open([0, 2, 0]))).toBe("invalid_duty");
     expect(await codeOf(driver.open([0, 0]))).toBe("invalid_duty");
-    await driver.open([0, 0, 0]);
-    expect(await codeOf(driver.write([0, 0, 0, 0]))).toBe("invalid_duty");
+    // As with real pins, a failed open leaves the driver closed: a new one is needed.
+    expect(await codeOf(driver.open([0, 0, 0]))).toBe("closed");
+    const fresh = new MockDriver(options([5, 6, 7]));
+    await fresh.open([0, 0, 0]);
+    expect(await codeOf(fresh.write([0, 0, 0, 0]))).toBe("invalid_duty");
+  });
+
+  it("refuses a call while another is in flight, as the contract forbids, and keeps the first", async () => {
+    const driver = new MockDriver(options());
+    const opening = driver.open([0, 0, 0]);
+    expect(await codeOf(driver.write([1, 1, 1]))).toBe("busy");
+    await opening;
+    const first = driver.write([0.5, 0, 0]);
+    expect(await codeOf(driver.write([0, 0.5, 0]))).toBe("busy");
+    expect(await codeOf(driver.close())).toBe("busy");
+    await first;
+    expect(driver.duties).toEqual([0.5, 0, 0]);
+    await driver.close();
+    expect(await codeOf(driver.write([0, 0, 0]))).toBe("closed");
+  });
+
+  it("completes asynchronously: nothing reaches the pins within the caller's turn", async () => {
+    const driver = new MockDriver(options());
+    const opening = driver.open([0.1, 0.2, 0.3]);
+    expect(driver.writes).toEqual([]);
+    await opening;
+    const writing = driver.write([0.4, 0.5, 0.6]);
+    expect(driver.duties).toEqual([0.1, 0.2, 0.3]);
+    await writing;
+    expect(driver.duties).toEqual([0.4, 0.5, 0.6]);
   });
 
   it("appends one JSON line per pin write to the trace file", async () => {

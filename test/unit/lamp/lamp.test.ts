@@ -17,8 +17,9 @@ function build(channels: 1 | 3, initial = makeState(true, 0, 1, 1), defaultTrans
   });
   const output = new Output(driver, { gamma: 1, logger: silentLogger() });
   const setTarget = vi.spyOn(output, "setTarget");
-  const lamp = new Lamp(output, channels, initial, defaultTransition);
-  return { driver, output, setTarget, lamp };
+  const onChange = vi.fn();
+  const lamp = new Lamp(output, channels, initial, defaultTransition, onChange);
+  return { driver, output, setTarget, lamp, onChange };
 }
 
 describe("Lamp", () => {
@@ -52,6 +53,15 @@ describe("Lamp", () => {
     await settle();
     expect(setTarget).not.toHaveBeenCalled();
     expect(driver.writes).toHaveLength(before);
+  });
+
+  it("tells onChange (the store) of every change, whoever made it, and of no no-op", async () => {
+    const { lamp, onChange } = build(3);
+    await lamp.open();
+    const next = lamp.apply({ brightness: 0.5 });
+    lamp.apply({ brightness: 0.5 });
+    expect(onChange).toHaveBeenCalledTimes(1);
+    expect(onChange).toHaveBeenCalledWith(next);
   });
 
   it("uses the command's transition, in milliseconds, else the configured default", () => {

@@ -62,9 +62,8 @@ async function build(env: Record<string, string> = {}, logger: Logger = silentLo
   const lamp = new Lamp(new Output(driver, { gamma: 1, logger }), 3, makeState(true, 0, 0, 1), 0);
   await lamp.open();
   const connection = new FakeConnection();
-  const onChange = vi.fn();
-  const link = new LampLink(config, lamp, connection as unknown as MqttConnection, { onChange }, logger);
-  return { config, driver, lamp, connection, onChange, link };
+  const link = new LampLink(config, lamp, connection as unknown as MqttConnection, logger);
+  return { config, driver, lamp, connection, link };
 }
 
 const packet = (retain = false) => ({ retain }) as IPublishPacket;
@@ -91,12 +90,18 @@ describe("LampLink: connect", () => {
     await link.goOffline();
   });
 
-  it("goOffline publishes presence 0 retained at QoS 1", async () => {
+  it("goOffline publishes presence 0 retained at QoS 1, saying since when", async () => {
     const { connection, link } = await build();
     await link.goOffline();
     expect(connection.sent).toEqual([
-      { topic: "state/abc", payload: "0", options: { qos: 1, retain: true } },
+      {
+        topic: "state/abc",
+        payload: "0",
+        options: { qos: 1, retain: true, userProperties: { since: expect.any(String) } },
+      },
     ]);
+    const since = connection.sent[0]?.options.userProperties?.since ?? "";
+    expect(new Date(since).toISOString()).toBe(since);
   });
 });
 
@@ -112,11 +117,10 @@ describe("LampLink: commands", () => {
     link.onMessage(topic, Buffer.from(text), packet(retain));
 
   it("applies a command and publishes the new state once, naming the sender", async () => {
-    const { connection, link, lamp, onChange } = await connected();
+    const { connection, link, lamp } = await connected();
     send(link, '{"on": true, "brightness": 0.123, "client": "lamp_ui"}');
     await flush();
     expect(lamp.state.brightness).toBe(0.12);
-    expect(onChange).toHaveBeenCalledWith(lamp.state);
     expect(connection.sent).toHaveLength(1);
     expect(connection.sent[0]?.topic).toBe("lamp/abc/changed");
     expect(json(connection.sent[0]?.payload ?? "")).toEqual({
@@ -137,12 +141,11 @@ describe("LampLink: commands", () => {
   });
 
   it("publishes nothing for a command that changes nothing", async () => {
-    const { connection, link, onChange } = await connected();
+    const { connection, link } = await connected();
     send(link, '{"on": true, "brightness": 1, "client": "lamp_ui"}');
     send(link, "{}");
     await flush();
     expect(connection.sent).toEqual([]);
-    expect(onChange).not.toHaveBeenCalled();
     await link.goOffline();
   });
 

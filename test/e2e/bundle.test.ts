@@ -1,0 +1,58 @@
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { spawnAgent } from "../helpers/agent-process.js";
+import { freePort, hasMosquitto, startBroker } from "../helpers/broker.js";
+import { Recorder } from "../helpers/mqtt-client.js";
+import { teardown } from "../helpers/teardown.js";
+
+// The bundle as install.sh puts it on a Pi: dist/ alone, no node_modules beside it. scripts/build.mjs
+// replaces MQTT.js's WebSocket transport with a stand-in that loads it on first use; ws:// must still work.
+
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+const track = teardown("each");
+
+describe("the bundle (npm run build)", () => {
+  it("runs from dist/ alone, with no node_modules to find", () => {
+    const dir = track(mkdtempSync(path.join(tmpdir(), "lamp-bundle-")));
+    cpSync(path.join(repo, "dist"), path.join(dir, "dist"), { recursive: true });
+    const { version } = JSON.parse(readFileSync(path.join(repo, "package.json"), "utf8")) as {
+      version: string;
+    };
+    for (const entry of ["dist/main.js", "dist/cli/lampctl.js"]) {
+      const run = spawnSync(process.execPath, [path.join(dir, entry), "--help"], {
+        cwd: dir,
+        encoding: "utf8",
+      });
+      expect(run.status, `${entry}: ${run.stderr}`).toBe(0);
+    }
+    const run = spawnSync(process.execPath, [path.join(dir, "dist/main.js"), "--version"], {
+      encoding: "utf8",
+    });
+    expect(run.stdout).toBe(`${version}\n`);
+  });
+
+  it.skipIf(!hasMosquitto())(
+    "connects over ws:// through the lazily loaded WebSocket transport",
+    async () => {
+      const ws = await freePort();
+      const broker = track(
+        await startBroker({
+          listener: [
+            "listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            `listener ${ws} 127.0.0.1`,
+            "protocol websockets",
+          ],
+        }),
+      );
+      const watcher = track(await Recorder.connect(broker.url, ["state/+"]));
+      const agent = track(spawnAgent(`ws://127.0.0.1:${ws}`));
+      const online = await watcher.wait(`state/${agent.id}`, (text) => text === "1", 15_000);
+      expect(online.text).toBe("1");
+    },
+  );
+});
