@@ -273,12 +273,13 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
   });
 
   it("commands over MQTT set the duty the kernel reports for each LAMPI pin", async () => {
+    // Hue and saturation are fractions (LAMPI's HSV): 1/3 is green, 2/3 blue.
     const full = (h: number, s: number) => ({ on: true, color: { h, s }, brightness: 1 });
     await command(full(0, 1));
     expect(await duties()).toEqual([PERIOD_NS, 0, 0]);
-    await command(full(120, 1));
+    await command(full(1 / 3, 1));
     expect(await duties()).toEqual([0, PERIOD_NS, 0]);
-    await command(full(240, 1));
+    await command(full(2 / 3, 1));
     expect(await duties()).toEqual([0, 0, PERIOD_NS]);
     await command(full(0, 0));
     expect(await duties()).toEqual([PERIOD_NS, PERIOD_NS, PERIOD_NS]);
@@ -292,7 +293,7 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
   });
 
   it("the wiring test shows red, green, blue, white on the real pins and restores the state", async () => {
-    await command({ on: true, color: { h: 60, s: 1 }, brightness: 1 });
+    await command({ on: true, color: { h: 1 / 6, s: 1 }, brightness: 1 });
     const before = await duties();
     await startSampler();
     const result = await board.exec("lamp-agent --test", { timeoutMs: 120_000 });
@@ -312,7 +313,7 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
 
   it("kill -9: the Will, systemd restarts it and the pins show the restored state first", async () => {
     const blue = [0, 0, PERIOD_NS];
-    await command({ on: true, color: { h: 240, s: 1 }, brightness: 1 });
+    await command({ on: true, color: { h: 2 / 3, s: 1 }, brightness: 1 });
     const before = await mainPid();
     const will = recorder.next(PRESENCE, (text) => text === "0", 60_000);
     const back = recorder.next(PRESENCE, (text) => text === "1", 180_000);
