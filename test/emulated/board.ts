@@ -2,6 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { freePort } from "../helpers/broker.js";
+import { type ExecOptions, type ExecResult, runCollected } from "../helpers/process.js";
 
 /**
  * An emulated arm64 board: QEMU's `virt` machine (TCG) booting Debian's arm64 kernel with a cached Debian
@@ -13,16 +14,7 @@ import { freePort } from "../helpers/broker.js";
  * host's loopback).
  */
 
-export interface ExecResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-export interface ExecOptions {
-  readonly timeoutMs?: number;
-  readonly input?: string | Buffer;
-}
+export type { ExecOptions, ExecResult };
 
 /** The broker as the guest sees it. */
 export const GUEST_BROKER = "mqtt://10.0.2.100:1883";
@@ -189,45 +181,29 @@ export class Board {
 
   /** Runs a shell command on the board as root over ssh. */
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(
-        "ssh",
-        [
-          "-i",
-          this.key,
-          "-p",
-          String(this.sshPort),
-          "-o",
-          "BatchMode=yes",
-          "-o",
-          "StrictHostKeyChecking=no",
-          "-o",
-          "UserKnownHostsFile=/dev/null",
-          "-o",
-          "LogLevel=ERROR",
-          "-o",
-          "ConnectTimeout=20",
-          "root@127.0.0.1",
-          command,
-        ],
-        { stdio: ["pipe", "pipe", "pipe"] },
-      );
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-        stdout += chunk;
-      });
-      child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-        stderr += chunk;
-      });
-      const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
-      child.once("error", reject);
-      child.once("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-      child.stdin.end(options.input ?? "");
-    });
+    return runCollected(
+      "ssh",
+      [
+        "-i",
+        this.key,
+        "-p",
+        String(this.sshPort),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=20",
+        "root@127.0.0.1",
+        command,
+      ],
+      // A step that hangs shows as a failed command (code null), as ssh's own failures do.
+      { ...options, onTimeout: "kill" },
+    );
   }
 
   /** exec() that must succeed; its stdout. */

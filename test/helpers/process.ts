@@ -40,3 +40,68 @@ export function spawnAgent(env: Record<string, string>, args: string[] = []): Ag
     },
   };
 }
+
+/** A finished command: its exit code (null when a signal ended it) and everything it printed. */
+export interface ExecResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface ExecOptions {
+  readonly timeoutMs?: number;
+  readonly input?: string | Buffer;
+}
+
+export interface CollectOptions extends ExecOptions {
+  readonly cwd?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /**
+   * On timeout: "reject" kills it (SIGKILL) and fails with the output so far, for a step that must
+   * finish; "kill" sends `killSignal` and resolves with however it ended, for a caller that reads the
+   * code itself.
+   */
+  readonly onTimeout?: "reject" | "kill";
+  readonly killSignal?: NodeJS.Signals;
+}
+
+/** Runs `file` with `args`, feeds it `input`, and collects stdout and stderr until it exits. */
+export function runCollected(
+  file: string,
+  args: readonly string[],
+  options: CollectOptions = {},
+): Promise<ExecResult> {
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd: options.cwd, env: options.env, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => {
+      if (options.onTimeout === "kill") {
+        child.kill(options.killSignal ?? "SIGKILL");
+        return;
+      }
+      child.kill("SIGKILL");
+      reject(
+        new Error(`timed out after ${timeoutMs} ms: ${[file, ...args].join(" ")}\n${stdout}\n${stderr}`),
+      );
+    }, timeoutMs);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    // A command that reads no input may exit before taking it.
+    child.stdin.on("error", () => {});
+    child.stdin.end(options.input ?? "");
+  });
+}

@@ -10,6 +10,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
+import { type ExecOptions, type ExecResult, runCollected } from "../helpers/process.js";
 
 /**
  * A Debian booted with its own systemd in systemd-nspawn, on a throw-away overlay of a cached root.
@@ -19,16 +20,7 @@ import path from "node:path";
 const NSPAWN_RUN = "/run/systemd/nspawn";
 const CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-export interface ExecResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-export interface ExecOptions {
-  readonly timeoutMs?: number;
-  readonly input?: string;
-}
+export type { ExecOptions, ExecResult };
 
 /** What a run records in `running.json`, so the next one can clean up after a killed runner. */
 interface Leftover {
@@ -227,49 +219,25 @@ export class Container {
 
   /** Runs a bash command line inside the container as root, with a clean environment. */
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    const timeoutMs = options.timeoutMs ?? 60_000;
-    return new Promise((resolve, reject) => {
-      const child = spawn(
-        "nsenter",
-        [
-          "-t",
-          String(this.initPid),
-          "-a",
-          "--",
-          "/usr/bin/env",
-          "-i",
-          `PATH=${CONTAINER_PATH}`,
-          "HOME=/root",
-          "LANG=C.UTF-8",
-          "SYSTEMD_COLORS=0",
-          "/bin/bash",
-          "-c",
-          command,
-        ],
-        { stdio: ["pipe", "pipe", "pipe"] },
-      );
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-        stdout += chunk;
-      });
-      child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-        stderr += chunk;
-      });
-      const timer = setTimeout(() => {
-        child.kill("SIGKILL");
-        reject(new Error(`timed out after ${timeoutMs} ms: ${command}\n${stdout}\n${stderr}`));
-      }, timeoutMs);
-      child.once("error", (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-      child.once("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-      child.stdin.end(options.input ?? "");
-    });
+    return runCollected(
+      "nsenter",
+      [
+        "-t",
+        String(this.initPid),
+        "-a",
+        "--",
+        "/usr/bin/env",
+        "-i",
+        `PATH=${CONTAINER_PATH}`,
+        "HOME=/root",
+        "LANG=C.UTF-8",
+        "SYSTEMD_COLORS=0",
+        "/bin/bash",
+        "-c",
+        command,
+      ],
+      { ...options, onTimeout: "reject" },
+    );
   }
 
   /** Like exec, but a non-zero exit is an error carrying the output. */

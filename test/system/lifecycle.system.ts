@@ -16,7 +16,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { Container, type ExecResult } from "./container.js";
+import { type ExecResult, runCollected } from "../helpers/process.js";
+import { Container } from "./container.js";
 
 /**
  * The deployment, end to end: a Debian with its own systemd, the repository copied in as a clone,
@@ -410,30 +411,18 @@ describe("lamp-agent deployed on a real systemd", () => {
 
     /** install.sh on "the laptop" (this host, a fresh clone without node_modules or dist). */
     function installFromLaptop(args: string[]): Promise<ExecResult> {
-      return new Promise((resolve) => {
-        const child = spawn(
-          "bash",
-          [path.join(laptop, "clone/scripts/install.sh"), "--host", target, ...args],
-          {
-            cwd: path.join(laptop, "clone"),
-            env: { ...process.env, PATH: `${path.join(laptop, "bin")}:${process.env.PATH}` },
-            stdio: ["ignore", "pipe", "pipe"],
-          },
-        );
-        let stdout = "";
-        let stderr = "";
-        child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-          stdout += chunk;
-        });
-        child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-          stderr += chunk;
-        });
-        const timer = setTimeout(() => child.kill("SIGTERM"), 10 * 60_000);
-        child.once("close", (code) => {
-          clearTimeout(timer);
-          resolve({ code, stdout, stderr });
-        });
-      });
+      return runCollected(
+        "bash",
+        [path.join(laptop, "clone/scripts/install.sh"), "--host", target, ...args],
+        {
+          cwd: path.join(laptop, "clone"),
+          env: { ...process.env, PATH: `${path.join(laptop, "bin")}:${process.env.PATH}` },
+          timeoutMs: 10 * 60_000,
+          // As an operator's Ctrl-C would: install.sh cleans up on the remote side.
+          onTimeout: "kill",
+          killSignal: "SIGTERM",
+        },
+      );
     }
 
     beforeAll(async () => {
