@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { levelsFor, toDuty } from "../../src/lamp/colour.js";
+import { makeState } from "../../src/lamp/state.js";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { Board, GUEST_BROKER, type PerPinPwm } from "./board.js";
@@ -32,6 +34,28 @@ const PWM: readonly PerPinPwm[] = [
 // A PL061 line no pwm-gpio node holds (line 3 is the virt board's power button).
 const FREE_LINE = 4;
 const PERIOD_NS = 1_000_000;
+const GAMMA = 2.2;
+// The hand-run onoff agent: its own id, and the PL061 line it drives as "BCM pin" FREE_LINE.
+const ONOFF_ID = "emulated-onoff";
+
+interface Colour {
+  readonly h: number;
+  readonly s: number;
+}
+const full = ({ h, s }: Colour) => ({ on: true, color: { h, s }, brightness: 1 });
+const RED: Colour = { h: 0, s: 1 };
+// Hue and saturation are fractions (LAMPI's HSV). Two decimals cannot say 1/3 or 2/3: green is hue
+// 0.33, which leaves red a glimmer (0.02 before gamma, 0.018% duty after it).
+const GREEN: Colour = { h: 1 / 3, s: 1 };
+const BLUE: Colour = { h: 2 / 3, s: 1 };
+const WHITE: Colour = { h: 0, s: 0 };
+const YELLOW: Colour = { h: 1 / 6, s: 1 };
+
+/** What the agent's pipeline (quantise, HSV, gamma, ns) should leave in each channel's duty_cycle. */
+function dutiesFor(colour: Colour, brightness = 1): number[] {
+  const state = makeState(true, colour.h, colour.s, brightness);
+  return levelsFor(state, 3).map((level) => Math.round(toDuty(level, GAMMA) * PERIOD_NS));
+}
 
 const skip = (() => {
   if (process.getuid?.() !== 0) return "needs root (debootstrap, chroot, binfmt_misc)";
@@ -44,11 +68,13 @@ let board: Board;
 let broker: TestBroker;
 let recorder: Recorder;
 let runDir: string;
+let onoffDir: string;
 const figures: string[] = [];
 
-function buildBoard(): Promise<string> {
+/** Runs one of the build scripts beside this file; the directory it prints last. */
+function build(script: string, args: readonly string[] = []): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(repo, "test/emulated/build-board.sh"), [], {
+    const child = spawn(path.join(repo, "test/emulated", script), args, {
       stdio: ["ignore", "pipe", "inherit"],
       env: { ...process.env, LAMP_EMU_CACHE: cacheDir },
     });
@@ -61,7 +87,7 @@ function buildBoard(): Promise<string> {
     child.once("close", (code) => {
       clearTimeout(timer);
       if (code === 0) resolve(out.trim().split("\n").at(-1) ?? "");
-      else reject(new Error(`build-board.sh exited ${code}`));
+      else reject(new Error(`${script} exited ${code}`));
     });
   });
 }
@@ -148,7 +174,8 @@ async function command(payload: object): Promise<void> {
 describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel", () => {
   beforeAll(async () => {
     Board.claim(cacheDir);
-    const image = await buildBoard();
+    const image = await build("build-board.sh");
+    onoffDir = await build("build-onoff.sh", [image]);
     execFileSync("npm", ["run", "build", "--silent"], { cwd: repo, stdio: "ignore" });
     broker = await startBroker();
     if (broker.kind !== "mosquitto") throw new Error("the emulated test needs mosquitto on the host");
@@ -273,47 +300,51 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
   });
 
   it("commands over MQTT set the duty the kernel reports for each LAMPI pin", async () => {
-    // Hue and saturation are fractions (LAMPI's HSV): 1/3 is green, 2/3 blue.
-    const full = (h: number, s: number) => ({ on: true, color: { h, s }, brightness: 1 });
-    await command(full(0, 1));
+    await command(full(RED));
     expect(await duties()).toEqual([PERIOD_NS, 0, 0]);
-    await command(full(1 / 3, 1));
-    expect(await duties()).toEqual([0, PERIOD_NS, 0]);
-    await command(full(2 / 3, 1));
-    expect(await duties()).toEqual([0, 0, PERIOD_NS]);
-    await command(full(0, 0));
+    await command(full(GREEN));
+    expect(await duties()).toEqual(dutiesFor(GREEN));
+    await command(full(BLUE));
+    expect(await duties()).toEqual(dutiesFor(BLUE));
+    await command(full(WHITE));
     expect(await duties()).toEqual([PERIOD_NS, PERIOD_NS, PERIOD_NS]);
+    // Dimmed: gamma-corrected, not linear (half brightness is about 22% duty).
+    await command({ ...full(WHITE), brightness: 0.5 });
+    const half = dutiesFor(WHITE, 0.5);
+    expect(half[0]).toBeGreaterThan(0.2 * PERIOD_NS);
+    expect(half[0]).toBeLessThan(0.25 * PERIOD_NS);
+    expect(await duties()).toEqual(half);
     for (const { pin } of PWM) expect((await channelFiles(pin)).enable).toBe("1");
+    // Off: each channel still exported and enabled, at duty 0 (no glitch when it lights again).
+    await command({ on: false });
+    expect(await duties()).toEqual([0, 0, 0]);
   });
 
   it("lamp-agent --check on this board: every pin on its pwm-gpio chip, exit 0", async () => {
-    const check = await board.exec("runuser -u lamp-agent -- lamp-agent --check", { timeoutMs: 120_000 });
+    // By hand as the operator would, with sudo: it reads the installed configuration (root's file).
+    const check = await board.exec("cd /tmp && lamp-agent --check", { timeoutMs: 120_000 });
     expect(check.code, `${check.stdout}\n${check.stderr}`).toBe(0);
     for (const { pin } of PWM) expect(check.stdout).toMatch(new RegExp(`\\b${pin}\\b.*pwm-gpio`));
   });
 
   it("the wiring test shows red, green, blue, white on the real pins and restores the state", async () => {
-    await command({ on: true, color: { h: 1 / 6, s: 1 }, brightness: 1 });
+    await command(full(YELLOW));
     const before = await duties();
+    expect(before).toEqual(dutiesFor(YELLOW));
     await startSampler();
-    const result = await board.exec("lamp-agent --test", { timeoutMs: 120_000 });
+    const result = await board.exec("cd /tmp && lamp-agent --test", { timeoutMs: 120_000 });
     const seen = await stopSampler();
     expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
     // In this order, with whatever the pins pass through between two steps (channels are written one by one).
-    const steps = [
-      before,
-      [PERIOD_NS, 0, 0],
-      [0, PERIOD_NS, 0],
-      [0, 0, PERIOD_NS],
-      [PERIOD_NS, PERIOD_NS, PERIOD_NS],
-      before,
-    ];
+    const steps = [before, dutiesFor(RED), dutiesFor(GREEN), dutiesFor(BLUE), dutiesFor(WHITE), before];
     expect(inOrder(distinct(seen), steps)).toEqual(steps);
+    // It went through the running agent (systemd's invocation link), not around it.
+    expect(result.stdout).not.toMatch(/the agent is not running/);
   });
 
   it("kill -9: the Will, systemd restarts it and the pins show the restored state first", async () => {
-    const blue = [0, 0, PERIOD_NS];
-    await command({ on: true, color: { h: 2 / 3, s: 1 }, brightness: 1 });
+    const blue = dutiesFor(BLUE);
+    await command(full(BLUE));
     const before = await mainPid();
     const will = recorder.next(PRESENCE, (text) => text === "0", 60_000);
     const back = recorder.next(PRESENCE, (text) => text === "1", 180_000);
@@ -333,6 +364,80 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
     await board.sh(`systemctl stop ${UNIT}`, { timeoutMs: 90_000 });
     await offline;
     for (const { pin } of PWM) expect((await channelFiles(pin)).exported).toBe(false);
+  });
+
+  it("onoff: the agent's onoff driver switches a PL061 line and the kernel reads it back", async () => {
+    // What install.sh leaves for GPIO_DRIVER=onoff, with epoll cross-built (build-onoff.sh): the board
+    // has no compiler and no registry.
+    await board.sh("tar -C /opt/lamp-agent -xf - node_modules", {
+      input: execFileSync("tar", ["-C", onoffDir, "-cf", "-", "node_modules"]),
+      timeoutMs: 120_000,
+    });
+    // The virt board's PL061 is not a Pi's `pinctrl-*` bank, so the agent is shown one by the name it
+    // looks for, with the PL061's real base and size. Only that lookup reads this copy: onoff itself
+    // exports, drives and unexports the real /sys/class/gpio.
+    const chip = path.dirname(
+      (await board.sh("grep -l 9030000.pl061 /sys/class/gpio/gpiochip*/label")).trim(),
+    );
+    const base = Number(await board.sh(`cat ${chip}/base`));
+    const gpio = `/sys/class/gpio/gpio${base + FREE_LINE}`;
+    const lookup = "/run/lamp-onoff-sysfs";
+    await board.sh(
+      [
+        `rm -rf ${lookup} && mkdir -p ${lookup}/firmware/devicetree/base ${lookup}/class/gpio/gpiochip${base}`,
+        `cp /proc/device-tree/model ${lookup}/firmware/devicetree/base/model`,
+        `cd ${lookup}/class/gpio/gpiochip${base} && echo pinctrl-bcm2711 > label && cp ${chip}/base ${chip}/ngpio .`,
+      ].join(" && "),
+    );
+    const env = [
+      `LAMP_ID=${ONOFF_ID}`,
+      `MQTT_URL=${GUEST_BROKER}`,
+      "GPIO_DRIVER=onoff",
+      `LED_PINS=${FREE_LINE}`,
+      `SYSFS_ROOT=${lookup}`,
+      "STATE_FILE=/tmp/lamp-onoff/state.json",
+      "HA_DISCOVERY=false",
+    ].join(" ");
+    const presence = `state/${ONOFF_ID}`;
+    const changed = `lamp/${ONOFF_ID}/changed`;
+    const watch = await Recorder.connect(broker.url, [presence, changed]);
+    try {
+      const online = watch.next(presence, (text) => text === "1", 180_000);
+      // Unprivileged, as the service runs: the gpio group and the udev rule's sysfs GPIO half.
+      await board.sh(
+        `mkdir -p /tmp/lamp-onoff && chown lamp-agent /tmp/lamp-onoff && cd /tmp/lamp-onoff && ` +
+          `nohup runuser -u lamp-agent -- env ${env} lamp-agent > /tmp/lamp-onoff/log 2>&1 & echo $! > /tmp/lamp-onoff/pid`,
+      );
+      await online.catch(async (error: unknown) => {
+        throw new Error(`${String(error)}\n${await board.sh("cat /tmp/lamp-onoff/log")}`);
+      });
+      const set = async (on: boolean) => {
+        const answered = watch.next(changed, (text) => text.includes(`"on":${on}`), 30_000);
+        await watch.publish(
+          `lamp/${ONOFF_ID}/set_config`,
+          JSON.stringify({ on, brightness: 1, client: "emulated-test" }),
+          { qos: 1 },
+        );
+        await answered;
+        return (await board.sh(`cat ${gpio}/direction ${gpio}/value`)).split("\n").slice(0, 2);
+      };
+      expect(await set(true)).toEqual(["out", "1"]);
+      expect(await set(false)).toEqual(["out", "0"]);
+      expect(await set(true)).toEqual(["out", "1"]);
+      expect(await board.sh(`stat -c %G ${gpio}/value`)).toBe("gpio\n");
+      const offline = watch.next(presence, (text) => text === "0", 60_000);
+      await board.sh(
+        "kill -TERM $(pgrep -u lamp-agent -f 'node.*lamp-agent') && while pgrep -u lamp-agent node >/dev/null; do sleep 0.2; done",
+        {
+          timeoutMs: 90_000,
+        },
+      );
+      await offline;
+      // Switched off and handed back to the kernel.
+      expect(await board.sh(`test -e ${gpio} && echo exported || echo unexported`)).toBe("unexported\n");
+    } finally {
+      await watch.end().catch(() => {});
+    }
   });
 
   it("records idle RSS and start-to-presence as a ratio to `node -e ''` on this board", async () => {
