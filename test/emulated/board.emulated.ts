@@ -60,6 +60,12 @@ function dutiesFor(colour: Colour, brightness = 1): number[] {
 const skip = (() => {
   if (process.getuid?.() !== 0) return "needs root (debootstrap, chroot, binfmt_misc)";
   if (process.arch !== "x64" && process.arch !== "arm64") return `no QEMU build for ${process.arch} here`;
+  // build-board.sh installs QEMU with apt; without either there is nothing to boot the board with.
+  const onPath = (command: string) =>
+    (process.env.PATH ?? "").split(":").some((dir) => dir !== "" && existsSync(path.join(dir, command)));
+  if (!onPath("qemu-system-aarch64") && !onPath("apt-get")) {
+    return "no qemu-system-aarch64, and no apt-get to install it (Debian: apt install qemu-system-arm)";
+  }
   return undefined;
 })();
 if (skip) process.stderr.write(`test:emulated skipped: ${skip}\n`);
