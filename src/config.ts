@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
-import { hostname, networkInterfaces } from "node:os";
 import path from "node:path";
 import * as z from "zod/mini";
 import { type ConfigFile, findConfigFiles, readable } from "./config-files.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
+import { defaultLampId } from "./lamp-id.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
 import { secretFileWarnings, tlsFileProblems } from "./mqtt/tls-files.js";
 import { suggest } from "./suggest.js";
@@ -85,22 +85,6 @@ export function redactUrl(value: string): string {
   } catch {
     return value.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:********@");
   }
-}
-
-/** The default id: the MAC of the first non-loopback interface, like LAMPI, else the host name. */
-export function defaultLampId(): string {
-  for (const addresses of Object.values(networkInterfaces())) {
-    for (const address of addresses ?? []) {
-      if (!address.internal && address.mac && address.mac !== "00:00:00:00:00:00") {
-        return address.mac.replaceAll(":", "");
-      }
-    }
-  }
-  return (
-    hostname()
-      .replace(/[^A-Za-z0-9_-]/g, "-")
-      .slice(0, 64) || "lamp"
-  );
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -230,7 +214,9 @@ function defaultStateFile({ env, cwd }: Context): string {
  * .env.example documents exactly these (test/unit/config.test.ts holds it to that).
  */
 const TABLE = {
-  LAMP_ID: setting(text.check(z.regex(ID, "allowed: 1 to 64 of A-Z a-z 0-9 _ -")), defaultLampId),
+  LAMP_ID: setting(text.check(z.regex(ID, "allowed: 1 to 64 of A-Z a-z 0-9 _ -")), ({ env }) =>
+    defaultLampId(env.SYSFS_ROOT || "/sys"),
+  ),
   MQTT_URL: setting(mqttUrl, () => "mqtt://localhost:1883"),
   MQTT_USERNAME: optional(text),
   MQTT_PASSWORD: optional(text, { secret: true }),
