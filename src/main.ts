@@ -10,6 +10,7 @@ import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lif
 import { createLogger } from "./log.js";
 import { forgetDiscovery } from "./mqtt/home-assistant.js";
 import { createNotifier } from "./systemd/notify.js";
+import { handRunConflict } from "./systemd/service.js";
 import { VERSION } from "./version.js";
 
 const HELP = `lamp-agent ${VERSION}: an MQTT agent for a Raspberry Pi LED lamp
@@ -52,6 +53,11 @@ async function forget(loaded: LoadedConfig): Promise<number> {
 
 async function run(loaded: LoadedConfig): Promise<void> {
   const { config } = loaded;
+  const conflict = handRunConflict({ env: process.env, driver: config.driver, file: loaded.file });
+  if (conflict) {
+    process.stderr.write(`lamp-agent: ${conflict}\n`);
+    process.exit(EXIT_FAILURE);
+  }
   const logger = createLogger(config.log);
   exitOnBugs(logger);
   logger.info(

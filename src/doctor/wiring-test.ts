@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import type { MqttClient } from "mqtt";
 import { driverOptions } from "../agent.js";
 import type { Config } from "../config.js";
@@ -8,6 +7,7 @@ import { DEFAULT_STATE, type LampState, sameState } from "../lamp/state.js";
 import { EXIT_FAILURE, EXIT_OK } from "../lifecycle.js";
 import { createLogger } from "../log.js";
 import { connectOnce } from "../mqtt/one-shot.js";
+import { SERVICE_MARKER, serviceIsRunning } from "../systemd/service.js";
 import { doctorTopic, roundTrip } from "./broker.js";
 
 /**
@@ -60,7 +60,7 @@ const DEFAULTS: WiringTestOptions = {
   out: process.stdout,
   stepMs: 1000,
   timeoutMs: 3000,
-  serviceMarker: "/run/systemd/units/invocation:lamp-agent.service",
+  serviceMarker: SERVICE_MARKER,
 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -91,7 +91,7 @@ export async function wiringTest(
       print(`the agent is running (${config.topics.presence} = 1): testing through it over MQTT`);
       return await overMqtt(client, config, agent, o, print);
     }
-    if (existsSync(o.serviceMarker)) {
+    if (serviceIsRunning(o.serviceMarker)) {
       print(
         "lamp-agent.service is running and holds the pins, but does not answer on the broker: " +
           "stop it (sudo systemctl stop lamp-agent), run lamp-agent --test, then start it again",

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { PassThrough } from "node:stream";
@@ -13,7 +13,8 @@ describe("lamp-agent --test beside a service it cannot reach", () => {
   it("refuses to fight the running service for the pins, and says how to run the test", async () => {
     const dir = track(mkdtempSync(path.join(tmpdir(), "lamp-wiring-")));
     const marker = path.join(dir, "invocation:lamp-agent.service");
-    writeFileSync(marker, "");
+    // As systemd makes it: a link to the invocation id, which is no file (it dangles).
+    symlinkSync("6a1e5b2c0f9d4e7a8b3c1d2e3f4a5b6c", marker);
     const trace = path.join(dir, "trace.jsonl");
     const { config } = loadConfig({
       env: {

@@ -267,6 +267,20 @@ describe("lamp-agent deployed on a real systemd", () => {
     expect(online.text).toBe("1");
   });
 
+  it("lamp-agent run by hand beside the running service refuses, and the service runs on", async () => {
+    const pid = (await container.sh(`systemctl show -p MainPID --value ${UNIT}`)).trim();
+    // The link systemd keeps for the active unit, which the agent (and --test) look for.
+    expect(await container.sh("readlink /run/systemd/units/invocation:lamp-agent.service")).toMatch(
+      /^[0-9a-f]{32}\n$/,
+    );
+    const byHand = await container.exec("cd /tmp && lamp-agent", { timeoutMs: 60_000 });
+    expect(byHand.code, `${byHand.stdout}\n${byHand.stderr}`).toBe(1);
+    expect(byHand.stderr).toContain("lamp-agent.service is running and drives this lamp");
+    expect(byHand.stderr).toContain("sudo systemctl stop lamp-agent");
+    expect(await isActive()).toBe(true);
+    expect((await container.sh(`systemctl show -p MainPID --value ${UNIT}`)).trim()).toBe(pid);
+  });
+
   it("takes a command; systemctl stop publishes 0, exits 0 and keeps the state in StateDirectory", async () => {
     const changed = presence().next(CHANGED, (text) => text.includes('"brightness":0.42'), 20_000);
     await presence().publish(COMMAND, JSON.stringify({ on: true, brightness: 0.42, client: "systest" }));
