@@ -344,11 +344,20 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
     expect(await duties()).toEqual([0, 0, 0]);
   });
 
-  it("lamp-agent --check on this board: every pin on its pwm-gpio chip, exit 0", async () => {
+  it("lamp-agent --check on this board: every pin on its pwm-gpio chip, exit 0; the default id; no second agent", async () => {
     // By hand as the operator would, with sudo: it reads the installed configuration (root's file).
     const check = await board.exec("cd /tmp && lamp-agent --check", { timeoutMs: 120_000 });
     expect(check.code, `${check.stdout}\n${check.stderr}`).toBe(0);
     for (const { pin } of PWM) expect(check.stdout).toMatch(new RegExp(`\\b${pin}\\b.*pwm-gpio`));
+    // Unset, LAMP_ID is the board's first network device's MAC (QEMU's default for its first NIC).
+    const blank = await board.exec("mkdir -p /tmp/blank && cd /tmp/blank && : > .env && lamp-agent --check", {
+      timeoutMs: 120_000,
+    });
+    expect(blank.stdout).toMatch(/^\s*LAMP_ID=525400123456\s+# default$/m);
+    // Run by hand beside the service, the agent refuses rather than fight it for the pins.
+    const byHand = await board.exec("cd /tmp && lamp-agent", { timeoutMs: 120_000 });
+    expect(byHand.code, `${byHand.stdout}\n${byHand.stderr}`).toBe(1);
+    expect(byHand.stderr).toContain("lamp-agent.service is running and drives this lamp");
   });
 
   it("the wiring test shows red, green, blue, white on the real pins and restores the state", async () => {
