@@ -15,7 +15,7 @@ import { errnoCode, nodeSysfs, type SysfsIO } from "./sysfs.js";
  * onoff (fivdi/onoff): the kernel's legacy sysfs GPIO as plain outputs. On or off only, for a relay or
  * an LED without PWM; the sysfs number of each BCM pin comes from the `pinctrl-*` chip's base, so it
  * works on 6.1 kernels (base 0) and 6.6+ (base 512 or 571). onoff itself always uses
- * `/sys/class/gpio`; `SYSFS_ROOT` moves only the number lookup.
+ * `/sys/class/gpio`; `SYSFS_ROOT` moves only the number lookup and the check that export is writable.
  */
 
 export interface OnoffGpio {
