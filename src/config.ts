@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { distance } from "fastest-levenshtein";
 import * as z from "zod/mini";
 import { type ConfigFile, findConfigFiles, readable } from "./config-files.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
@@ -420,6 +421,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   return { config: deepFreeze(config), effective, warnings, file: files.file?.label };
 }
 
+// A misspelling in the environment: at most this many edits from one of our names.
+const ENVIRONMENT_TYPO = 2;
+
 // Prefixes only our variables use; a variable in the environment with one is meant for us.
 const OUR_PREFIXES = ["LAMP_", "MQTT_", "LED_", "GPIO_", "PWM_", "HA_DISCOVERY"];
 
@@ -438,10 +442,12 @@ function unknownVariables(env: Env, file: ConfigFile | undefined): string[] {
     warnings.push(unknownWarning(name, file?.label ?? ".env"));
   }
   for (const name of Object.keys(env).filter(unknown)) {
-    // Not a short one: the environment has names like `_` and `D` that would start one of ours.
+    // Not a short one: the environment has names like `_` and `D` that would start one of ours. And only
+    // a typo's distance: the environment is everyone's, and OpenSSL's SSL_CERT_FILE is 4 edits from ours.
+    const guess = name.length >= 4 ? meant(name) : undefined;
     const ours =
       OUR_PREFIXES.some((prefix) => name.toUpperCase().startsWith(prefix)) ||
-      (name.length >= 4 && meant(name) !== undefined);
+      (guess !== undefined && distance(name.toUpperCase(), guess) <= ENVIRONMENT_TYPO);
     if (ours) warnings.push(unknownWarning(name, "environment"));
   }
   return warnings;

@@ -91,7 +91,7 @@ async function run(loaded: LoadedConfig): Promise<void> {
 
 function options() {
   try {
-    return parseCommandLine({
+    const parsed = parseCommandLine({
       options: {
         check: { type: "boolean", default: false },
         test: { type: "boolean", default: false },
@@ -100,6 +100,11 @@ function options() {
         version: { type: "boolean", short: "v", default: false },
       },
     }).values;
+    const modes = (["check", "test", "forget"] as const).filter((mode) => parsed[mode]);
+    if (modes.length > 1) {
+      throw new UsageError(`${modes.map((mode) => `--${mode}`).join(" and ")} do different things: give one`);
+    }
+    return parsed;
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`lamp-agent: ${error.message} (lamp-agent --help lists the options)\n`);

@@ -148,6 +148,12 @@ describe("a command line mistake", () => {
     ["lampctl", LAMPCTL, ["--bright", "0.5"], "lampctl: unknown option --bright; did you mean --brightness?"],
     ["lamp-agent", MAIN, ["--bogus"], "lamp-agent: unknown option --bogus"],
     ["lamp-agent", MAIN, ["--chek"], "lamp-agent: unknown option --chek; did you mean --check?"],
+    [
+      "lamp-agent",
+      MAIN,
+      ["--test", "--check"],
+      "lamp-agent: --check and --test do different things: give one",
+    ],
   ])("%s %j: one line with a did-you-mean, exit 2, no stack trace", async (_name, script, args, line) => {
     const result = await node(script, args);
     expect(result.code).toBe(2);

@@ -438,10 +438,15 @@ describe("loadConfig: unknown variables that look like ours", () => {
       INVOCATION_ID: "abc",
       _: "/usr/bin/node",
       D: "1",
+      // Other programs' variables a few letters from ours: OpenSSL's, not a misspelt MQTT_CERT_FILE.
+      SSL_CERT_FILE: "/etc/ssl/certs/ca-certificates.crt",
+      SSL_CERT_DIR: "/etc/ssl/certs",
+      LAMPID: "kitchen",
     });
     expect(warnings).toEqual([
       "unknown variable MQTT_PASWORD (environment); did you mean MQTT_PASSWORD?",
       "unknown variable LED_BRIGHTNESS (environment); see .env.example for the variables",
+      "unknown variable LAMPID (environment); did you mean LAMP_ID?",
     ]);
   });
 });
