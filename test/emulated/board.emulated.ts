@@ -323,7 +323,7 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
     }
   });
 
-  it("commands over MQTT set the duty the kernel reports for each LAMPI pin", async () => {
+  it("commands over MQTT (and lampctl on the board) set the duty the kernel reports for each LAMPI pin", async () => {
     await command(full(RED));
     expect(await duties()).toEqual([PERIOD_NS, 0, 0]);
     await command(full(GREEN));
@@ -339,9 +339,12 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
     expect(half[0]).toBeLessThan(0.25 * PERIOD_NS);
     expect(await duties()).toEqual(half);
     expect((await channels()).map((channel) => channel.enable)).toEqual(["1", "1", "1"]);
-    // Off: each channel still exported and enabled, at duty 0 (no glitch when it lights again).
-    await command({ on: false });
-    expect(await duties()).toEqual([0, 0, 0]);
+    // Off, from lampctl on the board as the operator runs it (the installed configuration, with sudo):
+    // each channel still exported and enabled, at duty 0 (no glitch when it lights again).
+    const off = await board.exec("cd /tmp && lampctl --off", { timeoutMs: 120_000 });
+    expect(off.code, `${off.stdout}\n${off.stderr}`).toBe(0);
+    expect(JSON.parse(off.stdout)).toMatchObject({ on: false, client: "lampctl" });
+    expect(await channels()).toEqual(PWM.map(() => ({ exported: true, enable: "1", duty: 0 })));
   });
 
   it("lamp-agent --check on this board: every pin on its pwm-gpio chip, exit 0; the default id; no second agent", async () => {
