@@ -97,6 +97,8 @@ interface Context {
   /** LAMP_ID as read (its default when unset or invalid). */
   readonly lampId: string;
   readonly topicBase: string;
+  /** SYSFS_ROOT as read: where the default LAMP_ID looks for the network devices. */
+  readonly sysfsRoot: string;
 }
 
 type Rule<T> = z.ZodMiniType<T>;
@@ -215,8 +217,8 @@ function defaultStateFile({ env, cwd }: Context): string {
  * .env.example documents exactly these (test/unit/config.test.ts holds it to that).
  */
 const TABLE = {
-  LAMP_ID: setting(text.check(z.regex(ID, "allowed: 1 to 64 of A-Z a-z 0-9 _ -")), ({ env }) =>
-    defaultLampId(env.SYSFS_ROOT || "/sys"),
+  LAMP_ID: setting(text.check(z.regex(ID, "allowed: 1 to 64 of A-Z a-z 0-9 _ -")), ({ sysfsRoot }) =>
+    defaultLampId(sysfsRoot),
   ),
   MQTT_URL: setting(mqttUrl, () => "mqtt://localhost:1883"),
   MQTT_USERNAME: optional(text),
@@ -310,6 +312,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     },
     get topicBase() {
       return read("TOPIC_BASE");
+    },
+    get sysfsRoot() {
+      return read("SYSFS_ROOT");
     },
   };
   function read<K extends Name>(name: K): Values[K] {

@@ -52,4 +52,11 @@ describe("the default LAMP_ID", () => {
     expect(config.lampId).toBe("dca632000001");
     expect(config.topics.presence).toBe("state/dca632000001");
   });
+
+  it("reads SYSFS_ROOT from the .env file as well", () => {
+    iface("eth0", "dc:a6:32:00:00:01");
+    const cwd = track(mkdtempSync(path.join(tmpdir(), "lamp-id-cwd-")));
+    writeFileSync(path.join(cwd, ".env"), `SYSFS_ROOT=${sysfs}\n`);
+    expect(loadConfig({ env: {}, cwd }).config.lampId).toBe("dca632000001");
+  });
 });
