@@ -293,6 +293,7 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
       "GPIO_DRIVER=sysfs-pwm",
       "LED_PINS=19,26,13",
       `PWM_FREQUENCY=${1e9 / PERIOD_NS}`,
+      `GAMMA=${GAMMA}`,
       "HA_DISCOVERY=false",
       "LOG_LEVEL=debug",
       "",
