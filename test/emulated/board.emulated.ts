@@ -451,7 +451,12 @@ describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel"
     const changed = `lamp/${ONOFF_ID}/changed`;
     const watch = await Recorder.connect(broker.url, [presence, changed]);
     try {
-      const online = watch.next(presence, (text) => text === "1", 90_000);
+      // Presence comes first (CONTRACT section 2), before the agent subscribes; its first state comes after
+      // the subscription, and the broker handles one client's packets in order: then commands reach it.
+      const online = Promise.all([
+        watch.next(presence, (text) => text === "1", 90_000),
+        watch.next(changed, () => true, 90_000),
+      ]);
       // Unprivileged, as the service runs: the gpio group and the udev rule's sysfs GPIO half.
       await board.sh(
         `mkdir -p /tmp/lamp-onoff && chown lamp-agent /tmp/lamp-onoff && cd /tmp/lamp-onoff && { ` +
