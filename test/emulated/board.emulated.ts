@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -8,7 +8,7 @@ import { levelsFor, toDuty } from "../../src/lamp/colour.js";
 import { makeState } from "../../src/lamp/state.js";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { Board, GUEST_BROKER, type PerPinPwm } from "./board.js";
+import { Board, buildImage, GUEST_BROKER, type PerPinPwm } from "./board.js";
 
 /**
  * The drivers on a real Linux kernel: Debian's arm64 kernel on QEMU's virt board, the kernel's own
@@ -76,27 +76,6 @@ let recorder: Recorder;
 let runDir: string;
 let onoffDir: string;
 const figures: string[] = [];
-
-/** Runs one of the build scripts beside this file; the directory it prints last. */
-function build(script: string, args: readonly string[] = []): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(repo, "test/emulated", script), args, {
-      stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, LAMP_EMU_CACHE: cacheDir },
-    });
-    let out = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      out += chunk;
-    });
-    const timer = setTimeout(() => child.kill("SIGTERM"), 20 * 60_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out.trim().split("\n").at(-1) ?? "");
-      else reject(new Error(`${script} exited ${code}`));
-    });
-  });
-}
 
 /** The clone an operator would have after `npm run build`: tracked and new files, and dist/. */
 function cloneTarball(): Buffer {
@@ -198,8 +177,8 @@ async function command(payload: object): Promise<void> {
 describe.skipIf(skip)("lamp-agent on an emulated arm64 board with a real kernel", () => {
   beforeAll(async () => {
     Board.claim(cacheDir);
-    const image = await build("build-board.sh");
-    onoffDir = await build("build-onoff.sh", [image]);
+    const image = await buildImage("build-board.sh", [], { LAMP_EMU_CACHE: cacheDir });
+    onoffDir = await buildImage("build-onoff.sh", [image], {});
     execFileSync("npm", ["run", "build", "--silent"], { cwd: repo, stdio: "ignore" });
     broker = await startBroker();
     if (broker.kind !== "mosquitto") throw new Error("the emulated test needs mosquitto on the host");

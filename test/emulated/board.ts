@@ -34,10 +34,43 @@ export interface BoardOptions {
   /** What /proc/device-tree/model says. */
   readonly model: string;
   readonly pwm: readonly PerPinPwm[];
+  /** Default arm64; armhf boots build-board.sh's 32-bit board (LAMP_EMU_ARCH=armhf). */
+  readonly arch?: BoardArch;
 }
 
-// cortex-a72: the Pi 4's core. Two vCPUs, as the host has two cores to share.
-const MACHINE = ["-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "2048"];
+export type BoardArch = "arm64" | "armhf";
+
+// Two vCPUs, as the host has two cores to share.
+const MACHINES: Record<BoardArch, { readonly qemu: string; readonly args: readonly string[] }> = {
+  // cortex-a72: the Pi 4's core.
+  arm64: {
+    qemu: "qemu-system-aarch64",
+    args: ["-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "2048"],
+  },
+  // 32-bit, as Raspberry Pi OS's armhf image runs: Debian's armmp-lpae kernel on a Cortex-A15.
+  armhf: { qemu: "qemu-system-arm", args: ["-M", "virt", "-cpu", "cortex-a15", "-smp", "2", "-m", "2048"] },
+};
+
+/** Runs build-board.sh or build-onoff.sh (beside this file) and resolves with the directory it prints. */
+export function buildImage(script: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(import.meta.dirname, script), args, {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, ...env },
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      out += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGTERM"), 20 * 60_000);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out.trim().split("\n").at(-1) ?? "");
+      else reject(new Error(`${script} exited ${code}`));
+    });
+  });
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -61,15 +94,17 @@ function alive(pid: number): boolean {
  * `gpios` property and reads the pin from the node's name, as it does where `gpios` is unreadable. (Its
  * reading of `gpios` is what the fake trees in test/drivers cover.)
  */
-export function boardDeviceTree(runDir: string, model: string, pwm: readonly PerPinPwm[]): string {
+export function boardDeviceTree(
+  runDir: string,
+  model: string,
+  pwm: readonly PerPinPwm[],
+  arch: BoardArch = "arm64",
+): string {
   const base = path.join(runDir, "virt.dtb");
-  execFileSync(
-    "qemu-system-aarch64",
-    [...MACHINE, "-machine", `dumpdtb=${base}`, "-nographic", "-nic", "none"],
-    {
-      stdio: "ignore",
-    },
-  );
+  const machine = MACHINES[arch];
+  execFileSync(machine.qemu, [...machine.args, "-machine", `dumpdtb=${base}`, "-nographic", "-nic", "none"], {
+    stdio: "ignore",
+  });
   const source = execFileSync("dtc", ["-q", "-I", "dtb", "-O", "dts", base], { encoding: "utf8" });
   const pl061 = /pl061@9030000 \{[^}]*?phandle = <(0x[0-9a-f]+)>;/s.exec(source)?.[1];
   if (!pl061) throw new Error("no PL061 with a phandle in QEMU's virt device tree");
@@ -106,7 +141,7 @@ export class Board {
       }
       if (left.qemuPid !== undefined && alive(left.qemuPid)) {
         const cmdline = readFileSync(`/proc/${left.qemuPid}/cmdline`, "utf8");
-        if (cmdline.includes("qemu-system-aarch64")) process.kill(left.qemuPid, "SIGKILL");
+        if (cmdline.includes("qemu-system-")) process.kill(left.qemuPid, "SIGKILL");
       }
     }
     mkdirSync(cacheDir, { recursive: true });
@@ -119,7 +154,8 @@ export class Board {
 
   static async boot(cacheDir: string, options: BoardOptions): Promise<Board> {
     mkdirSync(options.runDir, { recursive: true });
-    const dtb = boardDeviceTree(options.runDir, options.model, options.pwm);
+    const arch = options.arch ?? "arm64";
+    const dtb = boardDeviceTree(options.runDir, options.model, options.pwm, arch);
     const sshPort = await freePort();
     const consoleLog = path.join(options.runDir, "console.log");
     const net = [
@@ -129,9 +165,9 @@ export class Board {
       `guestfwd=tcp:10.0.2.100:1883-cmd:socat - TCP:127.0.0.1:${options.brokerPort}`,
     ].join(",");
     const qemu = spawn(
-      "qemu-system-aarch64",
+      MACHINES[arch].qemu,
       [
-        ...MACHINE,
+        ...MACHINES[arch].args,
         "-kernel",
         path.join(options.image, "vmlinuz"),
         "-initrd",
