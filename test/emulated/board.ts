@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { freePort } from "../helpers/broker.js";
-import { type ExecOptions, type ExecResult, runCollected } from "../helpers/process.js";
+import { type ExecOptions, type ExecResult, runBuildScript, runCollected } from "../helpers/process.js";
 
 /**
  * An emulated arm64 board: QEMU's `virt` machine (TCG) booting Debian's arm64 kernel with a cached Debian
@@ -53,23 +53,7 @@ const MACHINES: Record<BoardArch, { readonly qemu: string; readonly args: readon
 
 /** Runs build-board.sh or build-onoff.sh (beside this file) and resolves with the directory it prints. */
 export function buildImage(script: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(import.meta.dirname, script), args, {
-      stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, ...env },
-    });
-    let out = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      out += chunk;
-    });
-    const timer = setTimeout(() => child.kill("SIGTERM"), 20 * 60_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out.trim().split("\n").at(-1) ?? "");
-      else reject(new Error(`${script} exited ${code}`));
-    });
-  });
+  return runBuildScript(path.join(import.meta.dirname, script), args, env);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -105,3 +105,32 @@ export function runCollected(
     child.stdin.end(options.input ?? "");
   });
 }
+
+/**
+ * Runs a script that builds something once into a cache (a root, a board) and prints its directory last;
+ * its progress goes to our stderr. Rejects when it fails, or stops it after `timeoutMs`.
+ */
+export function runBuildScript(
+  script: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 20 * 60_000,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(script, args, {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, ...env },
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      out += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGTERM"), timeoutMs);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out.trim().split("\n").at(-1) ?? "");
+      else reject(new Error(`${path.basename(script)} exited ${code}`));
+    });
+  });
+}

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import {
   cpSync,
   existsSync,
@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { type ExecResult, runCollected } from "../helpers/process.js";
+import { type ExecResult, runBuildScript, runCollected } from "../helpers/process.js";
 import { Container } from "./container.js";
 
 /**
@@ -57,23 +57,7 @@ async function timed<T>(label: string, step: () => Promise<T>): Promise<T> {
 }
 
 function buildRoot(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(repo, "test/system/build-root.sh"), [], {
-      stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, LAMP_TEST_CACHE: cacheDir },
-    });
-    let out = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      out += chunk;
-    });
-    const timer = setTimeout(() => child.kill("SIGTERM"), 20 * 60_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out.trim().split("\n").at(-1) ?? "");
-      else reject(new Error(`build-root.sh exited ${code}`));
-    });
-  });
+  return runBuildScript(path.join(repo, "test/system/build-root.sh"), [], { LAMP_TEST_CACHE: cacheDir });
 }
 
 /** The files of a clone of this working tree (tracked and new, not ignored), uncommitted edits included. */
