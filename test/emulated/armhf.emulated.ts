@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { Board, buildImage, GUEST_BROKER } from "./board.js";
+import { Board, buildImage, emulationUnavailable, GUEST_BROKER } from "./board.js";
 
 /**
  * The agent's footprint on 32-bit ARM, as Raspberry Pi OS's armhf image runs it on a Pi Zero 2 W or 3:
@@ -21,11 +21,10 @@ const LAMP_ID = "armhf";
 const PRESENCE = `state/${LAMP_ID}`;
 const DIR = "/root/lamp-agent";
 
-const skip = (() => {
-  if (process.env.LAMP_EMU_ARMHF !== "1") return "the 32-bit board runs only with LAMP_EMU_ARMHF=1";
-  if (process.getuid?.() !== 0) return "needs root (debootstrap, chroot, binfmt_misc)";
-  return undefined;
-})();
+const skip =
+  process.env.LAMP_EMU_ARMHF === "1"
+    ? emulationUnavailable("armhf")
+    : "the 32-bit board runs only with LAMP_EMU_ARMHF=1";
 if (skip) process.stderr.write(`test:emulated (armhf) skipped: ${skip}\n`);
 
 let board: Board;

@@ -8,7 +8,7 @@ import { levelsFor, toDuty } from "../../src/lamp/colour.js";
 import { makeState } from "../../src/lamp/state.js";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
-import { Board, buildImage, GUEST_BROKER, type PerPinPwm } from "./board.js";
+import { Board, buildImage, emulationUnavailable, GUEST_BROKER, type PerPinPwm } from "./board.js";
 
 /**
  * The drivers on a real Linux kernel: Debian's arm64 kernel on QEMU's virt board, the kernel's own
@@ -57,17 +57,7 @@ function dutiesFor(colour: Colour, brightness = 1): number[] {
   return levelsFor(state, 3).map((level) => Math.round(toDuty(level, GAMMA) * PERIOD_NS));
 }
 
-const skip = (() => {
-  if (process.getuid?.() !== 0) return "needs root (debootstrap, chroot, binfmt_misc)";
-  if (process.arch !== "x64" && process.arch !== "arm64") return `no QEMU build for ${process.arch} here`;
-  // build-board.sh installs QEMU with apt; without either there is nothing to boot the board with.
-  const onPath = (command: string) =>
-    (process.env.PATH ?? "").split(":").some((dir) => dir !== "" && existsSync(path.join(dir, command)));
-  if (!onPath("qemu-system-aarch64") && !onPath("apt-get")) {
-    return "no qemu-system-aarch64, and no apt-get to install it (Debian: apt install qemu-system-arm)";
-  }
-  return undefined;
-})();
+const skip = emulationUnavailable("arm64");
 if (skip) process.stderr.write(`test:emulated skipped: ${skip}\n`);
 
 let board: Board;

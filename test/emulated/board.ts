@@ -2,7 +2,15 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { freePort } from "../helpers/broker.js";
-import { type ExecOptions, type ExecResult, runBuildScript, runCollected } from "../helpers/process.js";
+import {
+  alive,
+  type ExecOptions,
+  type ExecResult,
+  runBuildScript,
+  runCollected,
+  sleep,
+  succeeded,
+} from "../helpers/process.js";
 
 /**
  * An emulated arm64 board: QEMU's `virt` machine (TCG) booting Debian's arm64 kernel with a cached Debian
@@ -51,22 +59,23 @@ const MACHINES: Record<BoardArch, { readonly qemu: string; readonly args: readon
   armhf: { qemu: "qemu-system-arm", args: ["-M", "virt", "-cpu", "cortex-a15", "-smp", "2", "-m", "2048"] },
 };
 
+/** Why a board of `arch` cannot be built and booted here, or undefined when it can. */
+export function emulationUnavailable(arch: BoardArch): string | undefined {
+  if (process.getuid?.() !== 0) return "needs root (debootstrap, chroot, binfmt_misc)";
+  if (process.arch !== "x64" && process.arch !== "arm64") return `no QEMU build for ${process.arch} here`;
+  // build-board.sh installs QEMU with apt; without either there is nothing to boot the board with.
+  const { qemu } = MACHINES[arch];
+  const onPath = (command: string) =>
+    (process.env.PATH ?? "").split(":").some((dir) => dir !== "" && existsSync(path.join(dir, command)));
+  if (!onPath(qemu) && !onPath("apt-get")) {
+    return `no ${qemu}, and no apt-get to install it (Debian: apt install qemu-system-arm)`;
+  }
+  return undefined;
+}
+
 /** Runs build-board.sh or build-onoff.sh (beside this file) and resolves with the directory it prints. */
 export function buildImage(script: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<string> {
   return runBuildScript(path.join(import.meta.dirname, script), args, env);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -228,11 +237,7 @@ export class Board {
 
   /** exec() that must succeed; its stdout. */
   async sh(command: string, options: ExecOptions = {}): Promise<string> {
-    const result = await this.exec(command, options);
-    if (result.code !== 0) {
-      throw new Error(`\`${command}\` exited ${result.code}\n${result.stdout}\n${result.stderr}`);
-    }
-    return result.stdout;
+    return succeeded(command, await this.exec(command, options));
   }
 
   async destroy(): Promise<void> {

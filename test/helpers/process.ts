@@ -41,6 +41,20 @@ export function spawnAgent(env: Record<string, string>, args: string[] = []): Ag
   };
 }
 
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Whether a process still runs (signal 0 checks without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A finished command: its exit code (null when a signal ended it) and everything it printed. */
 export interface ExecResult {
   readonly code: number | null;
@@ -63,6 +77,16 @@ export interface CollectOptions extends ExecOptions {
    */
   readonly onTimeout?: "reject" | "kill";
   readonly killSignal?: NodeJS.Signals;
+}
+
+/** The stdout of a command that had to succeed; otherwise an error carrying its code and output. */
+export function succeeded(command: string, result: ExecResult): string {
+  if (result.code !== 0) {
+    throw new Error(
+      `exit ${result.code}: ${command}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`,
+    );
+  }
+  return result.stdout;
 }
 
 /** Runs `file` with `args`, feeds it `input`, and collects stdout and stderr until it exits. */

@@ -10,7 +10,14 @@ import {
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
-import { type ExecOptions, type ExecResult, runCollected } from "../helpers/process.js";
+import {
+  alive,
+  type ExecOptions,
+  type ExecResult,
+  runCollected,
+  sleep,
+  succeeded,
+} from "../helpers/process.js";
 
 /**
  * A Debian booted with its own systemd in systemd-nspawn, on a throw-away overlay of a cached root.
@@ -30,19 +37,6 @@ interface Leftover {
   readonly initPid?: number;
   readonly merged?: string;
   readonly work?: string;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function run(command: string, args: string[]): ExecResult {
@@ -242,13 +236,7 @@ export class Container {
 
   /** Like exec, but a non-zero exit is an error carrying the output. */
   async sh(command: string, options: ExecOptions = {}): Promise<string> {
-    const result = await this.exec(command, options);
-    if (result.code !== 0) {
-      throw new Error(
-        `exit ${result.code}: ${command}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`,
-      );
-    }
-    return result.stdout;
+    return succeeded(command, await this.exec(command, options));
   }
 
   /** Kills the whole container (its pid namespace dies with its init) and removes its overlay. */

@@ -9,12 +9,11 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startBroker, type TestBroker } from "../helpers/broker.js";
+import { freePort, startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { type ExecResult, runBuildScript, runCollected } from "../helpers/process.js";
 import { Container } from "./container.js";
@@ -122,17 +121,6 @@ function presence(): Recorder {
 async function writeConfiguration(): Promise<void> {
   await container.sh("mkdir -p /etc/lamp-agent && cat > /etc/lamp-agent/lamp-agent.env", { input: envFile });
   await container.sh("cat > /etc/lamp-agent/mqtt-password", { input: `${AGENT_PASSWORD}\n` });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
 }
 
 describe("lamp-agent deployed on a real systemd", () => {
