@@ -1,14 +1,22 @@
 import type { Config } from "./config.js";
+import { readBoardModel } from "./drivers/board.js";
 import type { Driver, DriverOptions } from "./drivers/driver.js";
 import { describeSelection, selectDriver } from "./drivers/index.js";
+import { Control } from "./features/control.js";
+import type { Feature } from "./features/feature.js";
+import { Groups } from "./features/groups.js";
+import { HomeAssistantDiscovery } from "./features/home-assistant.js";
+import { FeatureHouse } from "./features/house.js";
+import { Info } from "./features/info.js";
+import { Presence } from "./features/presence.js";
 import { Lamp } from "./lamp/lamp.js";
 import { Output } from "./lamp/output.js";
 import { DEFAULT_STATE, type LampState } from "./lamp/state.js";
 import type { Logger } from "./log.js";
 import { type Backoff, MqttConnection } from "./mqtt/connection.js";
-import { HomeAssistantDiscovery } from "./mqtt/home-assistant.js";
-import { LampLink } from "./mqtt/lamp-link.js";
+import { TopicRouter } from "./mqtt/router.js";
 import { StateStore } from "./store.js";
+import { VERSION } from "./version.js";
 
 /** A start-up failure that is not the configuration's fault: no usable driver, pins refused. */
 export class StartError extends Error {
@@ -51,7 +59,9 @@ export class Agent {
   private driver: Driver | undefined;
   private lamp: Lamp | undefined;
   private connection: MqttConnection | undefined;
-  private link: LampLink | undefined;
+  private house: FeatureHouse | undefined;
+  private board: string | null = null;
+  private readonly startedAt = new Date().toISOString();
   private readonly store: StateStore;
 
   constructor(
@@ -89,31 +99,70 @@ export class Agent {
     }
     this.driver = driver;
     this.lamp = lamp;
+    this.board = await readBoardModel(config.sysfsRoot);
     this.logger.info({ driver: driver.name, pins: config.pins.join(","), state }, "lamp ready");
   }
 
   /** Connects to the broker and keeps reconnecting until stop(). */
   connect(): void {
     const lamp = this.lamp;
-    if (!lamp) throw new Error("openHardware() first");
+    const driver = this.driver;
+    if (!lamp || !driver) throw new Error("openHardware() first");
     const logger = this.logger.child({ part: "mqtt" });
     const connection = new MqttConnection(
       this.config,
       {
-        onConnect: () => this.link?.onConnect(),
-        onMessage: (topic, payload, packet) => this.link?.onMessage(topic, payload, packet),
+        onConnect: (info) => this.house?.onConnect(info),
+        onMessage: (topic, payload, packet) => this.house?.onMessage(topic, payload, packet),
       },
       logger,
       this.options.backoff,
     );
-    this.link = new LampLink(this.config, lamp, connection, logger);
-    if (this.config.ha.enabled) {
-      this.link.addExtension(
-        new HomeAssistantDiscovery(this.config, connection, logger.child({ part: "ha" })),
-      );
-    }
+    this.house = new FeatureHouse(
+      this.features(lamp, driver, connection, logger),
+      new TopicRouter(connection, logger),
+      logger,
+    );
     this.connection = connection;
     connection.start();
+  }
+
+  /** What the lamp does over MQTT, in the order each connect runs them: presence first. */
+  private features(lamp: Lamp, driver: Driver, mqtt: MqttConnection, logger: Logger): Feature[] {
+    const { config } = this;
+    const control = new Control({
+      topics: config.topics,
+      clientId: config.mqtt.clientId,
+      lamp,
+      mqtt,
+      logger,
+    });
+    const features: Feature[] = [
+      new Presence({ topic: config.topics.presence, mqtt, logger }),
+      control,
+      new Groups({ groups: config.groups, groupTopicBase: config.groupTopicBase, inbox: control }),
+      new Info({
+        topic: config.topics.info,
+        mqtt,
+        logger,
+        lamp: {
+          id: config.lampId,
+          name: config.name,
+          version: VERSION,
+          driver: driver.name,
+          pins: config.pins,
+          groups: config.groups,
+          board: this.board,
+          node: process.versions.node,
+          started_at: this.startedAt,
+          telemetry_interval: config.telemetryInterval,
+        },
+      }),
+    ];
+    if (config.ha.enabled) {
+      features.push(new HomeAssistantDiscovery(config, mqtt, logger.child({ part: "ha" })));
+    }
+    return features;
   }
 
   /** The broker connection, once connect() ran. */
@@ -123,7 +172,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     const steps: [string, () => Promise<void>][] = [
-      ["presence", async () => this.link?.goOffline()],
+      ["features", async () => this.house?.stop()],
       ["mqtt", async () => this.connection?.stop()],
       ["lamp", async () => this.lamp?.close()],
       ["driver", async () => this.driver?.close()],

@@ -6,16 +6,38 @@ import { type ConfigFile, findConfigFiles, readable } from "./config-files.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
 import { defaultLampId } from "./lamp-id.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
-import { secretFileWarnings, tlsFileProblems } from "./mqtt/tls-files.js";
+import {
+  commandTopic,
+  DEFAULT_GROUP_TOPIC_BASE,
+  DEFAULT_GROUPS,
+  defaultPresenceTopic,
+  defaultTopicBase,
+  errorTopic,
+  infoTopic,
+  NAME_PATTERN,
+  stateTopic,
+  telemetryTopic,
+} from "./protocol/topics.js";
 import { suggest } from "./suggest.js";
+import { secretFileWarnings, tlsFileProblems } from "./tls-files.js";
 
 export const POWER_ON_MODES = ["restore", "on", "off"] as const;
 export type PowerOn = (typeof POWER_ON_MODES)[number];
 
 export interface Config {
   readonly lampId: string;
+  /** LAMP_NAME: what people call the lamp (Home Assistant's device name, `lampctl ls`, `info`). */
+  readonly name: string;
+  /** LAMP_GROUPS: the groups whose commands this lamp obeys too. */
+  readonly groups: readonly string[];
+  readonly groupTopicBase: string;
+  /** Seconds between telemetry messages; 0 = none. */
+  readonly telemetryInterval: number;
   readonly mqtt: {
+    /** The first node of `urls`: where a one-shot client goes unless told. */
     readonly url: string;
+    /** MQTT_URL's nodes: one broker, or the nodes of one cluster. */
+    readonly urls: readonly string[];
     readonly clientId: string;
     readonly keepalive: number;
     /** Reconnect backoff: first delay, doubling (with jitter) up to the maximum. */
@@ -35,6 +57,8 @@ export interface Config {
     readonly state: string;
     readonly error: string;
     readonly presence: string;
+    readonly info: string;
+    readonly telemetry: string;
   };
   readonly driver: DriverName | "auto";
   readonly pins: readonly number[];
@@ -134,7 +158,6 @@ function optional<T>(
 }
 
 const TOPIC = /^[^+#]{1,256}$/;
-const ID = /^[A-Za-z0-9_-]{1,64}$/;
 // Plain decimals only: Number() would also take "0x10", "1e3" and " " (as 0).
 const DECIMAL = /^\s*-?\d+(\.\d+)?\s*$/;
 const TRUTHY = new Set(["true", "1", "yes", "on"]);
@@ -176,14 +199,36 @@ const credential = ({ env }: Context) =>
     ),
     readableFile,
   );
-const mqttUrl = z.string().check(
-  z.refine((value) => {
-    try {
-      return ["mqtt:", "mqtts:", "ws:", "wss:"].includes(new URL(value).protocol);
-    } catch {
-      return false;
-    }
-  }, "allowed: a URL like mqtt://host:1883, mqtts://, ws:// or wss://"),
+const isBrokerUrl = (value: string) => {
+  try {
+    return ["mqtt:", "mqtts:", "ws:", "wss:"].includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+};
+const splitList = (v: string) => v.split(",").map((item) => item.trim());
+// One broker, or the nodes of one cluster, comma-separated (CONTRACT section 13).
+const mqttUrls: Rule<string[]> = z.pipe(
+  z
+    .string()
+    .check(
+      z.refine(
+        (v) => splitList(v).every(isBrokerUrl),
+        "allowed: a URL like mqtt://host:1883, mqtts://, ws:// or wss://, or a comma-separated list of the nodes of one cluster",
+      ),
+    ),
+  z.transform(splitList),
+);
+const groupList: Rule<string[]> = z.pipe(
+  z
+    .string()
+    .check(
+      z.refine(
+        (v) => v.trim() === "" || splitList(v).every((g) => NAME_PATTERN.test(g)),
+        "allowed: comma-separated group names of 1 to 64 of A-Z a-z 0-9 _ -, or empty for none",
+      ),
+    ),
+  z.transform((v: string) => (v.trim() === "" ? [] : [...new Set(splitList(v))])),
 );
 const pinList = (v: string) => v.split(",").map((p) => p.trim());
 const pins: Rule<number[]> = z
@@ -217,10 +262,25 @@ function defaultStateFile({ env, cwd }: Context): string {
  * .env.example documents exactly these (test/unit/config.test.ts holds it to that).
  */
 const TABLE = {
-  LAMP_ID: setting(text.check(z.regex(ID, "allowed: 1 to 64 of A-Z a-z 0-9 _ -")), ({ sysfsRoot }) =>
-    defaultLampId(sysfsRoot),
+  LAMP_ID: setting(
+    text.check(z.regex(NAME_PATTERN, "allowed: 1 to 64 of A-Z a-z 0-9 _ -")),
+    ({ sysfsRoot }) => defaultLampId(sysfsRoot),
   ),
-  MQTT_URL: setting(mqttUrl, () => "mqtt://localhost:1883"),
+  LAMP_NAME: setting(
+    text.check(
+      z.minLength(1, "allowed: 1 to 64 characters, no control characters"),
+      z.maxLength(64, "allowed: 1 to 64 characters, no control characters"),
+      // Printable only: the name goes into Home Assistant, a terminal table and JSON.
+      z.refine(
+        (v) => ![...v].some((c) => c < " " || c === "\u007f"),
+        "allowed: 1 to 64 characters, no control characters",
+      ),
+    ),
+    ({ lampId }) => lampId,
+  ),
+  LAMP_GROUPS: setting(groupList, () => [...DEFAULT_GROUPS]),
+  GROUP_TOPIC_BASE: setting(topic, () => DEFAULT_GROUP_TOPIC_BASE),
+  MQTT_URL: setting(mqttUrls, () => ["mqtt://localhost:1883"]),
   MQTT_USERNAME: optional(text),
   MQTT_PASSWORD: optional(text, { secret: true }),
   MQTT_PASSWORD_FILE: optional(credential),
@@ -236,10 +296,10 @@ const TABLE = {
   MQTT_RECONNECT_MIN_MS: setting(integer(10, 600_000, " ms"), () => 1000),
   MQTT_RECONNECT_MAX_MS: setting(integer(10, 3_600_000, " ms"), () => 60_000),
   MQTT_PROTOCOL: choice(["5", "3.1.1"], "5"),
-  TOPIC_BASE: setting(topic, ({ lampId }) => `lamp/${lampId}`),
-  COMMAND_TOPIC: setting(topic, ({ topicBase }) => `${topicBase}/set_config`),
-  STATE_TOPIC: setting(topic, ({ topicBase }) => `${topicBase}/changed`),
-  PRESENCE_TOPIC: setting(topic, ({ lampId }) => `state/${lampId}`),
+  TOPIC_BASE: setting(topic, ({ lampId }) => defaultTopicBase(lampId)),
+  COMMAND_TOPIC: setting(topic, ({ topicBase }) => commandTopic(topicBase)),
+  STATE_TOPIC: setting(topic, ({ topicBase }) => stateTopic(topicBase)),
+  PRESENCE_TOPIC: setting(topic, ({ lampId }) => defaultPresenceTopic(lampId)),
   GPIO_DRIVER: choice([...DRIVER_NAMES, "auto"], "auto"),
   LED_PINS: setting(pins, () => [19, 26, 13]),
   LED_ACTIVE_LOW: setting(boolean, () => false),
@@ -250,6 +310,7 @@ const TABLE = {
   POWER_ON: choice(POWER_ON_MODES, "restore"),
   HA_DISCOVERY: setting(boolean, () => true),
   HA_DISCOVERY_PREFIX: setting(topic, () => "homeassistant"),
+  TELEMETRY_INTERVAL: setting(integer(0, 86_400, " seconds (0 = none)"), () => 60),
   MOCK_GPIO_TRACE: optional(nonEmpty),
   SYSFS_ROOT: setting(nonEmpty, () => "/sys"),
   LOG_LEVEL: choice(LOG_LEVELS, "info"),
@@ -273,7 +334,36 @@ export interface LoadOptions {
   readonly dotenv?: boolean;
   /** Where the installed configuration lives (default /etc/lamp-agent); for tests. */
   readonly installedDir?: string;
+  /**
+   * `client`: only what a client of the lamps reads (`lampctl`): the id, the broker and the topics. The
+   * agent's own settings (pins, driver, files) take their defaults unread, so a mistake in one of them
+   * cannot stop a client that never uses it.
+   */
+  readonly scope?: "agent" | "client";
 }
+
+/** What `lampctl` reads: who the lamp is, where its broker is, and its topics. */
+const CLIENT_NAMES: ReadonlySet<string> = new Set([
+  "LAMP_ID",
+  "GROUP_TOPIC_BASE",
+  "MQTT_URL",
+  "MQTT_USERNAME",
+  "MQTT_PASSWORD",
+  "MQTT_PASSWORD_FILE",
+  "MQTT_CA_FILE",
+  "MQTT_CERT_FILE",
+  "MQTT_KEY_FILE",
+  "MQTT_CLIENT_ID",
+  "MQTT_PROTOCOL",
+  "TOPIC_BASE",
+  "COMMAND_TOPIC",
+  "STATE_TOPIC",
+  "PRESENCE_TOPIC",
+  "SYSFS_ROOT",
+]);
+
+/** The part of the configuration a client of the lamps has (`loadConfig({ scope: "client" })`). */
+export type ClientConfig = Pick<Config, "lampId" | "mqtt" | "topics" | "groupTopicBase">;
 
 /**
  * Environment (then `.env`, or the installed configuration) -> one frozen Config. Throws ConfigError
@@ -329,8 +419,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   function resolve<K extends Name>(name: K, variable: Variable<Values[K]>): Values[K] {
     const shown = (value: string) =>
-      variable.secret ? "********" : name === "MQTT_URL" ? redactUrl(value) : value;
-    const set = given(name);
+      variable.secret ? "********" : name === "MQTT_URL" ? splitList(value).map(redactUrl).join(",") : value;
+    const set = options.scope === "client" && !CLIENT_NAMES.has(name) ? undefined : given(name);
     if (set === undefined) {
       const value = variable.fallback(context);
       if (value !== undefined) effective.push({ name, value: shown(String(value)), source: "default" });
@@ -372,8 +462,10 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const topics = {
     command: v("COMMAND_TOPIC"),
     state: v("STATE_TOPIC"),
-    error: `${v("TOPIC_BASE")}/error`,
+    error: errorTopic(v("TOPIC_BASE")),
     presence: v("PRESENCE_TOPIC"),
+    info: infoTopic(v("TOPIC_BASE")),
+    telemetry: telemetryTopic(v("TOPIC_BASE")),
   };
   for (const name of ["COMMAND_TOPIC", "STATE_TOPIC"] as const) {
     const value = v(name);
@@ -385,10 +477,16 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
 
   const passwordFile = v("MQTT_PASSWORD_FILE");
   const mockTrace = v("MOCK_GPIO_TRACE");
+  const urls = v("MQTT_URL");
   const config: Config = {
     lampId: v("LAMP_ID"),
+    name: v("LAMP_NAME"),
+    groups: v("LAMP_GROUPS"),
+    groupTopicBase: v("GROUP_TOPIC_BASE"),
+    telemetryInterval: v("TELEMETRY_INTERVAL"),
     mqtt: {
-      url: v("MQTT_URL"),
+      url: urls[0] ?? "mqtt://localhost:1883",
+      urls,
       clientId: v("MQTT_CLIENT_ID"),
       keepalive: v("MQTT_KEEPALIVE"),
       reconnect,

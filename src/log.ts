@@ -1,5 +1,5 @@
 import { type Logger as PinoLogger, pino } from "pino";
-import { statusLine } from "./cli/status-line.js";
+import { statusLine } from "./status-line.js";
 
 export type Logger = PinoLogger;
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;

@@ -1,26 +1,31 @@
 #!/usr/bin/env node
 // First: it must run before any package reads DEBUG (the password in the CONNECT packet).
 import "../debug-guard.js";
-import { randomBytes } from "node:crypto";
-import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
-import { type Config, ConfigError, loadConfig, redactUrl } from "../config.js";
+import type { IPublishPacket, MqttClient } from "mqtt";
+import { type ClientConfig, ConfigError, loadConfig, redactUrl } from "../config.js";
 import { applyCommand, type Command, CommandError, parseCommand } from "../lamp/command.js";
 import { sameState } from "../lamp/state.js";
-import { createLogger } from "../log.js";
-import { baseClientOptions, errorContext } from "../mqtt/connection.js";
-import { explainConnectionError } from "../mqtt/errors.js";
+import { parseError, parseState, type StateMessage } from "../protocol/payloads.js";
+import { groupCommandTopic, NAME_PATTERN } from "../protocol/topics.js";
+import { suggest } from "../suggest.js";
 import { parseCommandLine, UsageError } from "./args.js";
+import { connectClient, explain, fellBack, refusedForGood } from "./broker-client.js";
+import { FleetView, formatTable, toJson } from "./fleet-view.js";
 
 const CLIENT = "lampctl";
 const HELP = `lampctl: set and show a lamp-agent lamp over MQTT
 
 Usage:
-  lampctl [--on|--off] [--hue H] [--saturation S] [--brightness B] [--transition T]
+  lampctl [--on|--off] [--hue H] [--saturation S] [--brightness B] [--transition T] [--identify]
   lampctl            print the lamp's state
   lampctl watch      follow the lamp's state, presence and errors (Ctrl-C to stop)
+  lampctl ls [--json]  list every lamp on the broker: id, name, online or offline, state
+  lampctl --group G [--on|--off|...]  command every lamp in group G (LAMP_GROUPS; "all" is every
+                     lamp), and say how many answered
 
 Options:
   --id ID            the lamp (default: LAMP_ID from the environment or .env)
+  --identify         blink the lamp for about 5 s, to find it
   --url URL          the broker (default: MQTT_URL, else mqtt://localhost:1883)
   --timeout SECONDS  how long to wait for the lamp (default 5)
 H, S and B are numbers from 0 to 1; T is seconds. Sends client "lampctl".
@@ -46,6 +51,9 @@ function parse() {
         brightness: { type: "string" },
         transition: { type: "string" },
         id: { type: "string" },
+        group: { type: "string" },
+        identify: { type: "boolean" },
+        json: { type: "boolean" },
         url: { type: "string" },
         timeout: { type: "string", default: "5" },
         help: { type: "boolean", short: "h" },
@@ -78,6 +86,7 @@ function buildCommand(values: ReturnType<typeof parse>["values"]): Command | und
   if (brightness !== undefined) raw.brightness = brightness;
   const transition = num("transition", values.transition);
   if (transition !== undefined) raw.transition = transition;
+  if (values.identify) raw.identify = true;
   if (Object.keys(raw).length === 0) return undefined;
   try {
     return parseCommand(Buffer.from(JSON.stringify({ ...raw, client: CLIENT })));
@@ -87,25 +96,18 @@ function buildCommand(values: ReturnType<typeof parse>["values"]): Command | und
   }
 }
 
-interface Shown {
-  on: boolean;
-  color: { h: number; s: number };
-  brightness: number;
-  client?: string | null;
+/** The agent's own rule: a command is a no-op when applying it leaves the state as it is (identify aside). */
+function wouldChange(state: StateMessage, command: Command): boolean {
+  return command.identify === true || !sameState(applyCommand(state, command), state);
 }
 
-/** The agent's own rule: a command is a no-op when applying it leaves the state as it is. */
-function wouldChange(state: Shown, command: Command): boolean {
-  return !sameState(applyCommand(state, command), state);
-}
-
-/** Only what lampctl needs: an agent-only setting that is wrong here should not stop it. */
-function lampConfig(values: ReturnType<typeof parse>["values"]): Config {
-  const env: NodeJS.ProcessEnv = { ...process.env, GPIO_DRIVER: "mock" };
+/** Only what lampctl needs (the id, the broker, the topics): an agent-only setting cannot stop it. */
+function lampConfig(values: ReturnType<typeof parse>["values"]): ClientConfig {
+  const env: NodeJS.ProcessEnv = { ...process.env };
   if (values.id) env.LAMP_ID = values.id;
   if (values.url) env.MQTT_URL = values.url;
   try {
-    const { config, warnings } = loadConfig({ env });
+    const { config, warnings } = loadConfig({ env, scope: "client" });
     // An installed configuration it cannot read, a variable that looks like ours: said, then on.
     for (const warning of warnings) process.stderr.write(`lampctl: warning: ${warning}\n`);
     return config;
@@ -113,37 +115,6 @@ function lampConfig(values: ReturnType<typeof parse>["values"]): Config {
     if (error instanceof ConfigError) fail(error.message, 2);
     throw error;
   }
-}
-
-/** The agent's own client options: credentials, TLS files, MQTT.js debug output with secrets scrubbed. */
-function connect(config: Config, watch: boolean, timeoutMs: number): MqttClient {
-  return mqtt.connect(config.mqtt.url, {
-    ...baseClientOptions(config, createLogger({ level: "silent", format: "json" })),
-    clientId: `lampctl-${randomBytes(4).toString("hex")}`,
-    protocolVersion: config.mqtt.protocol,
-    reconnectPeriod: watch ? 1000 : 0,
-    connectTimeout: timeoutMs,
-  });
-}
-
-/**
- * A broker that only speaks 3.1.1 refuses MQTT 5 with "unacceptable protocol version": speak 3.1.1
- * then, as the agent does. True when it switched (and is reconnecting).
- */
-function downgraded(client: MqttClient, error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  if (client.options.protocolVersion !== 5 || (code !== 1 && code !== 132)) return false;
-  client.options.protocolVersion = 4;
-  delete client.options.properties;
-  setImmediate(() => client.reconnect());
-  return true;
-}
-
-/** A refused CONNECT (bad password, not authorised, banned...) does not fix itself by retrying. */
-function refusedForGood(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  // 3.1.1's "server unavailable" and MQTT 5's unavailable, busy and rate limit pass.
-  return typeof code === "number" && ![3, 136, 137, 159].includes(code);
 }
 
 interface Presence {
@@ -163,73 +134,217 @@ function offline(topic: string, presence: Presence | undefined): string | undefi
   return `the lamp is offline (${topic} is 0${presence.since ? ` since ${presence.since}` : ""})`;
 }
 
+const MODES = ["watch", "ls"] as const;
+
 async function main(): Promise<void> {
   const { values, positionals } = parse();
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return;
   }
-  const watch = positionals[0] === "watch";
-  if (positionals.length > (watch ? 1 : 0))
-    fail(`unexpected argument ${JSON.stringify(positionals.at(-1))}`, 2);
+  const mode = MODES.find((m) => m === positionals[0]);
+  if (positionals.length > (mode ? 1 : 0)) {
+    const word = positionals.at(-1) ?? "";
+    const hint = suggest(word, [...MODES]);
+    fail(`unexpected argument ${JSON.stringify(word)}${hint ? `; did you mean ${hint}?` : ""}`, 2);
+  }
   const command = buildCommand(values);
-  if (watch && command) fail("watch takes no --on/--off/--hue/... options", 2);
+  if (mode && command) fail(`${mode} takes no --on/--off/--hue/... options`, 2);
+  if (values.json && mode !== "ls") fail("--json goes with ls", 2);
+  if (values.group !== undefined) {
+    if (mode) fail(`--group commands a group; it does not go with ${mode}`, 2);
+    if (!command) fail("--group needs a command: --on, --off, --hue, --brightness...", 2);
+    if (!NAME_PATTERN.test(values.group))
+      fail(`--group ${JSON.stringify(values.group)}: allowed: 1 to 64 of A-Z a-z 0-9 _ -`, 2);
+  }
   const timeoutMs = Number(values.timeout) * 1000;
   if (!(timeoutMs > 0)) fail(`--timeout ${values.timeout}: not a positive number`, 2);
 
   const config = lampConfig(values);
-  const { topics } = config;
-  const url = redactUrl(config.mqtt.url);
-  const client = connect(config, watch, timeoutMs);
-  const explain = (error: unknown) =>
-    explainConnectionError(error, errorContext(config, client.options.protocolVersion === 4 ? 4 : 5));
-  const say = (text: string) => process.stderr.write(`lampctl: ${text}\n`);
+  const client = connectClient(config.mqtt, mode === "watch", timeoutMs);
+  const session = new Session(config, client, mode === "watch");
+  if (mode === "ls") listLamps(session, values.json === true, timeoutMs);
+  else if (values.group !== undefined && command) commandGroup(session, values.group, command, timeoutMs);
+  else driveLamp(session, mode === "watch", command, timeoutMs);
+}
 
-  let done = false;
-  const finish = (code: number, text: string, note?: string) => {
-    if (done) return;
-    done = true;
+/** One connection and how lampctl talks about it: every mode finishes through `finish`. */
+class Session {
+  private done = false;
+  readonly url: string;
+  /** Watch: one line per change of condition (an explanation, lost, connected again), not per retry. */
+  private problem = "";
+  private connected = false;
+
+  constructor(
+    readonly config: ClientConfig,
+    readonly client: MqttClient,
+    private readonly watch: boolean,
+  ) {
+    this.url = redactUrl(config.mqtt.url);
+    client.on("error", (error) => {
+      if (this.done || fellBack(client, error)) return;
+      const text = explain(config.mqtt, client, error);
+      if (!watch || refusedForGood(error)) fail(text, 1);
+      if (text !== this.problem) this.say(text);
+      this.problem = text;
+    });
+    client.on("close", () => {
+      if (!watch || !this.connected) return;
+      this.connected = false;
+      this.problem = `lost the connection to ${this.url}; reconnecting`;
+      this.say(this.problem);
+    });
+    client.on("connect", () => {
+      if (watch && this.problem) this.say(`connected to ${this.url}`);
+      this.problem = "";
+      this.connected = true;
+    });
+  }
+
+  say(text: string): void {
+    process.stderr.write(`lampctl: ${text}\n`);
+  }
+
+  finish(code: number, text: string, note?: string): void {
+    if (this.done) return;
+    this.done = true;
     (code === 0 ? process.stdout : process.stderr).write(`${code === 0 ? "" : "lampctl: "}${text}\n`);
-    if (note) say(note);
-    client.end(false, () => process.exit(code));
-  };
+    if (note) this.say(note);
+    this.client.end(false, () => process.exit(code));
+  }
 
-  // Watch: one line per change of condition (an explanation, lost, connected again), not per retry.
-  let problem = "";
-  let connected = false;
-  client.on("error", (error) => {
-    if (done || downgraded(client, error)) return;
-    const text = explain(error);
-    if (!watch || refusedForGood(error)) fail(text, 1);
-    if (text !== problem) say(text);
-    problem = text;
-  });
-  client.on("close", () => {
-    if (!watch || !connected) return;
-    connected = false;
-    problem = `lost the connection to ${url}; reconnecting`;
-    say(problem);
-  });
+  /** Subscribes on every connect (watch reconnects); `then` runs after each SUBACK. */
+  subscribe(filters: readonly string[], then: () => void): void {
+    this.client.on("connect", () => {
+      this.client.subscribe([...filters], { qos: 1 }, (error) => {
+        if (error) fail(`cannot subscribe: ${error.message}`, 1);
+        then();
+      });
+    });
+  }
 
-  let state: Shown | undefined;
+  /** Resolves once no message arrived for `quietMs` (the retained ones come right after the SUBACK). */
+  quiet(quietMs: number, maxMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const end = setTimeout(finish, maxMs);
+      let timer = setTimeout(finish, quietMs);
+      const onMessage = () => {
+        clearTimeout(timer);
+        timer = setTimeout(finish, quietMs);
+      };
+      function finish() {
+        clearTimeout(end);
+        clearTimeout(timer);
+        resolve();
+      }
+      this.client.on("message", onMessage);
+    });
+  }
+}
+
+/** How long the retained messages of a fresh subscription may keep arriving before the list is whole. */
+const SETTLE_MS = 500;
+
+/** `lampctl ls`: every lamp the broker holds retained messages of. */
+function listLamps(session: Session, json: boolean, timeoutMs: number): void {
+  const view = new FleetView();
+  session.client.on("message", (topic, payload, packet) => view.take(topic, payload, packet));
+  session.subscribe(FleetView.filters, () => {
+    void session.quiet(SETTLE_MS, timeoutMs).then(() => {
+      const rows = view.rows();
+      if (json) session.finish(0, toJson(rows));
+      else if (rows.length === 0)
+        session.finish(0, "no lamps on this broker (none has published its presence or state)");
+      else session.finish(0, formatTable(rows));
+    });
+  });
+}
+
+/**
+ * `lampctl --group G --on`: the command goes to the group's topic; each lamp in it answers on its own
+ * `changed` with client "lampctl", or stays silent when it already was as asked (a no-op). Lamps are
+ * known from their retained `info` (which names their groups) and presence.
+ */
+function commandGroup(session: Session, group: string, command: Command, timeoutMs: number): void {
+  const { client, config } = session;
+  const view = new FleetView();
+  const answered = new Set<string>();
+  let sent = false;
+  client.on("message", (topic, payload, packet) => {
+    view.take(topic, payload, packet);
+    if (sent && topic.endsWith("/changed") && parseState(payload.toString())?.client === CLIENT) {
+      const id = topic.split("/")[1];
+      if (id) answered.add(id);
+    }
+  });
+  session.subscribe(FleetView.filters, () => {
+    void session.quiet(SETTLE_MS, timeoutMs).then(() => {
+      const members = view.members(group).filter((row) => row.presence === "online");
+      // Already as asked: nothing will be published, and that is an answer too.
+      const already = members.filter(
+        (row) => row.state && !wouldChange({ ...row.state, client: null }, command),
+      );
+      const expected = new Set(members.map((row) => row.id));
+      const topic = groupCommandTopic(config.groupTopicBase, group);
+      sent = true;
+      client.publish(topic, JSON.stringify(command), { qos: 1 }, (error) => {
+        if (error) session.finish(1, `could not send the command: ${error.message}`);
+      });
+      const report = () => {
+        const count = answered.size + already.filter((row) => !answered.has(row.id)).length;
+        const missing = [...expected].filter(
+          (id) => !answered.has(id) && !already.some((row) => row.id === id),
+        );
+        const text = `group ${group}: ${count} of ${expected.size} online lamp${expected.size === 1 ? "" : "s"} answered${
+          already.length > 0 ? ` (${already.length} already as asked)` : ""
+        }`;
+        if (missing.length === 0) session.finish(0, text);
+        else session.finish(1, `${text}; no answer from ${missing.join(", ")}`);
+      };
+      const check = setInterval(() => {
+        if ([...expected].every((id) => answered.has(id) || already.some((row) => row.id === id))) {
+          clearInterval(check);
+          // Lamps outside the list (no info yet) may still answer: a moment for them.
+          setTimeout(report, 200);
+        }
+      }, 50);
+      setTimeout(() => {
+        clearInterval(check);
+        report();
+      }, timeoutMs);
+    });
+  });
+}
+
+/** One lamp: print its state, command it, or watch it. */
+function driveLamp(session: Session, watch: boolean, command: Command | undefined, timeoutMs: number): void {
+  const { client, config } = session;
+  const { topics } = config;
+  let state: StateMessage | undefined;
   let presence: Presence | undefined;
   let sent = false;
   const send = () => {
     if (!command || sent) return;
     if (state && !wouldChange(state, command)) {
-      finish(0, JSON.stringify(state), offline(topics.presence, presence));
+      session.finish(0, JSON.stringify(state), offline(topics.presence, presence));
       return;
     }
     sent = true;
     client.publish(topics.command, JSON.stringify(command), { qos: 1 }, (error) => {
       if (error) {
-        finish(1, `could not send the command: ${error.message}`);
+        session.finish(1, `could not send the command: ${error.message}`);
         return;
       }
       const away = offline(topics.presence, presence);
       // The agent's session keeps QoS 1 commands while it is away: say so now, not after the timeout.
       if (away)
-        finish(1, `${away}: the command is queued on the broker, and the lamp applies it when it reconnects`);
+        session.finish(
+          1,
+          `${away}: the command is queued on the broker, and the lamp applies it when it reconnects`,
+        );
+      // Identify alone changes no state, so no state answers it: sent is all we can know.
+      else if (isIdentifyOnly(command)) session.finish(0, `asked ${config.lampId} to blink for about 5 s`);
     });
   };
 
@@ -242,39 +357,37 @@ async function main(): Promise<void> {
     }
     if (topic === topics.presence) presence = presenceOf(text, packet);
     else if (topic === topics.state) {
-      try {
-        state = JSON.parse(text) as Shown;
-      } catch {
-        return;
-      }
-      if (!command) finish(0, text, offline(topics.presence, presence));
-      else if (sent && state.client === CLIENT) finish(0, text);
+      state = parseState(text);
+      if (!state) return;
+      if (!command) session.finish(0, text, offline(topics.presence, presence));
+      else if (sent && state.client === CLIENT) session.finish(0, text);
     } else if (topic === topics.error && sent) {
-      const error = JSON.parse(text) as { error: string; message: string; client: string | null };
-      if (error.client === CLIENT)
-        finish(1, `the lamp refused the command: ${error.error}: ${error.message}`);
+      const error = parseError(text);
+      if (error?.client === CLIENT)
+        session.finish(1, `the lamp refused the command: ${error.error}: ${error.message}`);
     }
   });
 
-  client.on("connect", () => {
-    if (watch && problem) say(`connected to ${url}`);
-    problem = "";
-    connected = true;
-    // Presence first: the broker sends retained messages in this order, so the state is shown knowing it.
-    client.subscribe([topics.presence, topics.state, topics.error], { qos: 1 }, (error) => {
-      if (error) fail(`cannot subscribe: ${error.message}`, 1);
-      if (watch) return;
-      // Retained state arrives right after the subscription; give it a moment before sending blind.
-      setTimeout(send, 300);
-      setTimeout(() => {
-        const hint =
-          presence?.value === "1"
-            ? "it is online but did not answer"
-            : `its presence is ${presence?.value ?? "unknown"}`;
-        finish(1, `no answer from the lamp on ${topics.state} (${hint}); is the agent running with this id?`);
-      }, timeoutMs);
-    });
+  // Presence first: the broker sends retained messages in this order, so the state is shown knowing it.
+  session.subscribe([topics.presence, topics.state, topics.error], () => {
+    if (watch) return;
+    // Retained state arrives right after the subscription; give it a moment before sending blind.
+    setTimeout(send, 300);
+    setTimeout(() => {
+      const hint =
+        presence?.value === "1"
+          ? "it is online but did not answer"
+          : `its presence is ${presence?.value ?? "unknown"}`;
+      session.finish(
+        1,
+        `no answer from the lamp on ${topics.state} (${hint}); is the agent running with this id?`,
+      );
+    }, timeoutMs);
   });
+}
+
+function isIdentifyOnly(command: Command): boolean {
+  return Object.keys(command).every((key) => key === "identify" || key === "client");
 }
 
 await main();

@@ -62,7 +62,7 @@ export async function brokerReport(config: Config, logger: Logger, timeoutMs: nu
   const topic = config.topics.command;
   let client: MqttClient;
   try {
-    client = await connectOnce(config, logger, "check", timeoutMs);
+    client = await connectOnce(config.mqtt, logger, "check", timeoutMs);
   } catch (error) {
     return { lines: [`problem: broker: ${(error as Error).message}`], ok: false };
   }
@@ -101,7 +101,7 @@ export async function brokerReport(config: Config, logger: Logger, timeoutMs: nu
       return { lines, ok: true };
     }
     const why =
-      config.mqtt.protocol === 5
+      client.options.protocolVersion === 5
         ? `the broker took a command on ${topic} but never delivered it: this user cannot read that topic ` +
           "(check the ACL: topic read), so the lamp would never hear a command"
         : `no round trip on ${topic} within ${timeoutMs} ms: this user may not read it, or not publish to it ` +

@@ -76,7 +76,7 @@ export async function wiringTest(
   const logger = createLogger({ level: "silent", format: "json" });
   let client: MqttClient | undefined;
   try {
-    client = await connectOnce(config, logger, "test", o.timeoutMs);
+    client = await connectOnce(config.mqtt, logger, "test", o.timeoutMs);
   } catch (error) {
     print(`broker: ${(error as Error).message}`);
   }

@@ -1,5 +1,5 @@
 import { closeSync, openSync, writeSync } from "node:fs";
-import { statusLine } from "../cli/status-line.js";
+import { statusLine } from "../status-line.js";
 import { asDriverError, checkDuties, Lifecycle } from "./contract.js";
 import type { Driver, DriverModule, DriverOptions } from "./driver.js";
 

@@ -33,6 +33,7 @@ const schema = z.strictObject({
   transition: z.optional(z.number().check(z.minimum(0), z.maximum(3600))),
   // null is what the lamp itself reports for an unnamed sender; a UI echoing a state back may send it.
   client: z.optional(z.nullable(z.string().check(z.minLength(1), z.maxLength(64)))),
+  identify: z.optional(z.boolean()),
 });
 
 /** A validated command: only the fields the sender gave. */
@@ -43,6 +44,8 @@ export interface Command {
   /** Seconds; absent means the configured default. */
   readonly transition?: number;
   readonly client?: string | null;
+  /** Blink for a few seconds so a person can find this lamp, then show the state again; not stored. */
+  readonly identify?: boolean;
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -63,6 +66,7 @@ function describe(issue: z.core.$ZodIssue): { code: CommandErrorCode; message: s
     brightness: "a number from 0 to 1",
     transition: "a number of seconds from 0 to 3600",
     client: "a string of 1 to 64 characters",
+    identify: "a boolean",
     color: 'an object like {"h": 0.5, "s": 1}',
   };
   return {

@@ -1,3 +1,4 @@
+import { Blink } from "./blink.js";
 import { levelsFor } from "./colour.js";
 import { applyCommand, type Command } from "./command.js";
 import type { Output } from "./output.js";
@@ -9,6 +10,7 @@ import { type LampState, sameState } from "./state.js";
  */
 export class Lamp {
   private current: LampState;
+  private readonly blink: Blink;
 
   constructor(
     private readonly output: Output,
@@ -19,6 +21,10 @@ export class Lamp {
     private readonly onChange: (state: LampState) => void = () => undefined,
   ) {
     this.current = initial;
+    this.blink = new Blink(
+      (lit) => this.output.setTarget(new Array<number>(this.channels).fill(lit ? 1 : 0), 0),
+      () => this.show(0),
+    );
   }
 
   get state(): LampState {
@@ -30,15 +36,32 @@ export class Lamp {
     await this.output.open(levelsFor(this.current, this.channels));
   }
 
-  /** Applies a command; returns the new state, or undefined when it changes nothing (a no-op). */
+  /**
+   * Applies a command; returns the new state, or undefined when it changes nothing (a no-op). Any other
+   * command during an identify blink ends it: the lamp shows its state again at once.
+   */
   apply(command: Command): LampState | undefined {
+    if (command.identify) this.blink.start();
+    else if (this.blink.running) {
+      this.blink.cancel();
+      this.show(0);
+    }
     const next = applyCommand(this.current, command);
     if (sameState(next, this.current)) return undefined;
     this.current = next;
-    const seconds = command.transition ?? this.defaultTransition;
-    this.output.setTarget(levelsFor(next, this.channels), seconds * 1000);
+    // Mid-blink the new state waits for the blink's end, which shows it.
+    if (!this.blink.running) this.show((command.transition ?? this.defaultTransition) * 1000);
     this.onChange(next);
     return next;
+  }
+
+  /** Whether an identify blink is running. */
+  get identifying(): boolean {
+    return this.blink.running;
+  }
+
+  private show(durationMs: number): void {
+    this.output.setTarget(levelsFor(this.current, this.channels), durationMs);
   }
 
   /** See Output.hold(): the state keeps changing, the pins wait. */
@@ -51,6 +74,10 @@ export class Lamp {
   }
 
   async close(): Promise<void> {
+    if (this.blink.running) {
+      this.blink.cancel();
+      this.show(0);
+    }
     await this.output.close();
   }
 }

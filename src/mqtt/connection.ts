@@ -1,13 +1,14 @@
-import { format } from "node:util";
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
+import { loadTlsMaterial } from "../tls-files.js";
 import { type Backoff, ReconnectBackoff } from "./backoff.js";
-import { type ErrorContext, explainConnectionError, reasonText } from "./errors.js";
+import { baseClientOptions, errorContext, protocolName, refusesMqtt5, speak311 } from "./client-options.js";
+import { describeMqttError, explainConnectionError, reasonText } from "./errors.js";
 import { TakeoverDetector } from "./takeover.js";
-import { loadTlsMaterial } from "./tls-files.js";
 
 export type { Backoff } from "./backoff.js";
+export { describeMqttError };
 
 /** A connection shorter than this does not reset the backoff: it is a flap, not a recovery. */
 const STABLE_MS = 10_000;
@@ -20,9 +21,19 @@ const SESSION_EXPIRY_S = 3600;
  */
 const MAX_PACKET_BYTES = 64 * 1024;
 
+/** What a CONNACK told us. */
+export interface ConnectInfo {
+  /** 5, or 4 for 3.1.1. */
+  readonly protocol: 4 | 5;
+  /** The broker kept our session, and with it our subscriptions and the commands queued meanwhile. */
+  readonly sessionPresent: boolean;
+  /** The node we are connected to, its password masked (a cluster has several). */
+  readonly node: string;
+}
+
 export interface ConnectionEvents {
-  /** Called after every CONNACK that accepted us; `protocol` is 5 or 4 (3.1.1). */
-  onConnect(protocol: 4 | 5): void;
+  /** Called after every CONNACK that accepted us. */
+  onConnect(info: ConnectInfo): void;
   onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void;
 }
 
@@ -33,67 +44,12 @@ export interface PublishOptions {
   readonly userProperties?: Readonly<Record<string, string>>;
 }
 
-/** The refusal reason of an MQTT error, readable: "Not authorized (135)". */
-export function describeMqttError(error: unknown): string {
-  const e = error as { message?: string; code?: unknown };
-  return typeof e.code === "number" ? `${e.message} (reason code ${e.code})` : String(e.message ?? error);
-}
-
-/**
- * Connection options shared by the agent and one-shot clients (`--forget`): credentials, TLS material
- * read from disk now, and MQTT.js's debug output routed to our logger at trace with every secret
- * scrubbed (its own `debug` output prints whole CONNECT packets, password included, under DEBUG=mqttjs*).
- */
-export function baseClientOptions(config: Config, logger: Logger): IClientOptions {
-  const m = config.mqtt;
-  // writeCache: MQTT.js otherwise builds 65536 two-byte buffers for packet ids at the first write:
-  // 6 MB of heap and 15 ms of CPU at every start, to save one tiny allocation per packet.
-  const options: IClientOptions = { ...loadTlsMaterial(m), writeCache: false };
-  if (m.username !== undefined) options.username = m.username;
-  if (m.password !== undefined) options.password = m.password;
-  const secrets = [m.password, safeUrlPassword(m.url)].filter((s): s is string => !!s);
-  options.log = (...args: unknown[]) => {
-    if (!logger.isLevelEnabled("trace")) return;
-    let text = format(...args.map((arg) => hidePasswordField(arg)));
-    for (const secret of secrets) text = text.replaceAll(secret, "********");
-    logger.trace({ mqttjs: text }, "mqtt.js");
-  };
-  return options;
-}
-
-/** What explainConnectionError needs to know of the configuration, the URL's password masked. */
-export function errorContext(config: Config, protocol: 4 | 5): ErrorContext {
-  const m = config.mqtt;
-  return {
-    url: redactUrl(m.url),
-    protocol,
-    caFile: m.caFile,
-    clientCertificate: m.certFile !== undefined,
-    credentials: m.username !== undefined || m.password !== undefined || urlHasCredentials(m.url),
-  };
-}
-
-function urlHasCredentials(url: string): boolean {
-  try {
-    const parsed = new URL(url);
-    return parsed.username !== "" || parsed.password !== "";
-  } catch {
-    return false;
-  }
-}
-
-function safeUrlPassword(url: string): string | undefined {
-  try {
-    const password = new URL(url).password;
-    return password ? decodeURIComponent(password) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function hidePasswordField(arg: unknown): unknown {
-  if (arg && typeof arg === "object" && "password" in arg) return { ...arg, password: "********" };
-  return arg;
+export interface SubscribeOptions {
+  /**
+   * MQTT 5's No Local (default true): the broker never sends us what we published. Off for a topic where
+   * the broker publishes in our name, the Will on the presence topic.
+   */
+  readonly noLocal?: boolean;
 }
 
 /**
@@ -165,10 +121,14 @@ export class MqttConnection {
       this.connectedAt = Date.now();
       this.lastError = "";
       this.logger.info(
-        { protocol: this.protocol === 5 ? "5" : "3.1.1", sessionPresent: connack.sessionPresent },
+        { protocol: protocolName(this.protocol), sessionPresent: connack.sessionPresent },
         "connected to the broker",
       );
-      this.events.onConnect(this.protocol);
+      this.events.onConnect({
+        protocol: this.protocol,
+        sessionPresent: connack.sessionPresent,
+        node: redactUrl(this.config.mqtt.url),
+      });
     });
     client.on("message", (topic, payload, packet) => this.events.onMessage(topic, payload, packet));
     client.on("disconnect", (packet) => {
@@ -194,10 +154,10 @@ export class MqttConnection {
    * As Published, so the retain flag of a message means what it means on 3.1.1: replayed from the
    * broker's store at subscribe, not live. Rejects when the broker refuses (an ACL, say).
    */
-  subscribe(topic: string): Promise<void> {
+  subscribe(topic: string, { noLocal = true }: SubscribeOptions = {}): Promise<void> {
     const client = this.client;
     if (!client?.connected) return Promise.reject(new Error("not connected"));
-    const options = this.protocol === 5 ? { qos: 1 as const, nl: true } : { qos: 1 as const };
+    const options = this.protocol === 5 ? { qos: 1 as const, nl: noLocal } : { qos: 1 as const };
     return new Promise((resolve, reject) => {
       client.subscribe(topic, options, (error, granted) => {
         // MQTT 3.1.1 has one failure code, 128; MQTT 5 says why (135: not authorized, by an ACL).
@@ -233,7 +193,7 @@ export class MqttConnection {
   private clientOptions(): IClientOptions {
     const { mqtt: m, topics } = this.config;
     const options: IClientOptions = {
-      ...baseClientOptions(this.config, this.logger),
+      ...baseClientOptions(this.config.mqtt, this.logger),
       clientId: m.clientId,
       protocolVersion: this.protocol,
       clean: false,
@@ -255,13 +215,10 @@ export class MqttConnection {
   private onError(error: Error & { code?: unknown }): void {
     // A 3.1.1-only broker answers an MQTT 5 CONNECT with "unacceptable protocol version" (1, or 132 in
     // MQTT 5 terms): speak 3.1.1 from then on. The application-level echo guard covers No Local.
-    if (this.protocol === 5 && (error.code === 1 || error.code === 132)) {
+    if (refusesMqtt5(error, this.protocol)) {
       this.protocol = 4;
       const options = this.client?.options;
-      if (options) {
-        options.protocolVersion = 4;
-        delete options.properties;
-      }
+      if (options) speak311(options);
       this.backoff.reset();
       this.downgraded = true;
       this.logger.warn("the broker does not speak MQTT 5; using MQTT 3.1.1");
@@ -272,7 +229,7 @@ export class MqttConnection {
 
   /** One line per distinct cause, not one per retry. */
   private report(error: unknown): void {
-    const message = explainConnectionError(error, errorContext(this.config, this.protocol));
+    const message = explainConnectionError(error, errorContext(this.config.mqtt, this.protocol));
     if (message !== this.lastError) this.logger.error({ cause: message }, "MQTT connection problem");
     this.lastError = message;
   }

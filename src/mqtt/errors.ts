@@ -156,3 +156,9 @@ export function explainConnectionError(error: unknown, context: ErrorContext): s
   }
   return code && !message.includes(code) ? `${message} (${code})` : message;
 }
+
+/** The refusal reason of an MQTT error, readable: "Not authorized (reason code 135)". */
+export function describeMqttError(error: unknown): string {
+  const e = error as { message?: string; code?: unknown };
+  return typeof e.code === "number" ? `${e.message} (reason code ${e.code})` : String(e.message ?? error);
+}

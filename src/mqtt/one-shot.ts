@@ -1,24 +1,42 @@
 import mqtt, { type MqttClient } from "mqtt";
-import { type Config, redactUrl } from "../config.js";
+import { redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
-import { baseClientOptions, errorContext } from "./connection.js";
+import { baseClientOptions, errorContext, type MqttSettings, refusesMqtt5 } from "./client-options.js";
 import { explainConnectionError } from "./errors.js";
 
 /**
- * A one-shot client (`--check`, `--test`, `--forget`): the agent's own credentials and
- * TLS, a client id of its own so a running agent is not kicked off the broker, no Will, no reconnect.
- * Rejects with the one line `explainConnectionError` gives for the agent itself.
+ * A one-shot client (`--check`, `--test`, `--forget`): the agent's own credentials and TLS, a client id
+ * of its own so a running agent is not kicked off the broker, no Will, no reconnect. Like the agent, it
+ * speaks MQTT 5 and falls back to 3.1.1 when the broker refuses 5 (Aedes, NATS). Rejects with the one
+ * line `explainConnectionError` gives for the agent itself.
  */
 export async function connectOnce(
-  config: Config,
+  settings: MqttSettings,
   logger: Logger,
   role: string,
   timeoutMs: number,
+  url: string = settings.url,
 ): Promise<MqttClient> {
-  const client = mqtt.connect(config.mqtt.url, {
-    ...baseClientOptions(config, logger),
-    clientId: `${config.mqtt.clientId}-${role}-${process.pid}`.slice(0, 64),
-    protocolVersion: config.mqtt.protocol,
+  try {
+    return await attempt(settings, logger, role, timeoutMs, url, settings.protocol);
+  } catch (error) {
+    if (!refusesMqtt5((error as { cause?: unknown }).cause, settings.protocol)) throw error;
+    return attempt(settings, logger, role, timeoutMs, url, 4);
+  }
+}
+
+async function attempt(
+  settings: MqttSettings,
+  logger: Logger,
+  role: string,
+  timeoutMs: number,
+  url: string,
+  protocol: 4 | 5,
+): Promise<MqttClient> {
+  const client = mqtt.connect(url, {
+    ...baseClientOptions(settings, logger),
+    clientId: `${settings.clientId}-${role}-${process.pid}`.slice(0, 64),
+    protocolVersion: protocol,
     clean: true,
     reconnectPeriod: 0,
     connectTimeout: timeoutMs,
@@ -35,13 +53,14 @@ export async function connectOnce(
       });
       client.once("error", (error) => {
         clearTimeout(timer);
-        reject(new Error(explainConnectionError(error, errorContext(config, config.mqtt.protocol))));
+        const text = explainConnectionError(error, errorContext(settings, protocol, url));
+        reject(new Error(text, { cause: error }));
       });
       client.once("close", () => {
         clearTimeout(timer);
         reject(
           new Error(
-            `${redactUrl(config.mqtt.url)} closed the connection without accepting it: check MQTT_USERNAME ` +
+            `${redactUrl(url)} closed the connection without accepting it: check MQTT_USERNAME ` +
               "and MQTT_PASSWORD (a password needs a user name) and the broker's log",
           ),
         );

@@ -174,7 +174,9 @@ suite("TLS, certificates and credentials on a real Mosquitto", () => {
     const agent = await lamp(refusing.url, { LAMP_ID: id, MQTT_PROTOCOL: protocol, HA_DISCOVERY: "false" });
     await vi.waitFor(
       () => {
-        const line = agent.logs.find((l) => String(l.msg).includes("refused to let us subscribe"));
+        const line = agent.logs.find(
+          (l) => String(l.msg).includes("refused to let us subscribe") && l.topic === `lamp/${id}/set_config`,
+        );
         expect(line).toMatchObject({ topic: `lamp/${id}/set_config`, level: 50 });
         expect(String(line?.cause)).toBe(`refused: ${cause}`);
       },

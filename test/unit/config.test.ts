@@ -74,6 +74,8 @@ describe("loadConfig: defaults", () => {
       state: "home/desk/changed",
       error: "home/desk/error",
       presence: "state/abc123",
+      info: "home/desk/info",
+      telemetry: "home/desk/telemetry",
     });
   });
 

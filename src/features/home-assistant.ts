@@ -1,10 +1,10 @@
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
+import { describeMqttError } from "../mqtt/errors.js";
+import { connectOnce } from "../mqtt/one-shot.js";
+import { RateLimiter } from "../mqtt/rate-limit.js";
 import { VERSION } from "../version.js";
-import { describeMqttError, type MqttConnection } from "./connection.js";
-import type { LinkExtension } from "./lamp-link.js";
-import { connectOnce } from "./one-shot.js";
-import { RateLimiter } from "./rate-limit.js";
+import type { Feature, MqttPort } from "./feature.js";
 
 /** Who the commands Home Assistant sends say they are from: the LAMPI echo convention needs a name. */
 export const HA_CLIENT = "home-assistant";
@@ -84,7 +84,7 @@ export function discoveryConfig(config: Config): Record<string, unknown> {
     optimistic: false,
     device: {
       identifiers: [`lamp-agent-${id}`],
-      name: `Lamp ${id}`,
+      name: config.name === id ? `Lamp ${id}` : config.name,
       manufacturer: "lamp-agent",
       model: rgb ? "RGB LED lamp" : "Dimmable LED lamp",
       sw_version: VERSION,
@@ -97,24 +97,25 @@ export function discoveryConfig(config: Config): Record<string, unknown> {
  * Announces the lamp to Home Assistant on every connect, and again whenever Home Assistant says it
  * (re)started (`<prefix>/status` = `online`): it may have lost its view of retained messages.
  */
-export class HomeAssistantDiscovery implements LinkExtension {
-  readonly topics: readonly string[];
+export class HomeAssistantDiscovery implements Feature {
+  readonly name = "home-assistant";
+  readonly filters;
   /** HA says `online` once per start; a flood of them must not become a flood of 2 KB configs. */
   private readonly onlines = new RateLimiter(3, 0.2);
 
   constructor(
     private readonly config: Config,
-    private readonly connection: Pick<MqttConnection, "publish" | "connected">,
+    private readonly connection: MqttPort,
     private readonly logger: Logger,
   ) {
-    this.topics = [statusTopic(config)];
+    this.filters = [{ filter: statusTopic(config) }];
   }
 
-  onConnect(): void {
+  online(): void {
     this.announce("connected");
   }
 
-  onMessage(topic: string, payload: Buffer): void {
+  message(topic: string, payload: Buffer): void {
     if (topic !== statusTopic(this.config)) return;
     // Only the word itself: the topic is HA's, and anything may arrive on it.
     if (payload.length <= 16 && payload.toString("utf8").trim() === "online") {
@@ -146,7 +147,7 @@ export class HomeAssistantDiscovery implements LinkExtension {
  */
 export async function forgetDiscovery(config: Config, logger: Logger, timeoutMs = 10_000): Promise<string> {
   const topic = discoveryTopic(config);
-  const client = await connectOnce(config, logger, "forget", timeoutMs);
+  const client = await connectOnce(config.mqtt, logger, "forget", timeoutMs);
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([

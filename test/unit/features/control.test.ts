@@ -5,12 +5,17 @@ import type { IPublishPacket } from "mqtt";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type Config, loadConfig } from "../../../src/config.js";
 import { MockDriver } from "../../../src/drivers/mock.js";
+import { Control } from "../../../src/features/control.js";
+import type { Feature } from "../../../src/features/feature.js";
+import { FeatureHouse } from "../../../src/features/house.js";
+import { Presence } from "../../../src/features/presence.js";
 import { Lamp } from "../../../src/lamp/lamp.js";
 import { Output } from "../../../src/lamp/output.js";
 import { makeState } from "../../../src/lamp/state.js";
 import type { Logger } from "../../../src/log.js";
-import type { MqttConnection, PublishOptions } from "../../../src/mqtt/connection.js";
-import { LampLink, statePayload } from "../../../src/mqtt/lamp-link.js";
+import type { PublishOptions } from "../../../src/mqtt/connection.js";
+import { TopicRouter } from "../../../src/mqtt/router.js";
+import { statePayload } from "../../../src/protocol/payloads.js";
 import { captureLogger, LEVEL, silentLogger } from "../../helpers/log.js";
 
 interface Sent {
@@ -29,7 +34,7 @@ class FakeConnection {
     this.sent.push({ topic, payload, options });
     return Promise.resolve();
   }
-  subscribe(topic: string): Promise<void> {
+  subscribe(topic: string, _options?: { noLocal?: boolean }): Promise<void> {
     this.subscribed.push(topic);
     return Promise.resolve();
   }
@@ -62,16 +67,53 @@ async function build(env: Record<string, string> = {}, logger: Logger = silentLo
   const lamp = new Lamp(new Output(driver, { gamma: 1, logger }), 3, makeState(true, 0, 0, 1), 0);
   await lamp.open();
   const connection = new FakeConnection();
-  const link = new LampLink(config, lamp, connection as unknown as MqttConnection, logger);
+  const link = new Link(config, lamp, connection, logger);
   return { config, driver, lamp, connection, link };
+}
+
+/**
+ * What the agent builds for the lamp's commands: presence and control in the feature house on one
+ * router; `extra` features after them. Named for what this file tested before the features came.
+ */
+class Link {
+  private readonly features: Feature[];
+  private house: FeatureHouse;
+  constructor(
+    config: Config,
+    lamp: Lamp,
+    private readonly connection: FakeConnection,
+    private readonly logger: Logger,
+  ) {
+    this.features = [
+      new Presence({ topic: config.topics.presence, mqtt: connection, logger }),
+      new Control({ topics: config.topics, clientId: config.mqtt.clientId, lamp, mqtt: connection, logger }),
+    ];
+    this.house = this.build();
+  }
+  addFeature(feature: Feature): void {
+    this.features.push(feature);
+    this.house = this.build();
+  }
+  onConnect(): void {
+    this.house.onConnect({ protocol: 4, sessionPresent: false, node: "mqtt://broker" });
+  }
+  onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    this.house.onMessage(topic, payload, packet);
+  }
+  goOffline(): Promise<void> {
+    return this.house.stop();
+  }
+  private build(): FeatureHouse {
+    return new FeatureHouse(this.features, new TopicRouter(this.connection, this.logger), this.logger);
+  }
 }
 
 const packet = (retain = false) => ({ retain }) as IPublishPacket;
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 const json = (text: string) => JSON.parse(text) as Record<string, unknown>;
 
-describe("LampLink: connect", () => {
-  it("publishes presence first, subscribes to commands, then the whole state in the agent's name", async () => {
+describe("control and presence: connect", () => {
+  it("subscribes to commands (and its own presence), publishes presence, then the whole state in the agent's name", async () => {
     const { connection, link } = await build();
     link.onConnect();
     await flush();
@@ -80,7 +122,8 @@ describe("LampLink: connect", () => {
       payload: "1",
       options: { qos: 1, retain: true },
     });
-    expect(connection.subscribed).toEqual(["lamp/abc/set_config"]);
+    // The presence topic too: a `0` the lamp did not send is answered (CONTRACT section 13).
+    expect(connection.subscribed).toEqual(["state/abc", "lamp/abc/set_config"]);
     expect(connection.sent[1]).toEqual({
       topic: "lamp/abc/changed",
       payload: statePayload(makeState(true, 0, 0, 1), "lamp-abc"),
@@ -105,7 +148,7 @@ describe("LampLink: connect", () => {
   });
 });
 
-describe("LampLink: commands", () => {
+describe("control: commands", () => {
   async function connected(env: Record<string, string> = {}, logger?: Logger) {
     const parts = await build(env, logger);
     parts.link.onConnect();
@@ -113,7 +156,7 @@ describe("LampLink: commands", () => {
     parts.connection.sent.length = 0;
     return parts;
   }
-  const send = (link: LampLink, text: string, retain = false, topic = "lamp/abc/set_config") =>
+  const send = (link: Link, text: string, retain = false, topic = "lamp/abc/set_config") =>
     link.onMessage(topic, Buffer.from(text), packet(retain));
 
   it("applies a command and publishes the new state once, naming the sender", async () => {
@@ -234,13 +277,19 @@ describe("LampLink: commands", () => {
     await link.goOffline();
   });
 
-  it("passes messages on other topics to the extension that asked for them, not to the parser", async () => {
+  it("passes messages on other topics to the feature that asked for them, not to the parser", async () => {
     const { connection, link } = await build();
     const onMessage = vi.fn();
     const onConnect = vi.fn();
-    link.addExtension({ topics: ["homeassistant/status"], onConnect, onMessage });
+    link.addFeature({
+      name: "extra",
+      filters: [{ filter: "homeassistant/status" }],
+      online: onConnect,
+      message: (topic, payload) => onMessage(topic, payload),
+    });
     link.onConnect();
-    expect(connection.subscribed).toEqual(["lamp/abc/set_config", "homeassistant/status"]);
+    await flush();
+    expect(connection.subscribed).toEqual(["state/abc", "lamp/abc/set_config", "homeassistant/status"]);
     expect(onConnect).toHaveBeenCalledTimes(1);
     connection.sent.length = 0;
     send(link, "online", false, "homeassistant/status");
@@ -272,7 +321,7 @@ describe("LampLink: commands", () => {
   });
 });
 
-describe("LampLink: command topic equal to state topic", () => {
+describe("control: command topic equal to state topic", () => {
   const shared = { COMMAND_TOPIC: "lamp/abc/io", STATE_TOPIC: "lamp/abc/io" };
 
   it("one command yields exactly one state, and the echo fed back is quiet", async () => {
@@ -317,7 +366,7 @@ describe("LampLink: command topic equal to state topic", () => {
     await link.goOffline();
   });
 
-  // ODDITY (src/mqtt/lamp-link.ts): with COMMAND_TOPIC equal to STATE_TOPIC, the broker hands us our own
+  // ODDITY (src/features/control.ts): with COMMAND_TOPIC equal to STATE_TOPIC, the broker hands us our own
   // *retained* state when we subscribe after every (re)connect. It is not in the echo ledger (it was
   // published by an earlier connection or process), so it is treated as a retained command and a
   // `retained_command` error goes out on <base>/error at every reconnect. The guard should recognise a
@@ -335,7 +384,7 @@ describe("LampLink: command topic equal to state topic", () => {
   });
 });
 
-describe("LampLink: the state-change log", () => {
+describe("control: the state-change log", () => {
   const cmd = (brightness: number) => Buffer.from(JSON.stringify({ brightness, client: "slider" }));
 
   it("logs a single change at once, and a burst as one more line with the newest state and how many changes it stands for", async () => {

@@ -1,0 +1,35 @@
+import type { IPublishPacket } from "mqtt";
+import type { ConnectInfo, PublishOptions } from "../mqtt/connection.js";
+
+export type { ConnectInfo };
+
+/** What a feature may do on the connection: publish, and know whether it can. */
+export interface MqttPort {
+  readonly connected: boolean;
+  publish(topic: string, payload: string, options: PublishOptions): Promise<void>;
+}
+
+/** A subscription a feature asks the router for. */
+export interface TopicFilter {
+  readonly filter: string;
+  /** MQTT 5 No Local; false only where the broker publishes in our name (the Will). Default true. */
+  readonly noLocal?: boolean;
+}
+
+/**
+ * Something the lamp does over MQTT (its commands, its presence, Home Assistant...). Each feature names
+ * the filters it wants and is told about connects and its messages; the house (features/house.ts) calls
+ * them in the order they were given, and stops them in reverse. Constructors do no I/O.
+ */
+export interface Feature {
+  readonly name: string;
+  readonly filters: readonly TopicFilter[];
+  /** Right after every CONNACK, before any subscription is granted or anything published. */
+  connected?(info: ConnectInfo): void;
+  /** Once the lamp listens (its subscriptions in place) and its presence `1` is out. */
+  online?(): void;
+  /** A message on one of `filters`. */
+  message?(topic: string, payload: Buffer, packet: IPublishPacket): void;
+  /** A clean stop, while still connected; each feature's stop is bounded by itself. */
+  stop?(): Promise<void> | void;
+}

@@ -1,0 +1,139 @@
+import type { IPublishPacket } from "mqtt";
+import type { Logger } from "../log.js";
+import { type Backoff, ReconnectBackoff } from "./backoff.js";
+import { describeMqttError } from "./errors.js";
+
+/** Whoever wants the messages on a topic filter. */
+export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPacket) => void;
+
+/** The part of the connection the router needs. */
+export interface Subscriber {
+  readonly connected: boolean;
+  subscribe(filter: string, options?: { readonly noLocal?: boolean }): Promise<void>;
+}
+
+/** A refused subscription is tried again after this, doubling (with jitter) up to the maximum. */
+const RETRY: Backoff = { initialMs: 500, maxMs: 15_000 };
+
+/** MQTT's topic matching (MQTT 3.1.1 section 4.7): `+` is one level, a final `#` any number, even none. */
+export function topicMatches(filter: string, topic: string): boolean {
+  if (filter === topic) return true;
+  // Topics starting with $ are the broker's; a wildcard at the first level never matches them.
+  if (topic.startsWith("$") && (filter.startsWith("+") || filter.startsWith("#"))) return false;
+  const want = filter.split("/");
+  const have = topic.split("/");
+  for (let i = 0; i < want.length; i++) {
+    const level = want[i];
+    if (level === "#") return i === want.length - 1;
+    if (i >= have.length) return false;
+    if (level !== "+" && level !== have[i]) return false;
+  }
+  return want.length === have.length;
+}
+
+interface Route {
+  readonly filter: string;
+  readonly handler: MessageHandler;
+  /** See SubscribeOptions in connection.ts: false only where the broker publishes in our name. */
+  readonly noLocal: boolean;
+}
+
+/**
+ * The one MQTT message path. Features add the filters they want; the router subscribes to every one of
+ * them on every connect, retries a refused subscription until it is granted (a cluster may refuse one
+ * while a node is down: a lamp must never stay deaf), and hands each message to every handler whose
+ * filter matches it, once, however many of its filters match. It knows nothing of what the topics mean.
+ */
+export class TopicRouter {
+  private readonly routes: Route[] = [];
+  private readonly retries = new Map<string, NodeJS.Timeout>();
+  /** Bumped on every connect: a retry or a grant from an earlier connection is stale. */
+  private generation = 0;
+
+  constructor(
+    private readonly subscriber: Subscriber,
+    private readonly logger: Logger,
+    private readonly retry: Backoff = RETRY,
+  ) {}
+
+  add(
+    filter: string,
+    handler: MessageHandler,
+    { noLocal = true }: { readonly noLocal?: boolean } = {},
+  ): void {
+    this.routes.push({ filter, handler, noLocal });
+  }
+
+  /** Every distinct filter, in the order they were added. */
+  get filters(): string[] {
+    return [...new Set(this.routes.map((route) => route.filter))];
+  }
+
+  /**
+   * Subscribes to every filter; resolves once each one is granted, however many tries that takes, and
+   * never rejects. A connection lost meanwhile leaves it pending: the next connect starts afresh.
+   */
+  subscribeAll(): Promise<void> {
+    this.cancelRetries();
+    const generation = ++this.generation;
+    return Promise.all(this.filters.map((filter) => this.subscribeOne(filter, generation))).then(
+      () => undefined,
+    );
+  }
+
+  /** Hands the message to every handler with a matching filter; false when none wanted it. */
+  dispatch(topic: string, payload: Buffer, packet: IPublishPacket): boolean {
+    let handled = false;
+    const called = new Set<MessageHandler>();
+    for (const { filter, handler } of this.routes) {
+      if (called.has(handler) || !topicMatches(filter, topic)) continue;
+      called.add(handler);
+      handled = true;
+      handler(topic, payload, packet);
+    }
+    return handled;
+  }
+
+  stop(): void {
+    this.generation++;
+    this.cancelRetries();
+  }
+
+  private subscribeOne(filter: string, generation: number): Promise<void> {
+    const backoff = new ReconnectBackoff(this.retry);
+    return new Promise<void>((resolve) => {
+      const attempt = (tries: number): void => {
+        if (generation !== this.generation || !this.subscriber.connected) return;
+        const noLocal = this.routes.every((route) => route.filter !== filter || route.noLocal);
+        this.subscriber.subscribe(filter, { noLocal }).then(
+          () => {
+            if (generation !== this.generation) return;
+            if (tries > 0)
+              this.logger.info({ topic: filter, tries: tries + 1 }, "subscribed after a refusal");
+            resolve();
+          },
+          (error: unknown) => {
+            // A call cut short by a lost connection is not a refusal; the next connect does it again.
+            if (generation !== this.generation || !this.subscriber.connected) return;
+            const inMs = backoff.next();
+            this.logger[tries === 0 ? "error" : "debug"](
+              { topic: filter, cause: describeMqttError(error), inMs },
+              "the broker refused to let us subscribe (check its ACL for this client; a cluster may refuse while a node is down); trying again",
+            );
+            const timer = setTimeout(() => {
+              this.retries.delete(filter);
+              attempt(tries + 1);
+            }, inMs);
+            this.retries.set(filter, timer);
+          },
+        );
+      };
+      attempt(0);
+    });
+  }
+
+  private cancelRetries(): void {
+    for (const timer of this.retries.values()) clearTimeout(timer);
+    this.retries.clear();
+  }
+}

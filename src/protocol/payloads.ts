@@ -1,0 +1,106 @@
+/**
+ * The payloads the agent publishes and `lampctl` reads, in one place so the two cannot drift apart.
+ */
+
+export const ONLINE = "1";
+export const OFFLINE = "0";
+
+export interface StateMessage {
+  readonly on: boolean;
+  readonly color: { readonly h: number; readonly s: number };
+  readonly brightness: number;
+  /** Who caused it: a command's `client`, the agent's own id on connect, null for an unnamed sender. */
+  readonly client: string | null;
+}
+
+/** `<base>/changed`: the LAMPI shape, plus the `client` that caused it. */
+export function statePayload(
+  state: Pick<StateMessage, "on" | "color" | "brightness">,
+  client: string | null,
+): string {
+  return JSON.stringify({ on: state.on, color: state.color, brightness: state.brightness, client });
+}
+
+export interface ErrorMessage {
+  readonly error: string;
+  readonly message: string;
+  readonly client: string | null;
+}
+
+/** `<base>/error`: why a command was refused, with the sender when known. */
+export function errorPayload(error: ErrorMessage): string {
+  return JSON.stringify({ error: error.error, message: error.message, client: error.client });
+}
+
+/** `<base>/info`: what a lamp is, retained (CONTRACT section 14). */
+export interface InfoMessage {
+  readonly id: string;
+  readonly name: string;
+  readonly version: string;
+  readonly driver: string;
+  readonly pins: readonly number[];
+  readonly groups: readonly string[];
+  readonly board: string | null;
+  readonly node: string;
+  readonly started_at: string;
+  /** The broker node it is connected to (a cluster lists several), the password masked. */
+  readonly broker: string;
+  /** "5" or "3.1.1". */
+  readonly mqtt: string;
+  /** TELEMETRY_INTERVAL in seconds; 0 when the lamp sends none. */
+  readonly telemetry_interval: number;
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === "object" && !Array.isArray(value);
+
+const isUnit = (value: unknown): value is number => typeof value === "number" && value >= 0 && value <= 1;
+
+/** A state message off the wire, or undefined when it is not one (anything may arrive on a topic). */
+export function parseState(text: string): StateMessage | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(json) || typeof json.on !== "boolean" || !isUnit(json.brightness)) return undefined;
+  const color = json.color;
+  if (!isObject(color) || !isUnit(color.h) || !isUnit(color.s)) return undefined;
+  const client = typeof json.client === "string" ? json.client : null;
+  return { on: json.on, color: { h: color.h, s: color.s }, brightness: json.brightness, client };
+}
+
+/** An error message off the wire, or undefined. */
+export function parseError(text: string): ErrorMessage | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(json) || typeof json.error !== "string" || typeof json.message !== "string") return undefined;
+  return {
+    error: json.error,
+    message: json.message,
+    client: typeof json.client === "string" ? json.client : null,
+  };
+}
+
+/** An info message off the wire: what `lampctl ls` needs of it, or undefined. */
+export function parseInfo(text: string): Partial<InfoMessage> | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(json) || typeof json.id !== "string") return undefined;
+  return {
+    id: json.id,
+    ...(typeof json.name === "string" && { name: json.name }),
+    ...(typeof json.version === "string" && { version: json.version }),
+    ...(Array.isArray(json.groups) && { groups: json.groups.filter((g) => typeof g === "string") }),
+    ...(typeof json.telemetry_interval === "number" && { telemetry_interval: json.telemetry_interval }),
+  };
+}
