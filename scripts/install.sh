@@ -51,6 +51,36 @@ bad_usage() {
   exit 2
 }
 
+# The edit distance between two short strings.
+distance() {
+  local a=$1 b=$2 i j cost deleted inserted replaced
+  local -a previous current
+  for ((j = 0; j <= ${#b}; j++)); do previous[j]=$j; done
+  for ((i = 1; i <= ${#a}; i++)); do
+    current=("$i")
+    for ((j = 1; j <= ${#b}; j++)); do
+      cost=1
+      if [[ ${a:i-1:1} == "${b:j-1:1}" ]]; then cost=0; fi
+      deleted=$((previous[j] + 1)) inserted=$((current[j - 1] + 1)) replaced=$((previous[j - 1] + cost))
+      current[j]=$((deleted < inserted ? deleted : inserted))
+      current[j]=$((replaced < current[j] ? replaced : current[j]))
+    done
+    previous=("${current[@]}")
+  done
+  echo "${previous[${#b}]}"
+}
+
+# "; did you mean --uninstall?" for --unistall: the option a couple of edits away, if there is one.
+readonly OPTIONS=(--uninstall --purge --no-start --host --help)
+did_you_mean() {
+  local given=${1%%=*} option best='' nearest=3 edits
+  for option in "${OPTIONS[@]}"; do
+    edits=$(distance "$given" "$option")
+    if ((edits < nearest)); then best=$option nearest=$edits; fi
+  done
+  if [[ -n $best ]]; then printf '; did you mean %s?' "$best"; fi
+}
+
 args=("$@")
 action=install
 start=1
@@ -75,7 +105,7 @@ while (($# > 0)); do
     usage
     exit 0
     ;;
-  *) bad_usage "unknown option '$1'" ;;
+  *) bad_usage "unknown option '$1'$(did_you_mean "$1")" ;;
   esac
   shift
 done
@@ -127,7 +157,7 @@ remove_udev_rules() {
   for rule in "${names[@]}"; do
     if [[ -e $dest$UDEV_DIR/$rule ]]; then
       rm -f "$dest$UDEV_DIR/$rule"
-      say "removed $UDEV_DIR/$rule"
+      say "removed $dest$UDEV_DIR/$rule"
       removed=1
     fi
   done
@@ -163,7 +193,7 @@ unlink_commands() {
     target=$dest$BIN_DIR/$command
     if [[ -L $target && $(readlink "$target") == "$PREFIX/"* ]]; then
       rm -f "$target"
-      say "removed $BIN_DIR/$command"
+      say "removed $dest$BIN_DIR/$command"
     fi
   done
 }
@@ -186,7 +216,7 @@ uninstall() {
   remove_udev_rules
   unlink_commands
   rm -rf "$dest$PREFIX" "$dest$PREFIX".new.* "$dest$PREFIX.old"
-  say "removed $PREFIX and $NAME.service"
+  say "removed $dest$PREFIX and $NAME.service"
 
   if [[ $action == purge ]]; then
     # StateDirectory= may live under /var/lib/private when the unit was ever run with DynamicUser.
@@ -197,9 +227,9 @@ uninstall() {
     if ! staging && getent group "$SERVICE_USER" >/dev/null; then
       groupdel "$SERVICE_USER" 2>/dev/null || true
     fi
-    say "purged $CONFIG_DIR, $STATE_DIR and the $SERVICE_USER user (the $GPIO_GROUP group stays)"
+    say "purged $dest$CONFIG_DIR, $dest$STATE_DIR and the $SERVICE_USER user (the $GPIO_GROUP group stays)"
   else
-    say "kept $CONFIG_DIR, $STATE_DIR and the $SERVICE_USER user; --purge removes them"
+    say "kept $dest$CONFIG_DIR, $dest$STATE_DIR and the $SERVICE_USER user; --purge removes them"
   fi
 }
 
@@ -518,7 +548,7 @@ had_previous=0
 stage=
 if [[ $new_id == "$old_id" && -f $dest$PREFIX/dist/main.js ]]; then
   copy_reference "$dest$PREFIX"
-  say "$PREFIX is up to date"
+  say "$dest$PREFIX is up to date"
 else
   stage_tree
 fi
@@ -544,11 +574,11 @@ fi
 
 mkdir -p "$dest$CONFIG_DIR"
 if [[ -e $dest$ENV_FILE ]]; then
-  say "kept $ENV_FILE"
+  say "kept $dest$ENV_FILE"
 else
   # May come to hold MQTT_PASSWORD; systemd reads it as root, the agent never needs to.
   install -m 0600 "$repo/.env.example" "$dest$ENV_FILE"
-  say "wrote $ENV_FILE from .env.example: set MQTT_URL and friends there"
+  say "wrote $dest$ENV_FILE from .env.example: set MQTT_URL and friends there"
 fi
 
 udev_changed=0
@@ -557,7 +587,7 @@ for rule in "$repo"/hardware/*.rules; do
   if ! cmp -s "$rule" "$target"; then
     mkdir -p "$dest$UDEV_DIR"
     install -m 0644 "$rule" "$target"
-    say "installed $UDEV_DIR/$(basename "$rule")"
+    say "installed $target"
     udev_changed=1
   fi
 done
@@ -584,7 +614,7 @@ place() {
     mkdir -p "$(dirname "$target")"
     install -m 0644 "$source" "$target"
     changed=1
-    say "installed ${target#"$dest"}"
+    say "installed $target"
   fi
 }
 
@@ -615,12 +645,12 @@ link_commands() {
     target=$dest$BIN_DIR/$command
     if [[ -L $target && $(readlink "$target") == "$source" ]]; then continue; fi
     if [[ -e $target || -L $target ]] && ! [[ -L $target && $(readlink "$target") == "$PREFIX/"* ]]; then
-      warn "$BIN_DIR/$command exists and is not this install's: left alone (run node $source)"
+      warn "$target exists and is not this install's: left alone (run node $source)"
       continue
     fi
     mkdir -p "$dest$BIN_DIR"
     ln -sfn "$source" "$target"
-    say "linked $BIN_DIR/$command -> $source"
+    say "linked $target -> $source"
   done
 }
 link_commands
@@ -637,7 +667,7 @@ if [[ -n $stage ]]; then
   mv "$stage" "$dest$PREFIX"
   stage=
   changed=1
-  say "installed $PREFIX"
+  say "installed $dest$PREFIX"
 fi
 
 # Every path a staged install holds, for whoever packages or inspects it.

@@ -184,7 +184,20 @@ function choice<const T extends readonly [string, ...string[]]>(
   values: T,
   fallback: T[number],
 ): Variable<T[number]> {
-  return setting(z.enum(values, { error: `allowed: ${values.join(", ")}` }), () => fallback);
+  const variable = setting(z.enum(values, { error: `allowed: ${values.join(", ")}` }), () => fallback);
+  return {
+    ...variable,
+    // "pigpo": name the value meant, as for a misspelt variable or option. Not for one character, which
+    // is a character away from every other ("4", MQTT 3.1.1's protocol level, is not a misspelt "5").
+    parse: (text, context) => {
+      const parsed = variable.parse(text, context);
+      const typed = text.trim().toLowerCase();
+      const guess = parsed.ok || typed.length < 2 ? undefined : suggest(typed, values);
+      return parsed.ok || !guess
+        ? parsed
+        : { ok: false, allowed: `${parsed.allowed}; did you mean ${guess}?` };
+    },
+  };
 }
 const topic = z.string().check(
   z.regex(TOPIC, "allowed: 1 to 256 characters without the wildcards + and #"),
@@ -319,11 +332,15 @@ const TABLE = {
 
 type Name = keyof typeof TABLE;
 type Values = { readonly [K in Name]: (typeof TABLE)[K] extends Variable<infer T> ? T : never };
-// The same table, typed so that a generic read(name) gets the variable and its value type together.
-const VARIABLES: { readonly [K in Name]: Variable<Values[K]> } = TABLE;
 
-const isName = (name: string): name is Name => Object.hasOwn(VARIABLES, name);
-const NAMES = Object.keys(VARIABLES).filter(isName);
+/** The row of `name`, typed so that a generic read(name) gets the variable and its value type together. */
+function row<K extends Name>(name: K): Variable<Values[K]> {
+  const rows: { readonly [P in Name]: Variable<Values[P]> } = TABLE;
+  return rows[name];
+}
+
+const isName = (name: string): name is Name => Object.hasOwn(TABLE, name);
+const NAMES = Object.keys(TABLE).filter(isName);
 /** Every variable's name, in table order. */
 export const VARIABLE_NAMES: readonly string[] = NAMES;
 
@@ -410,8 +427,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   function read<K extends Name>(name: K): Values[K] {
     const cached = cache[name];
     if (cached) return cached.value;
-    const variable: Variable<Values[K]> = VARIABLES[name];
-    const value = resolve(name, variable);
+    const value = resolve(name, row(name));
     // Seen through K alone, so that TypeScript pairs the name with its own value type.
     const entry: { [P in K]?: { readonly value: Values[P] } } = cache;
     entry[name] = { value };
@@ -436,10 +452,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
 
   for (const name of NAMES) read(name);
-  const v = <K extends Name>(name: K): Values[K] => read(name);
   const valid = (...names: Name[]) => names.every((name) => !failed.has(name));
 
-  if (v("MQTT_PASSWORD") !== undefined && v("MQTT_PASSWORD_FILE") !== undefined) {
+  if (read("MQTT_PASSWORD") !== undefined && read("MQTT_PASSWORD_FILE") !== undefined) {
     problems.push("MQTT_PASSWORD and MQTT_PASSWORD_FILE: set one of them, not both");
   }
   // Whether they are set, not whether they are valid: a bad certificate path is reported on its own.
@@ -448,74 +463,78 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   problems.push(
     ...tlsFileProblems({
-      caFile: v("MQTT_CA_FILE"),
-      certFile: v("MQTT_CERT_FILE"),
-      keyFile: v("MQTT_KEY_FILE"),
+      caFile: read("MQTT_CA_FILE"),
+      certFile: read("MQTT_CERT_FILE"),
+      keyFile: read("MQTT_KEY_FILE"),
     }),
   );
-  const reconnect = { initialMs: v("MQTT_RECONNECT_MIN_MS"), maxMs: v("MQTT_RECONNECT_MAX_MS") };
+  const reconnect = { initialMs: read("MQTT_RECONNECT_MIN_MS"), maxMs: read("MQTT_RECONNECT_MAX_MS") };
   if (valid("MQTT_RECONNECT_MIN_MS", "MQTT_RECONNECT_MAX_MS") && reconnect.initialMs > reconnect.maxMs) {
     problems.push(
       `MQTT_RECONNECT_MIN_MS=${reconnect.initialMs} and MQTT_RECONNECT_MAX_MS=${reconnect.maxMs}: the minimum must not exceed the maximum`,
     );
   }
   const topics = {
-    command: v("COMMAND_TOPIC"),
-    state: v("STATE_TOPIC"),
-    error: errorTopic(v("TOPIC_BASE")),
-    presence: v("PRESENCE_TOPIC"),
-    info: infoTopic(v("TOPIC_BASE")),
-    telemetry: telemetryTopic(v("TOPIC_BASE")),
+    command: read("COMMAND_TOPIC"),
+    state: read("STATE_TOPIC"),
+    error: errorTopic(read("TOPIC_BASE")),
+    presence: read("PRESENCE_TOPIC"),
+    info: infoTopic(read("TOPIC_BASE")),
+    telemetry: telemetryTopic(read("TOPIC_BASE")),
   };
   for (const name of ["COMMAND_TOPIC", "STATE_TOPIC"] as const) {
-    const value = v(name);
+    const value = read(name);
     if (valid(name) && (value === topics.presence || value === topics.error)) {
       problems.push(`${name}=${JSON.stringify(value)}: must differ from the presence and error topics`);
     }
   }
+  const unknown = unknownVariables(env, files.file);
+  // The agent's own files must say what the agent reads; a client (lampctl) sharing them only warns.
+  if (options.scope === "client") unknown.warnings.push(...unknown.problems);
+  else problems.push(...unknown.problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const passwordFile = v("MQTT_PASSWORD_FILE");
-  const mockTrace = v("MOCK_GPIO_TRACE");
-  const urls = v("MQTT_URL");
+  const passwordFile = read("MQTT_PASSWORD_FILE");
+  const mockTrace = read("MOCK_GPIO_TRACE");
+  const urls = read("MQTT_URL");
   const config: Config = {
-    lampId: v("LAMP_ID"),
-    name: v("LAMP_NAME"),
-    groups: v("LAMP_GROUPS"),
-    groupTopicBase: v("GROUP_TOPIC_BASE"),
-    telemetryInterval: v("TELEMETRY_INTERVAL"),
+    lampId: read("LAMP_ID"),
+    name: read("LAMP_NAME"),
+    groups: read("LAMP_GROUPS"),
+    groupTopicBase: read("GROUP_TOPIC_BASE"),
+    telemetryInterval: read("TELEMETRY_INTERVAL"),
     mqtt: {
       url: urls[0] ?? "mqtt://localhost:1883",
       urls,
-      clientId: v("MQTT_CLIENT_ID"),
-      keepalive: v("MQTT_KEEPALIVE"),
+      clientId: read("MQTT_CLIENT_ID"),
+      keepalive: read("MQTT_KEEPALIVE"),
       reconnect,
-      protocol: v("MQTT_PROTOCOL") === "3.1.1" ? 4 : 5,
-      username: v("MQTT_USERNAME"),
+      protocol: read("MQTT_PROTOCOL") === "3.1.1" ? 4 : 5,
+      username: read("MQTT_USERNAME"),
       password:
-        v("MQTT_PASSWORD") ?? (passwordFile && readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "")),
+        read("MQTT_PASSWORD") ?? (passwordFile && readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "")),
       passwordFile,
-      caFile: v("MQTT_CA_FILE"),
-      certFile: v("MQTT_CERT_FILE"),
-      keyFile: v("MQTT_KEY_FILE"),
+      caFile: read("MQTT_CA_FILE"),
+      certFile: read("MQTT_CERT_FILE"),
+      keyFile: read("MQTT_KEY_FILE"),
     },
     topics,
-    driver: v("GPIO_DRIVER"),
-    pins: v("LED_PINS"),
-    activeLow: v("LED_ACTIVE_LOW"),
-    frequency: v("PWM_FREQUENCY"),
-    gamma: v("GAMMA"),
-    defaultTransition: v("DEFAULT_TRANSITION"),
-    stateFile: path.resolve(cwd, v("STATE_FILE")),
-    powerOn: v("POWER_ON"),
-    ha: { enabled: v("HA_DISCOVERY"), prefix: v("HA_DISCOVERY_PREFIX") },
+    driver: read("GPIO_DRIVER"),
+    pins: read("LED_PINS"),
+    activeLow: read("LED_ACTIVE_LOW"),
+    frequency: read("PWM_FREQUENCY"),
+    gamma: read("GAMMA"),
+    defaultTransition: read("DEFAULT_TRANSITION"),
+    stateFile: path.resolve(cwd, read("STATE_FILE")),
+    powerOn: read("POWER_ON"),
+    ha: { enabled: read("HA_DISCOVERY"), prefix: read("HA_DISCOVERY_PREFIX") },
     mockTrace: mockTrace === undefined ? undefined : path.resolve(cwd, mockTrace),
-    sysfsRoot: v("SYSFS_ROOT"),
-    log: { level: v("LOG_LEVEL"), format: v("LOG_FORMAT") },
+    sysfsRoot: read("SYSFS_ROOT"),
+    log: { level: read("LOG_LEVEL"), format: read("LOG_FORMAT") },
   };
   const warnings = [
     ...files.warnings,
-    ...unknownVariables(env, files.file),
+    ...unknown.warnings,
     ...secretFileWarnings([
       { name: "MQTT_KEY_FILE", path: config.mqtt.keyFile },
       { name: "MQTT_PASSWORD_FILE", path: passwordFile },
@@ -534,15 +553,20 @@ const OUR_PREFIXES = ["LAMP_", "MQTT_", "LED_", "GPIO_", "PWM_", "HA_DISCOVERY"]
 const meant = (name: string) => suggest(name.toUpperCase(), NAMES);
 
 /**
- * Variables that look like ours but are not (`LED_PIN=` for LED_PINS): every unknown one in the
- * configuration file, which is only for us, and those of the environment with our prefixes or a near
- * miss of one of our names. Ignoring them silently would leave the user wondering why nothing changed.
+ * Variables that look like ours but are not (`LED_PIN=` for LED_PINS). In the configuration file, which
+ * is only for us, a look-alike is a problem: the agent would otherwise run with a default the user
+ * meant to change (the pins, the broker); other unknown names there are warnings. In the environment,
+ * which is everyone's, only those with our prefixes or a near miss of one of our names are warned about.
  */
-function unknownVariables(env: Env, file: ConfigFile | undefined): string[] {
+function unknownVariables(
+  env: Env,
+  file: ConfigFile | undefined,
+): { problems: string[]; warnings: string[] } {
+  const problems: string[] = [];
   const warnings: string[] = [];
   const unknown = (name: string) => !isName(name);
   for (const name of Object.keys(file?.values ?? {}).filter(unknown)) {
-    warnings.push(unknownWarning(name, file?.label ?? ".env"));
+    (meant(name) ? problems : warnings).push(unknownWarning(name, file?.label ?? ".env"));
   }
   for (const name of Object.keys(env).filter(unknown)) {
     // Not a short one: the environment has names like `_` and `D` that would start one of ours. And only
@@ -553,7 +577,7 @@ function unknownVariables(env: Env, file: ConfigFile | undefined): string[] {
       (guess !== undefined && distance(name.toUpperCase(), guess) <= ENVIRONMENT_TYPO);
     if (ours) warnings.push(unknownWarning(name, "environment"));
   }
-  return warnings;
+  return { problems, warnings };
 }
 
 function unknownWarning(name: string, source: string): string {

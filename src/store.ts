@@ -3,11 +3,10 @@ import { mkdir, open, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import * as z from "zod/mini";
 import type { LampState } from "./lamp/state.js";
-import { makeState } from "./lamp/state.js";
+import { makeState, unit } from "./lamp/state.js";
 import type { Logger } from "./log.js";
 
 // zod/mini, as in config.ts: the bundle then carries only the checks used, not all of zod.
-const unit = z.number().check(z.minimum(0), z.maximum(1));
 const fileSchema = z.object({
   version: z.literal(1),
   state: z.object({

@@ -1,9 +1,36 @@
+import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { Agent } from "../agent.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "../config.js";
-import { EXIT_CONFIG, exitOnBugs, onSignals } from "../lifecycle.js";
+import type { LampState } from "../lamp/state.js";
+import { EXIT_CONFIG, EXIT_OK, exitOnBugs, onSignals } from "../lifecycle.js";
 import { createLogger } from "../log.js";
+import { parseCommandLine, UsageError } from "./args.js";
+
+const HELP = `npm run demo: the whole agent on a laptop, with no broker and no Pi
+
+Usage: npm run demo [-- --help]
+
+Starts an embedded MQTT broker on a free port and the agent with the mock driver, which draws the
+lamp in this terminal, then prints the commands that drive it. Ctrl-C stops it. The agent's
+variables (.env.example) apply, except the broker and the driver; by default LAMP_ID=demo,
+STATE_FILE=.lamp-agent/demo-state.json and HA_DISCOVERY=false.`;
+
+/** `--help`, or one line and exit code 2 for anything else, as lamp-agent and lampctl do. */
+function parseOrExit(args: string[]): void {
+  try {
+    const { values } = parseCommandLine({ args, options: { help: { type: "boolean", short: "h" } } });
+    if (values.help) {
+      process.stdout.write(`${HELP}\n`);
+      process.exit(EXIT_OK);
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`lamp-agent demo: ${error.message} (npm run demo -- --help lists the options)\n`);
+    process.exit(EXIT_CONFIG);
+  }
+}
 
 /** The agent's own answer to a bad configuration: the problems, one a line, and exit code 2. */
 function loadOrExit(env: NodeJS.ProcessEnv): LoadedConfig {
@@ -21,6 +48,7 @@ function loadOrExit(env: NodeJS.ProcessEnv): LoadedConfig {
  * driver drawing the lamp, and the commands to drive it. The agent itself never starts a broker.
  */
 async function main(): Promise<void> {
+  parseOrExit(process.argv.slice(2));
   const { Aedes } = await import("aedes");
   const broker = await Aedes.createBroker();
   const server = net.createServer(broker.handle);
@@ -32,6 +60,8 @@ async function main(): Promise<void> {
   const { config } = loadOrExit({
     ...process.env,
     MQTT_URL: url,
+    // Aedes speaks MQTT 3.1.1 only: say so up front rather than be refused MQTT 5 and warn about it.
+    MQTT_PROTOCOL: "3.1.1",
     LAMP_ID: process.env.LAMP_ID ?? "demo",
     GPIO_DRIVER: "mock",
     HA_DISCOVERY: process.env.HA_DISCOVERY ?? "false",
@@ -39,7 +69,9 @@ async function main(): Promise<void> {
     LOG_FORMAT: process.env.LOG_FORMAT ?? "text",
   });
   const { topics } = config;
-  const lampctl = `node dist/cli/lampctl.js --url ${url} --id ${config.lampId}`;
+  // npx: in a clone, `lampctl` is not on the PATH (npm links a package's own bin only when installed).
+  const lampctl = `npx lampctl --url ${url} --id ${config.lampId}`;
+  const restoring = config.powerOn === "restore" && existsSync(config.stateFile);
   process.stdout.write(
     [
       "",
@@ -63,12 +95,20 @@ async function main(): Promise<void> {
   exitOnBugs(logger);
   const agent = new Agent(config, logger, { draw: process.stdout.isTTY ? process.stdout : undefined });
   await agent.openHardware();
+  if (restoring && agent.state) process.stdout.write(`${restored(agent.state, config.stateFile)}\n\n`);
   onSignals(logger, async () => {
     await agent.stop();
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     server.close();
   });
   agent.connect();
+}
+
+/** Why a second demo may start dark: the lamp is as the last run left it. */
+function restored(state: LampState, file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  const shown = relative && !relative.startsWith("..") ? relative : file;
+  return `The lamp starts as the last demo left it (${state.on ? "on" : "off"}), from ${shown}; POWER_ON=on npm run demo starts it lit, deleting the file starts afresh.`;
 }
 
 await main();

@@ -1,3 +1,4 @@
+import type { Logger } from "../log.js";
 import { DriverError, type DriverName } from "./driver.js";
 
 /**
@@ -6,14 +7,31 @@ import { DriverError, type DriverName } from "./driver.js";
  */
 
 /** An error's message for a log line or a DriverError: what failed, without the stack. */
-export function describe(error: unknown): string {
+export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
 /** What a failed open() throws: a DriverError as it is, anything else as an `io` error of this driver. */
 export function asDriverError(error: unknown, context: string): DriverError {
   if (error instanceof DriverError) return error;
-  return new DriverError("io", `${context}: ${describe(error)}`, { cause: error });
+  return new DriverError("io", `${context}: ${errorMessage(error)}`, { cause: error });
+}
+
+/**
+ * One step of giving the pins back (switching off, unexporting), on its own: a failure is logged and
+ * the next step still runs, so one stuck pin cannot keep the others lit.
+ */
+export async function bestEffort(
+  logger: Logger,
+  pin: number | undefined,
+  what: string,
+  step: () => unknown,
+): Promise<void> {
+  try {
+    await step();
+  } catch (error) {
+    logger.warn({ pin, err: errorMessage(error) }, `${what} failed`);
+  }
 }
 
 /** Duties must be one finite number in 0..1 per pin, for every driver. */
@@ -28,8 +46,8 @@ export function checkDuties(name: DriverName, pins: readonly number[], duties: r
   }
 }
 
-/** The open/closed life cycle every driver shares: one open, writes while open, close idempotent. */
-export class Lifecycle {
+/** Access to the pins every driver shares: one open, writes only while open, one call at a time, close idempotent. */
+export class PinAccess {
   private phase: "new" | "opening" | "open" | "closed" = "new";
   private inFlight: string | undefined;
 
@@ -37,6 +55,33 @@ export class Lifecycle {
 
   get isOpen(): boolean {
     return this.phase === "open";
+  }
+
+  /**
+   * A driver's open(): `claim` takes the pins. If it fails, `release` gives back whatever it took, the
+   * pins stay closed (they cannot be opened again), and the error becomes a DriverError of `context`.
+   */
+  async open(context: string, claim: () => Promise<void>, release: () => Promise<void>): Promise<void> {
+    this.beginOpen();
+    try {
+      await claim();
+    } catch (error) {
+      await release();
+      this.failed();
+      throw asDriverError(error, context);
+    }
+    this.opened();
+  }
+
+  /** A driver's close(): `release` the first time only, as close() is safe to call twice. */
+  async close(release: () => Promise<void>): Promise<void> {
+    if (this.beginClose()) await release();
+  }
+
+  /** A write's preconditions: the pins are open, and the duties are valid for them. */
+  checkWrite(pins: readonly number[], duties: readonly number[]): void {
+    this.assertOpen();
+    checkDuties(this.name, pins, duties);
   }
 
   beginOpen(): void {

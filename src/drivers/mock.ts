@@ -1,6 +1,6 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { statusLine } from "../status-line.js";
-import { asDriverError, checkDuties, Lifecycle } from "./contract.js";
+import { asDriverError, checkDuties, PinAccess } from "./contract.js";
 import type { Driver, DriverModule, DriverOptions } from "./driver.js";
 
 /**
@@ -31,7 +31,7 @@ export class MockDriver implements Driver {
   readonly dimmable = true;
   /** Every pin write, in order, for tests. */
   readonly writes: MockWrite[] = [];
-  private readonly life = new Lifecycle("mock");
+  private readonly access = new PinAccess("mock");
   private openedAt = 0;
   private trace: number | undefined;
   private last: readonly number[] = [];
@@ -44,36 +44,35 @@ export class MockDriver implements Driver {
   }
 
   open(initial: readonly number[]): Promise<void> {
-    return this.life.exclusive("open", async () => {
-      this.life.beginOpen();
+    return this.access.exclusive("open", async () => {
+      this.access.beginOpen();
       try {
         checkDuties(this.name, this.options.pins, initial);
         await nextTurn();
         // Opened once, like a pin: three syscalls per write would cost more than the agent's own work.
         if (this.options.traceFile) this.trace = openSync(this.options.traceFile, "a");
       } catch (error) {
-        this.life.failed();
+        this.access.failed();
         throw asDriverError(error, "mock driver: cannot open");
       }
-      this.life.opened();
+      this.access.opened();
       this.openedAt = performance.now();
       this.apply(initial);
     });
   }
 
   write(duties: readonly number[]): Promise<void> {
-    return this.life.exclusive("write", async () => {
-      this.life.assertOpen();
-      checkDuties(this.name, this.options.pins, duties);
+    return this.access.exclusive("write", async () => {
+      this.access.checkWrite(this.options.pins, duties);
       await nextTurn();
       this.apply(duties);
     });
   }
 
   close(): Promise<void> {
-    return this.life.exclusive("close", async () => {
-      const wasOpen = this.life.isOpen;
-      if (!this.life.beginClose()) return;
+    return this.access.exclusive("close", async () => {
+      const wasOpen = this.access.isOpen;
+      if (!this.access.beginClose()) return;
       await nextTurn();
       if (wasOpen && this.options.draw) statusLine.clear();
       if (this.trace !== undefined) closeSync(this.trace);

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { isRaspberryPi, notAPi, readBoardModel } from "./board.js";
-import { asDriverError, checkDuties, describe, Lifecycle } from "./contract.js";
+import { bestEffort, checkDuties, errorMessage, PinAccess } from "./contract.js";
 import {
   type Availability,
   type Driver,
@@ -104,7 +104,7 @@ async function plan(
 export class OnoffDriver implements Driver {
   readonly name = "onoff" as const;
   readonly dimmable = false;
-  private readonly life = new Lifecycle("onoff");
+  private readonly access = new PinAccess("onoff");
   private gpios: { pin: number; gpio: OnoffGpio; last: 0 | 1 }[] = [];
 
   constructor(
@@ -112,47 +112,46 @@ export class OnoffDriver implements Driver {
     private readonly deps: OnoffDeps = DEFAULT_DEPS,
   ) {}
 
-  async open(initial: readonly number[]): Promise<void> {
-    this.life.beginOpen();
-    try {
-      checkDuties(this.name, this.options.pins, initial);
-      const planned = await plan(this.options, this.deps);
-      if (!planned.ok) throw new DriverError("unavailable", planned.reason);
-      const { Gpio } = await this.deps.load();
-      for (const [i, pin] of this.options.pins.entries()) {
-        const number = planned.plan.numbers[i] ?? -1;
-        const value: 0 | 1 = (initial[i] ?? 0) > 0 ? 1 : 0;
-        // No flash at start: the pin becomes an output already at its level. The kernel's `high`/`low`
-        // directions set the raw level and ignore active_low (gpiolib-sysfs direction_store), so an
-        // active-low pin that should be lit starts `low`.
-        const raw = this.options.activeLow ? 1 - value : value;
-        try {
-          const gpio = new Gpio(number, raw === 1 ? "high" : "low", { activeLow: this.options.activeLow });
-          this.gpios.push({ pin, gpio, last: value });
-        } catch (error) {
-          throw new DriverError(
-            "io",
-            `onoff driver: cannot export pin ${pin} as gpio${number} (${planned.plan.chip.label} base ` +
-              `${planned.plan.chip.base}): ${describe(error)}`,
-            { cause: error },
-          );
-        }
+  open(initial: readonly number[]): Promise<void> {
+    return this.access.open(
+      "onoff driver",
+      () => this.claim(initial),
+      () => this.release(),
+    );
+  }
+
+  private async claim(initial: readonly number[]): Promise<void> {
+    checkDuties(this.name, this.options.pins, initial);
+    const planned = await plan(this.options, this.deps);
+    if (!planned.ok) throw new DriverError("unavailable", planned.reason);
+    const { Gpio } = await this.deps.load();
+    for (const [i, pin] of this.options.pins.entries()) {
+      const number = planned.plan.numbers[i] ?? -1;
+      const value: 0 | 1 = (initial[i] ?? 0) > 0 ? 1 : 0;
+      // No flash at start: the pin becomes an output already at its level. The kernel's `high`/`low`
+      // directions set the raw level and ignore active_low (gpiolib-sysfs direction_store), so an
+      // active-low pin that should be lit starts `low`.
+      const raw = this.options.activeLow ? 1 - value : value;
+      try {
+        const gpio = new Gpio(number, raw === 1 ? "high" : "low", { activeLow: this.options.activeLow });
+        this.gpios.push({ pin, gpio, last: value });
+      } catch (error) {
+        throw new DriverError(
+          "io",
+          `onoff driver: cannot export pin ${pin} as gpio${number} (${planned.plan.chip.label} base ` +
+            `${planned.plan.chip.base}): ${errorMessage(error)}`,
+          { cause: error },
+        );
       }
-      this.life.opened();
-      this.options.logger.debug(
-        { chip: planned.plan.chip.name, base: planned.plan.chip.base, numbers: planned.plan.numbers },
-        "onoff: pins open",
-      );
-    } catch (error) {
-      this.release();
-      this.life.failed();
-      throw asDriverError(error, "onoff driver");
     }
+    this.options.logger.debug(
+      { chip: planned.plan.chip.name, base: planned.plan.chip.base, numbers: planned.plan.numbers },
+      "onoff: pins open",
+    );
   }
 
   async write(duties: readonly number[]): Promise<void> {
-    this.life.assertOpen();
-    checkDuties(this.name, this.options.pins, duties);
+    this.access.checkWrite(this.options.pins, duties);
     for (const [i, entry] of this.gpios.entries()) {
       // Logical values: onoff set `active_low`, so the kernel inverts for active-low wiring.
       const value: 0 | 1 = (duties[i] ?? 0) > 0 ? 1 : 0;
@@ -160,30 +159,24 @@ export class OnoffDriver implements Driver {
       try {
         entry.gpio.writeSync(value);
       } catch (error) {
-        throw new DriverError("io", `onoff driver: pin ${entry.pin}: ${describe(error)}`, { cause: error });
+        throw new DriverError("io", `onoff driver: pin ${entry.pin}: ${errorMessage(error)}`, {
+          cause: error,
+        });
       }
       entry.last = value;
     }
   }
 
-  async close(): Promise<void> {
-    if (!this.life.beginClose()) return;
-    this.release();
+  close(): Promise<void> {
+    return this.access.close(() => this.release());
   }
 
   /** Off, then unexport (the pin goes back to an input), each pin on its own. */
-  private release(): void {
+  private async release(): Promise<void> {
+    const { logger } = this.options;
     for (const entry of this.gpios) {
-      try {
-        entry.gpio.writeSync(0);
-      } catch (error) {
-        this.options.logger.warn({ pin: entry.pin, err: describe(error) }, "onoff: switching off failed");
-      }
-      try {
-        entry.gpio.unexport();
-      } catch (error) {
-        this.options.logger.warn({ pin: entry.pin, err: describe(error) }, "onoff: unexport failed");
-      }
+      await bestEffort(logger, entry.pin, "onoff: switching off", () => entry.gpio.writeSync(0));
+      await bestEffort(logger, entry.pin, "onoff: unexport", () => entry.gpio.unexport());
     }
     this.gpios = [];
   }
@@ -203,7 +196,7 @@ export function createOnoffModule(overrides: Partial<OnoffDeps> = {}): DriverMod
         return {
           ok: false,
           reason:
-            `onoff: ${exportFile} is not writable (${errnoCode(error) ?? describe(error)}): ` +
+            `onoff: ${exportFile} is not writable (${errnoCode(error) ?? errorMessage(error)}): ` +
             "add the service user to group gpio, or run as root",
         };
       }

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { BCM2835_PWM, isPi5Family, isRaspberryPi, notAPi, readBoardModel } from "./board.js";
-import { asDriverError, checkDuties, describe, Lifecycle } from "./contract.js";
+import { bestEffort, checkDuties, errorMessage, PinAccess } from "./contract.js";
 import {
   type Availability,
   type Driver,
@@ -168,7 +168,8 @@ async function availability(options: DriverOptions, deps: PigpioDeps): Promise<A
   return { ok: true, detail: `DMA PWM on ${model}, sample rate ${SAMPLE_RATE_US} µs` };
 }
 
-interface Output {
+/** One of the lamp's pins as pigpio drives it. */
+interface PigpioPin {
   readonly pin: number;
   readonly gpio: PigpioGpio;
   /** Hardware PWM: duty in millionths. DMA PWM: duty in steps of `range`. */
@@ -180,9 +181,9 @@ interface Output {
 export class PigpioDriver implements Driver {
   readonly name = "pigpio" as const;
   readonly dimmable = true;
-  private readonly life = new Lifecycle("pigpio");
+  private readonly access = new PinAccess("pigpio");
   private pigpio: PigpioModule | undefined;
-  private outputs: Output[] = [];
+  private outputs: PigpioPin[] = [];
 
   constructor(
     private readonly options: DriverOptions,
@@ -196,80 +197,78 @@ export class PigpioDriver implements Driver {
    * listeners for SIGINT/SIGTERM/SIGHUP/SIGQUIT are re-registered right after, which makes libuv install
    * its handler again. Either way the agent's own handler runs on SIGTERM and calls close().
    */
-  async open(initial: readonly number[]): Promise<void> {
-    this.life.beginOpen();
+  open(initial: readonly number[]): Promise<void> {
+    return this.access.open(
+      "pigpio driver",
+      () => this.claim(initial),
+      () => this.release(),
+    );
+  }
+
+  private async claim(initial: readonly number[]): Promise<void> {
+    checkDuties(this.name, this.options.pins, initial);
+    const availability_ = await availability(this.options, this.deps);
+    if (!availability_.ok) throw new DriverError("unavailable", availability_.reason);
+    const pigpio = await this.deps.load();
+    // Both configuration calls only take effect before initialisation.
+    pigpio.configureClock(SAMPLE_RATE_US, pigpio.CLOCK_PCM);
+    // No socket on port 8888 and no /dev/pigpio pipe: nobody else gets to drive our pins.
+    pigpio.configureInterfaces(pigpio.DISABLE_FIFO_IF | pigpio.DISABLE_SOCK_IF);
     try {
-      checkDuties(this.name, this.options.pins, initial);
-      const availability_ = await availability(this.options, this.deps);
-      if (!availability_.ok) throw new DriverError("unavailable", availability_.reason);
-      const pigpio = await this.deps.load();
-      // Both configuration calls only take effect before initialisation.
-      pigpio.configureClock(SAMPLE_RATE_US, pigpio.CLOCK_PCM);
-      // No socket on port 8888 and no /dev/pigpio pipe: nobody else gets to drive our pins.
-      pigpio.configureInterfaces(pigpio.DISABLE_FIFO_IF | pigpio.DISABLE_SOCK_IF);
-      try {
-        pigpio.initialize();
-      } catch (error) {
-        throw new DriverError(
-          "unavailable",
-          `pigpio driver: initialisation failed (${describe(error)}): it needs root, no pigpiod, and a Pi 0-4`,
-          { cause: error },
-        );
-      }
-      this.pigpio = pigpio;
-      this.reclaimSignals();
-      const hardwareChannels = new Set<number>();
-      for (const [i, pin] of this.options.pins.entries()) {
-        // pigpio runs on a Pi 0-4 only, whose PWM block is the BCM2835's (board.ts has its pin table).
-        const channel = BCM2835_PWM.channels[pin];
-        // Two pins on one hardware channel would show the same duty: only the first gets it.
-        const hardware = channel !== undefined && !hardwareChannels.has(channel);
-        if (channel !== undefined) hardwareChannels.add(channel);
-        // No `mode: OUTPUT` here: that would drive the pin at its old level before the first duty.
-        // pwmWrite/hardwarePwmWrite/digitalWrite switch the pin to output themselves.
-        const gpio = new pigpio.Gpio(pin);
-        let range = 1_000_000;
-        if (!hardware) {
-          gpio.pwmFrequency(this.options.frequency);
-          // Use the real range, the number of steps at this frequency and sample rate, so pigpio does
-          // not rescale our duty a second time.
-          range = Math.min(40_000, Math.max(25, gpio.getPwmRealRange()));
-          gpio.pwmRange(range);
-        }
-        const output: Output = { pin, gpio, hardware, range, last: undefined };
-        this.outputs.push(output);
-        this.apply(output, initial[i] ?? 0);
-      }
-      this.life.opened();
-      this.options.logger.debug(
-        { pins: this.outputs.map((o) => ({ pin: o.pin, hardware: o.hardware, range: o.range })) },
-        "pigpio: pins open",
-      );
+      pigpio.initialize();
     } catch (error) {
-      this.release();
-      this.life.failed();
-      throw asDriverError(error, "pigpio driver");
+      throw new DriverError(
+        "unavailable",
+        `pigpio driver: initialisation failed (${errorMessage(error)}): it needs root, no pigpiod, and a Pi 0-4`,
+        { cause: error },
+      );
     }
+    this.pigpio = pigpio;
+    this.reclaimSignals();
+    const hardwareChannels = new Set<number>();
+    for (const [i, pin] of this.options.pins.entries()) {
+      // pigpio runs on a Pi 0-4 only, whose PWM block is the BCM2835's (board.ts has its pin table).
+      const channel = BCM2835_PWM.channels[pin];
+      // Two pins on one hardware channel would show the same duty: only the first gets it.
+      const hardware = channel !== undefined && !hardwareChannels.has(channel);
+      if (channel !== undefined) hardwareChannels.add(channel);
+      // No `mode: OUTPUT` here: that would drive the pin at its old level before the first duty.
+      // pwmWrite/hardwarePwmWrite/digitalWrite switch the pin to output themselves.
+      const gpio = new pigpio.Gpio(pin);
+      let range = 1_000_000;
+      if (!hardware) {
+        gpio.pwmFrequency(this.options.frequency);
+        // Use the real range, the number of steps at this frequency and sample rate, so pigpio does
+        // not rescale our duty a second time.
+        range = Math.min(40_000, Math.max(25, gpio.getPwmRealRange()));
+        gpio.pwmRange(range);
+      }
+      const output: PigpioPin = { pin, gpio, hardware, range, last: undefined };
+      this.outputs.push(output);
+      this.apply(output, initial[i] ?? 0);
+    }
+    this.options.logger.debug(
+      { pins: this.outputs.map((o) => ({ pin: o.pin, hardware: o.hardware, range: o.range })) },
+      "pigpio: pins open",
+    );
   }
 
   async write(duties: readonly number[]): Promise<void> {
-    this.life.assertOpen();
-    checkDuties(this.name, this.options.pins, duties);
+    this.access.checkWrite(this.options.pins, duties);
     try {
       this.outputs.forEach((output, i) => {
         this.apply(output, duties[i] ?? 0);
       });
     } catch (error) {
-      throw new DriverError("io", `pigpio driver: ${describe(error)}`, { cause: error });
+      throw new DriverError("io", `pigpio driver: ${errorMessage(error)}`, { cause: error });
     }
   }
 
-  async close(): Promise<void> {
-    if (!this.life.beginClose()) return;
-    this.release();
+  close(): Promise<void> {
+    return this.access.close(() => this.release());
   }
 
-  private apply(output: Output, duty: number): void {
+  private apply(output: PigpioPin, duty: number): void {
     const lit = this.options.activeLow ? 1 - duty : duty;
     if (lit === 0 || lit === 1) {
       // Fully off or on is a level, not a pulse train: digitalWrite sets the level before the mode.
@@ -288,23 +287,17 @@ export class PigpioDriver implements Driver {
   }
 
   /** Dark pins, then terminate(), each step on its own so one failure does not skip the rest. */
-  private release(): void {
+  private async release(): Promise<void> {
+    const { logger, activeLow } = this.options;
     for (const output of this.outputs) {
-      try {
-        output.gpio.digitalWrite(this.options.activeLow ? 1 : 0);
-      } catch (error) {
-        this.options.logger.warn({ pin: output.pin, err: describe(error) }, "pigpio: switching off failed");
-      }
+      await bestEffort(logger, output.pin, "pigpio: switching off", () =>
+        output.gpio.digitalWrite(activeLow ? 1 : 0),
+      );
     }
     this.outputs = [];
-    if (this.pigpio) {
-      try {
-        this.pigpio.terminate();
-      } catch (error) {
-        this.options.logger.warn({ err: describe(error) }, "pigpio: terminate failed");
-      }
-      this.pigpio = undefined;
-    }
+    const pigpio = this.pigpio;
+    if (pigpio) await bestEffort(logger, undefined, "pigpio: terminate", () => pigpio.terminate());
+    this.pigpio = undefined;
   }
 
   private reclaimSignals(): void {

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { isRaspberryPi, notAPi, readBoardModel } from "./board.js";
-import { asDriverError, checkDuties, describe, Lifecycle } from "./contract.js";
+import { bestEffort, checkDuties, errorMessage, PinAccess } from "./contract.js";
 import {
   type Availability,
   type Driver,
@@ -154,7 +154,7 @@ class Channel {
 export class SysfsPwmDriver implements Driver {
   readonly name = "sysfs-pwm" as const;
   readonly dimmable = true;
-  private readonly life = new Lifecycle("sysfs-pwm");
+  private readonly access = new PinAccess("sysfs-pwm");
   private channels: Channel[] = [];
   private readonly periodNs: number;
 
@@ -165,39 +165,36 @@ export class SysfsPwmDriver implements Driver {
     this.periodNs = Math.round(1e9 / options.frequency);
   }
 
-  async open(initial: readonly number[]): Promise<void> {
-    this.life.beginOpen();
-    try {
-      checkDuties(this.name, this.options.pins, initial);
-      const planned = await plan(this.options, this.deps);
-      if (!planned.ok) throw new DriverError("unavailable", planned.reason);
-      for (const [i, at] of planned.plan.channels.entries()) {
-        const channel = new Channel(at);
-        this.channels.push(channel);
-        await this.claim(channel, initial[i] ?? 0);
-      }
-      this.life.opened();
-      this.options.logger.debug(
-        { channels: describePlan(planned.plan.channels), periodNs: this.periodNs },
-        "sysfs-pwm: pins open",
-      );
-    } catch (error) {
-      await this.release();
-      this.life.failed();
-      throw asDriverError(error, "sysfs-pwm driver: cannot open the PWM channels");
-    }
+  open(initial: readonly number[]): Promise<void> {
+    return this.access.open(
+      "sysfs-pwm driver: cannot open the PWM channels",
+      async () => {
+        checkDuties(this.name, this.options.pins, initial);
+        const planned = await plan(this.options, this.deps);
+        if (!planned.ok) throw new DriverError("unavailable", planned.reason);
+        for (const [i, at] of planned.plan.channels.entries()) {
+          const channel = new Channel(at);
+          this.channels.push(channel);
+          await this.claim(channel, initial[i] ?? 0);
+        }
+        this.options.logger.debug(
+          { channels: describePlan(planned.plan.channels), periodNs: this.periodNs },
+          "sysfs-pwm: pins open",
+        );
+      },
+      () => this.release(),
+    );
   }
 
   async write(duties: readonly number[]): Promise<void> {
-    this.life.assertOpen();
-    checkDuties(this.name, this.options.pins, duties);
+    this.access.checkWrite(this.options.pins, duties);
     for (const [i, channel] of this.channels.entries()) {
       const duty = this.dutyNs(channel, duties[i] ?? 0);
       if (duty === channel.lastDuty) continue;
       try {
         await this.deps.io.writeFile(channel.file("duty_cycle"), String(duty));
       } catch (error) {
-        throw new DriverError("io", `sysfs-pwm driver: pin ${channel.pin}: ${describe(error)}`, {
+        throw new DriverError("io", `sysfs-pwm driver: pin ${channel.pin}: ${errorMessage(error)}`, {
           cause: error,
         });
       }
@@ -205,9 +202,8 @@ export class SysfsPwmDriver implements Driver {
     }
   }
 
-  async close(): Promise<void> {
-    if (!this.life.beginClose()) return;
-    await this.release();
+  close(): Promise<void> {
+    return this.access.close(() => this.release());
   }
 
   /** Logical duty 0..1 -> nanoseconds high. Active-low wiring inverts here, and only here. */
@@ -271,13 +267,8 @@ export class SysfsPwmDriver implements Driver {
   private async release(): Promise<void> {
     const io = this.deps.io;
     for (const channel of this.channels) {
-      const attempt = async (what: string, step: () => Promise<void>): Promise<void> => {
-        try {
-          await step();
-        } catch (error) {
-          this.options.logger.warn({ pin: channel.pin, err: describe(error) }, `sysfs-pwm: ${what} failed`);
-        }
-      };
+      const attempt = (what: string, step: () => Promise<void>) =>
+        bestEffort(this.options.logger, channel.pin, `sysfs-pwm: ${what}`, step);
       if (this.options.activeLow) {
         // Active-low: a disabled PWM output idles low, and low lights a common-anode LED. Leave the
         // channel running at 100% high, which is dark, and exported: the next start reuses it.

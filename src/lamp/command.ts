@@ -1,5 +1,5 @@
 import * as z from "zod/mini";
-import { type LampState, makeState } from "./state.js";
+import { type LampState, makeState, unit } from "./state.js";
 
 /** Larger payloads are refused before parsing: a lamp command is under 200 bytes. */
 export const MAX_PAYLOAD_BYTES = 4096;
@@ -24,8 +24,6 @@ export class CommandError extends Error {
 }
 
 // zod/mini, as in config.ts: the bundle then carries only the checks used, not all of zod (docs/performance.md).
-const unit = z.number().check(z.minimum(0), z.maximum(1));
-
 const schema = z.strictObject({
   on: z.optional(z.boolean()),
   color: z.optional(z.strictObject({ h: z.optional(unit), s: z.optional(unit) })),

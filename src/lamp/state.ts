@@ -1,9 +1,18 @@
+import * as z from "zod/mini";
+
 /** The lamp's state in the LAMPI shape: every number in [0, 1], kept at two decimals. */
 export interface LampState {
   readonly on: boolean;
   readonly color: { readonly h: number; readonly s: number };
   readonly brightness: number;
 }
+
+/**
+ * The rule for each of the state's numbers (hue, saturation, brightness): 0 to 1. One rule for the
+ * commands the lamp takes and the state file it restores (zod/mini: the bundle carries only the checks
+ * used).
+ */
+export const unit = z.number().check(z.minimum(0), z.maximum(1));
 
 /** A fresh lamp behaves like a bulb: on, white, full brightness. */
 export const DEFAULT_STATE: LampState = Object.freeze({

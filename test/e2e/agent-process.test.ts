@@ -123,9 +123,9 @@ describe("the built agent as a real process", () => {
     expect(out).toMatch(/driver: mock/);
   });
 
-  it("reads a .env file from its working directory, the environment winning, and warns of a look-alike", async () => {
+  it("reads a .env file from its working directory, the environment winning, and warns of an unknown name", async () => {
     const cwd = mkdtempSync(path.join(dir, "cwd-"));
-    writeFileSync(path.join(cwd, ".env"), "LAMP_ID=fromdotenv\nPOWER_ON=off\nLED_PIN=12\n");
+    writeFileSync(path.join(cwd, ".env"), "LAMP_ID=fromdotenv\nPOWER_ON=off\nCOLOUR=red\n");
     const check = spawnAgent({ CWD: cwd, POWER_ON: "on", GPIO_DRIVER: "mock", MQTT_URL: broker.url }, [
       "--check",
     ]);
@@ -133,7 +133,19 @@ describe("the built agent as a real process", () => {
     expect(check.output()).toMatch(/LAMP_ID=fromdotenv\s+# \.env/);
     expect(check.output()).toMatch(/POWER_ON=on\s+# environment/);
     expect(check.output()).toContain("effective configuration, from the environment and .env");
-    expect(check.output()).toContain("warning: unknown variable LED_PIN (.env); did you mean LED_PINS?");
+    expect(check.output()).toContain(
+      "warning: unknown variable COLOUR (.env); see .env.example for the variables",
+    );
+  });
+
+  it("refuses to start with a look-alike in its .env: one line naming it, exit 2", async () => {
+    const cwd = mkdtempSync(path.join(dir, "cwd-"));
+    writeFileSync(path.join(cwd, ".env"), "LED_PIN=12\n");
+    const agent = spawnAgent({ CWD: cwd, GPIO_DRIVER: "mock", MQTT_URL: broker.url });
+    expect(await agent.exited).toBe(2);
+    expect(agent.output()).toBe(
+      "lamp-agent: invalid configuration:\n  unknown variable LED_PIN (.env); did you mean LED_PINS?\n",
+    );
   });
 
   it("keeps running with no broker, and connects when one appears", async () => {

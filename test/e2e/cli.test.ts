@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -113,33 +113,100 @@ describe("lampctl against the running agent", () => {
   });
 });
 
+/** The demo as a running process, its stdout collected; stopped with Ctrl-C. */
+function startDemo(env: Record<string, string>) {
+  const demo: ChildProcess = spawn(process.execPath, [path.join(ROOT, "dist", "cli", "demo.js")], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  demo.stdout?.on("data", (chunk: Buffer) => {
+    out += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => demo.once("exit", (code) => resolve(code)));
+  return {
+    output: () => out,
+    connected: () => vi.waitFor(() => expect(out).toMatch(/connected to the broker/), { timeout: 15_000 }),
+    stop: async () => {
+      demo.kill("SIGINT");
+      return await exited;
+    },
+  };
+}
+
+/** A line the demo printed, run as a user would (npx, from the clone). */
+async function shell(line: string) {
+  try {
+    const { stdout, stderr } = await run("sh", ["-c", line], { cwd: ROOT, timeout: 30_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
 describe("npm run demo", () => {
+  const track = teardown("each");
+
   it("starts an embedded broker and the agent, prints how to drive it, and stops on Ctrl-C", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "demo-"));
-    const demo: ChildProcess = spawn(process.execPath, [path.join(ROOT, "dist", "cli", "demo.js")], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? "", STATE_FILE: path.join(dir, "state.json"), LAMP_ID: "demotest" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    demo.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => demo.once("exit", (code) => resolve(code)));
+    const dir = track(mkdtempSync(path.join(tmpdir(), "demo-")));
+    const demo = startDemo({ STATE_FILE: path.join(dir, "state.json"), LAMP_ID: "demotest" });
     try {
-      const deadline = Date.now() + 15_000;
-      while (!/connected to the broker/.test(out) && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 100));
+      await demo.connected();
+      const out = demo.output();
       expect(out).toMatch(/mosquitto_pub -h 127\.0\.0\.1 -p \d+ -t lamp\/demotest\/set_config/);
+      // Its own broker speaks 3.1.1 only, and the demo's agent knows it: no warning on its first screen.
+      expect(out).toContain("protocol=3.1.1");
+      expect(out).not.toMatch(/MQTT 5/);
+      // Every lampctl line it prints works as printed, from the clone (where bare `lampctl` is not on
+      // the PATH). `watch` runs until stopped: the lead's lampctl tests cover it against a 3.1.1 broker.
+      const lines = out
+        .split("\n")
+        .map((line) => line.trim())
+        .filter((line) => line.includes("lampctl") && !line.endsWith(" watch"));
+      expect(lines).toHaveLength(2);
+      for (const line of lines) {
+        expect(line).toMatch(/^npx lampctl --url mqtt:\/\/127\.0\.0\.1:\d+ --id demotest /);
+        const result = await shell(line);
+        expect(result.stderr).toBe("");
+        expect(result.code).toBe(0);
+      }
       const url = /broker (mqtt:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1] ?? "";
-      const result = await lampctl(["--url", url, "--id", "demotest", "--off"]);
-      expect(result.code).toBe(0);
+      const result = await lampctl(["--url", url, "--id", "demotest"]);
       expect(JSON.parse(result.stdout)).toMatchObject({ on: false, client: "lampctl" });
     } finally {
-      demo.kill("SIGINT");
-      expect(await exited).toBe(0);
-      rmSync(dir, { recursive: true, force: true });
+      expect(await demo.stop()).toBe(0);
     }
+  }, 60_000);
+
+  it("says in one line why a second run starts as the first one left the lamp", async () => {
+    const dir = track(mkdtempSync(path.join(tmpdir(), "demo-")));
+    const file = path.join(dir, "state.json");
+    const first = startDemo({ STATE_FILE: file, LAMP_ID: "demoagain" });
+    await first.connected();
+    expect(first.output()).not.toContain("last demo");
+    const url = /broker (mqtt:\/\/127\.0\.0\.1:\d+)/.exec(first.output())?.[1] ?? "";
+    expect((await lampctl(["--url", url, "--id", "demoagain", "--off"])).code).toBe(0);
+    expect(await first.stop()).toBe(0);
+
+    const second = startDemo({ STATE_FILE: file, LAMP_ID: "demoagain" });
+    try {
+      await second.connected();
+      const lines = second.output().split("\n");
+      expect(lines.filter((line) => line.includes("last demo"))).toEqual([
+        `The lamp starts as the last demo left it (off), from ${file}; POWER_ON=on npm run demo starts it lit, deleting the file starts afresh.`,
+      ]);
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
+  }, 60_000);
+
+  it("--help: what it does, exit 0", async () => {
+    const result = await node(path.join(ROOT, "dist", "cli", "demo.js"), ["--help"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^npm run demo: the whole agent on a laptop/);
+    expect(result.stderr).toBe("");
   });
 });
 
@@ -148,6 +215,18 @@ describe("a command line mistake", () => {
     ["lampctl", LAMPCTL, ["--bright", "0.5"], "lampctl: unknown option --bright; did you mean --brightness?"],
     ["lamp-agent", MAIN, ["--bogus"], "lamp-agent: unknown option --bogus"],
     ["lamp-agent", MAIN, ["--chek"], "lamp-agent: unknown option --chek; did you mean --check?"],
+    [
+      "the demo",
+      path.join(ROOT, "dist", "cli", "demo.js"),
+      ["--bogus"],
+      "lamp-agent demo: unknown option --bogus",
+    ],
+    [
+      "the demo",
+      path.join(ROOT, "dist", "cli", "demo.js"),
+      ["--halp"],
+      "lamp-agent demo: unknown option --halp; did you mean --help?",
+    ],
     [
       "lamp-agent",
       MAIN,

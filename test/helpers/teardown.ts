@@ -37,9 +37,13 @@ export async function releaseAll(resources: Resource[]): Promise<void> {
  * (`"each"`) or after the file or describe block (`"all"`), newest first, so an agent stops before the
  * broker it talks to.
  */
-export function teardown(when: "each" | "all"): Track {
+export function teardown(
+  when: "each" | "all",
+  /** Where the release hook goes: vitest's afterEach or afterAll; a test of this helper passes its own. */
+  register: (hook: () => Promise<void>) => void = when === "each" ? afterEach : afterAll,
+): Track {
   const tracked: Resource[] = [];
-  (when === "each" ? afterEach : afterAll)(() => releaseAll(tracked));
+  register(() => releaseAll(tracked));
   return (resource) => {
     tracked.push(resource);
     return resource;

@@ -286,7 +286,9 @@ describe("Home Assistant with the agent on a real broker", () => {
     const availability = (config.availability as { topic: string; payload_available: string }[])[0];
     expect((await watcher.wait(String(availability?.topic))).text).toBe(availability?.payload_available);
     expect(agent.state).toEqual({ on: true, color: { h: 0.33, s: 1 }, brightness: 0.5 });
-    expect(id).toBeTruthy();
+    // The entity and its device are this lamp's, by its LAMP_ID.
+    expect(config.unique_id).toBe(`lamp-agent-${id}`);
+    expect(config.device).toMatchObject({ identifiers: [`lamp-agent-${id}`] });
   });
 
   it("HA_DISCOVERY=false publishes nothing for Home Assistant", async () => {

@@ -121,6 +121,14 @@ describe("scripts/install.sh into a DESTDIR", () => {
     }
     // Nothing half-made left beside it.
     expect(readdirSync(staged("opt")).sort()).toEqual(["lamp-agent"]);
+    // What it says it wrote is where it wrote it: under DESTDIR, not this host's /etc.
+    expect(run.out).toContain(`wrote ${envFile()} from .env.example`);
+    expect(run.out).toContain(`installed ${staged("opt/lamp-agent")}\n`);
+    const written = run.out
+      .split("\n")
+      .filter((line) => /^lamp-agent: (wrote|installed|linked) \//.test(line));
+    expect(written.length).toBeGreaterThanOrEqual(6);
+    for (const line of written) expect(line.split(" ")[2]?.startsWith(`${stage}/`), line).toBe(true);
   });
 
   it("leaves a lamp-agent command it did not make alone", () => {
@@ -132,7 +140,9 @@ describe("scripts/install.sh into a DESTDIR", () => {
     expect(run.out).toContain("/usr/local/bin/lampctl exists and is not this install's: left alone");
     expect(readFileSync(path.join(bin, "lampctl"), "utf8")).toBe("#!/bin/sh\n");
     rmSync(path.join(bin, "lampctl"));
-    expect(install().out).toContain("linked /usr/local/bin/lampctl -> /opt/lamp-agent/dist/cli/lampctl.js");
+    expect(install().out).toContain(
+      `linked ${staged("usr/local/bin/lampctl")} -> /opt/lamp-agent/dist/cli/lampctl.js`,
+    );
   });
 
   it("is idempotent and never overwrites the operator's configuration", () => {
@@ -141,7 +151,7 @@ describe("scripts/install.sh into a DESTDIR", () => {
     const run = install();
     expect(run.code, run.out).toBe(0);
     expect(run.out).toContain("/opt/lamp-agent is up to date");
-    expect(run.out).toContain("kept /etc/lamp-agent/lamp-agent.env");
+    expect(run.out).toContain(`kept ${envFile()}`);
     expect(readFileSync(envFile(), "utf8")).toBe("GPIO_DRIVER=mock\nMQTT_URL=mqtt://broker.lan\n");
     expect(statSync(staged("opt/lamp-agent/dist/main.js")).mtimeMs).toBe(before);
   });
@@ -244,9 +254,16 @@ describe("scripts/install.sh into a DESTDIR", () => {
   it("rejects an unknown option with exit 2 and a usage line", () => {
     const run = install(["--frobnicate"]);
     expect(run.code).toBe(2);
-    expect(run.out).toContain("unknown option '--frobnicate'");
+    expect(run.out).toContain("unknown option '--frobnicate'\n");
     expect(run.out).toMatch(/^usage: scripts\/install\.sh \[--uninstall \| --purge\]/m);
     expect(install(["--host"]).code).toBe(2);
+  });
+
+  it("names the option a misspelt one probably is", () => {
+    const run = install(["--unistall"]);
+    expect(run.code).toBe(2);
+    expect(run.out).toContain("lamp-agent: error: unknown option '--unistall'; did you mean --uninstall?\n");
+    expect(install(["--no-strat"]).out).toContain("did you mean --no-start?");
   });
 });
 

@@ -238,6 +238,27 @@ describe("loadConfig: every problem at once", () => {
   });
 });
 
+describe("loadConfig: a misspelt value", () => {
+  it.each([
+    ["GPIO_DRIVER", "pigpo", "allowed: pigpio, sysfs-pwm, onoff, mock, auto; did you mean pigpio?"],
+    ["POWER_ON", "restor", "allowed: restore, on, off; did you mean restore?"],
+    ["LOG_LEVEL", "debg", "did you mean debug?"],
+    ["LOG_FORMAT", "JSON", "did you mean json?"],
+    ["MQTT_PROTOCOL", "3.11", "allowed: 5, 3.1.1; did you mean 3.1.1?"],
+  ])("%s=%s names the value it probably is", (name, value, hint) => {
+    const error = problemsOf({ [name]: value });
+    expect(error.problems).toHaveLength(1);
+    expect(error.problems[0]).toContain(`${name}="${value}": allowed: `);
+    expect(error.problems[0]).toMatch(new RegExp(`${hint.replace(/[.?]/g, "\\$&")}$`));
+  });
+
+  it("guesses nothing for a value far from every allowed one", () => {
+    expect(problemsOf({ GPIO_DRIVER: "wiringpi" }).problems).toEqual([
+      'GPIO_DRIVER="wiringpi": allowed: pigpio, sysfs-pwm, onoff, mock, auto',
+    ]);
+  });
+});
+
 describe("loadConfig: topics", () => {
   it("allows COMMAND_TOPIC equal to STATE_TOPIC (the guard must hold)", () => {
     const { topics } = load({ COMMAND_TOPIC: "lamp/abc123/io", STATE_TOPIC: "lamp/abc123/io" }).config;
@@ -414,20 +435,33 @@ describe("the variables", () => {
 });
 
 describe("loadConfig: unknown variables that look like ours", () => {
-  it("warns about one in .env, naming the variable it probably is", () => {
+  it("refuses a look-alike in .env, naming the variable it probably is", () => {
     writeFileSync(path.join(cwd, ".env"), "LED_PIN=12\nGAMMA=1\n");
-    const { config, warnings } = load({}, true);
-    expect(warnings).toEqual(["unknown variable LED_PIN (.env); did you mean LED_PINS?"]);
-    expect(config.pins).toEqual([19, 26, 13]);
+    expect(() => load({}, true)).toThrow(
+      "invalid configuration:\n  unknown variable LED_PIN (.env); did you mean LED_PINS?",
+    );
   });
 
-  it("warns about every unknown one in .env, with or without a guess", () => {
+  it("lists every look-alike in .env as a problem, and warns of an unknown name with no guess", () => {
     writeFileSync(path.join(cwd, ".env"), "mqtt_url=mqtt://x\nGAMA=1\nCOLOUR=red\n");
-    expect(load({}, true).warnings).toEqual([
-      "unknown variable mqtt_url (.env); did you mean MQTT_URL?",
-      "unknown variable GAMA (.env); did you mean GAMMA?",
-      "unknown variable COLOUR (.env); see .env.example for the variables",
-    ]);
+    expect(() => load({}, true)).toThrow(
+      expect.objectContaining({
+        problems: [
+          "unknown variable mqtt_url (.env); did you mean MQTT_URL?",
+          "unknown variable GAMA (.env); did you mean GAMMA?",
+        ],
+      }),
+    );
+    writeFileSync(path.join(cwd, ".env"), "GAMMA=1\nCOLOUR=red\n");
+    const { config, warnings } = load({}, true);
+    expect(warnings).toEqual(["unknown variable COLOUR (.env); see .env.example for the variables"]);
+    expect(config.gamma).toBe(1);
+  });
+
+  it("only warns of the same look-alike in the environment, and goes on with the default", () => {
+    const { config, warnings } = load({ LED_PIN: "12" });
+    expect(warnings).toEqual(["unknown variable LED_PIN (environment); did you mean LED_PINS?"]);
+    expect(config.pins).toEqual([19, 26, 13]);
   });
 
   it("warns about the environment's near misses and our prefixes only", () => {
@@ -500,6 +534,13 @@ describe("loadConfig: the installed configuration", () => {
     expect(config.lampId).toBe("svc");
     expect(config.mqtt.password).toBeUndefined();
     expect(file).toBeUndefined();
+  });
+
+  it("refuses a look-alike in it", () => {
+    const dir = installed("LED_PIN=12\n");
+    expect(() => loadFrom(dir, { LAMP_ID: "abc" })).toThrow(
+      `unknown variable LED_PIN (${path.join(dir, "lamp-agent.env")}); did you mean LED_PINS?`,
+    );
   });
 
   it("reports problems in it by variable name", () => {

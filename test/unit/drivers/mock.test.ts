@@ -63,11 +63,21 @@ describe("MockDriver", () => {
     expect(await codeOf(driver.open([0]))).toBe("closed");
   });
 
-  it("closes twice without complaint", async () => {
-    const driver = new MockDriver(options([5]));
-    await driver.open([0]);
+  it("closes twice without complaint: the second close does nothing, and writes stay refused", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lamp-mock-"));
+    dirs.push(dir);
+    const trace = path.join(dir, "trace.jsonl");
+    const driver = new MockDriver(options([5], trace));
+    await driver.open([0.5]);
     await driver.close();
-    await expect(driver.close()).resolves.toBeUndefined();
+    const written = readFileSync(trace, "utf8");
+    const writes = driver.writes.length;
+    await driver.close();
+    expect(readFileSync(trace, "utf8")).toBe(written);
+    expect(driver.writes).toHaveLength(writes);
+    expect(driver.duties).toEqual([0.5]);
+    expect(await codeOf(driver.write([1]))).toBe("closed");
+    expect(driver.writes).toHaveLength(writes);
   });
 
   it.each([1.01, -0.01, Number.NaN, Number.POSITIVE_INFINITY])(

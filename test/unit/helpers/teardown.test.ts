@@ -39,16 +39,30 @@ describe("releaseAll", () => {
 });
 
 describe("teardown", () => {
-  const track = teardown("each");
-  const stopped: string[] = [];
+  /** teardown() with its release hook caught here, to be run when the test says. */
+  function caught() {
+    const hooks: (() => Promise<void>)[] = [];
+    const track = teardown("each", (hook) => hooks.push(hook));
+    return { track, hooks };
+  }
 
-  it("hands back what it tracks", () => {
+  it("registers one release hook and hands back what it tracks, untouched", () => {
+    const { track, hooks } = caught();
+    const stopped: string[] = [];
     const agent = { stop: async () => stopped.push("agent") };
     expect(track(agent)).toBe(agent);
+    expect(hooks).toHaveLength(1);
     expect(stopped).toEqual([]);
   });
 
-  it("has released it after the test that tracked it", () => {
-    expect(stopped).toEqual(["agent"]);
+  it("releases what it tracked, newest first, when its hook runs, and only once", async () => {
+    const { track, hooks } = caught();
+    const stopped: string[] = [];
+    track({ close: async () => stopped.push("broker") });
+    track({ stop: async () => stopped.push("agent") });
+    await hooks[0]?.();
+    expect(stopped).toEqual(["agent", "broker"]);
+    await hooks[0]?.();
+    expect(stopped).toEqual(["agent", "broker"]);
   });
 });

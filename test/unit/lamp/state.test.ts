@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_STATE, makeState, quantize, sameState } from "../../../src/lamp/state.js";
+import { DEFAULT_STATE, makeState, quantize, sameState, unit } from "../../../src/lamp/state.js";
 
 describe("quantize", () => {
   it("keeps two decimals, rounding half up", () => {
@@ -43,5 +43,14 @@ describe("makeState and sameState", () => {
     expect(DEFAULT_STATE).toEqual({ on: true, color: { h: 0, s: 0 }, brightness: 1 });
     expect(Object.isFrozen(DEFAULT_STATE)).toBe(true);
     expect(Object.isFrozen(DEFAULT_STATE.color)).toBe(true);
+  });
+});
+
+describe("unit: the one rule for the state's numbers", () => {
+  it("takes 0 to 1 and nothing else", () => {
+    for (const value of [0, 0.5, 1]) expect(unit.safeParse(value).success, String(value)).toBe(true);
+    for (const value of [-0.01, 1.01, Number.NaN, "0.5"]) {
+      expect(unit.safeParse(value).success, String(value)).toBe(false);
+    }
   });
 });
