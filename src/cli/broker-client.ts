@@ -29,9 +29,10 @@ export function connectClient(settings: MqttSettings, watch: boolean, timeoutMs:
 export function fellBack(client: MqttClient, error: unknown): boolean {
   if (!refusesMqtt5(error, client.options.protocolVersion === 5 ? 5 : 4)) return false;
   speak311(client.options);
-  // A client that reconnects by itself (watch) does so now: a second reconnect of ours would open a
-  // second connection with the same client id, and the broker would close the first a second later.
-  if (!client.options.reconnectPeriod) setImmediate(() => client.reconnect());
+  // Once the refused connection has closed: MQTT.js's close handler would otherwise arm its own
+  // reconnect timer (watch) after ours had connected, open a second connection with the same client id
+  // a second later, and the broker would close the first; everything retained came twice.
+  client.once("close", () => setImmediate(() => client.reconnect()));
   return true;
 }
 

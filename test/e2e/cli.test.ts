@@ -160,7 +160,7 @@ describe("npm run demo", () => {
       expect(out).toContain("protocol=3.1.1");
       expect(out).not.toMatch(/MQTT 5/);
       // Every lampctl line it prints works as printed, from the clone (where bare `lampctl` is not on
-      // the PATH). `watch` runs until stopped: the lead's lampctl tests cover it against a 3.1.1 broker.
+      // the PATH). `watch` runs until stopped: it is tried below.
       const lines = out
         .split("\n")
         .map((line) => line.trim())
@@ -175,6 +175,21 @@ describe("npm run demo", () => {
       const url = /broker (mqtt:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1] ?? "";
       const result = await lampctl(["--url", url, "--id", "demotest"]);
       expect(JSON.parse(result.stdout)).toMatchObject({ on: false, client: "lampctl" });
+      // watch against the demo's 3.1.1-only broker: it falls back once and stays connected (it used to
+      // reconnect twice after the fallback, and the broker closed the first connection a second later).
+      const watcher = watching(["--url", url, "--id", "demotest"]);
+      try {
+        await vi.waitFor(() => expect(watcher.stdout()).toContain("lamp/demotest/changed"), {
+          timeout: 10_000,
+        });
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        expect(watcher.stderr()).toBe("");
+        const shown = watcher.stdout().trim().split("\n");
+        expect(shown.filter((line) => line.includes(" state/demotest "))).toHaveLength(1);
+        expect(shown.filter((line) => line.includes(" lamp/demotest/changed "))).toHaveLength(1);
+      } finally {
+        await watcher.stop();
+      }
     } finally {
       expect(await demo.stop()).toBe(0);
     }
