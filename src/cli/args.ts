@@ -12,7 +12,8 @@ export class UsageError extends Error {
  */
 export function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
   try {
-    return parseArgs(config);
+    // The same config with other args: its result type is the caller's.
+    return parseArgs({ ...config, args: joinNegativeValues(config) }) as ReturnType<typeof parseArgs<T>>;
   } catch (error) {
     throw new UsageError(explain(error, config));
   }
@@ -43,4 +44,27 @@ function unknownOption(config: ParseArgsConfig, known: string[]): string | undef
   const { tokens } = parseArgs({ ...config, strict: false, allowPositionals: true, tokens: true });
   const token = tokens.find((t) => t.kind === "option" && !known.includes(t.name));
   return token?.kind === "option" ? token.rawName : undefined;
+}
+
+/**
+ * `--brightness -0.1`: parseArgs takes `-0.1` for an option and asks for `--brightness=-XYZ`. A value
+ * that is a number is one, whatever its sign: joined to its option, it reaches the range check, which
+ * says what is allowed.
+ */
+function joinNegativeValues(config: ParseArgsConfig): string[] {
+  const args = config.args ?? process.argv.slice(2);
+  const takesValue = (arg: string) => {
+    const name = arg.startsWith("--") ? arg.slice(2) : undefined;
+    return name !== undefined && config.options?.[name]?.type === "string";
+  };
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? "";
+    const next = args[i + 1];
+    if (takesValue(arg) && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else joined.push(arg);
+  }
+  return joined;
 }

@@ -8,6 +8,7 @@ import { sameState } from "../lamp/state.js";
 import { parseError, parseState, type StateMessage } from "../protocol/payloads.js";
 import { groupCommandTopic, NAME_PATTERN } from "../protocol/topics.js";
 import { suggest } from "../suggest.js";
+import { VERSION } from "../version.js";
 import { parseCommandLine, UsageError } from "./args.js";
 import { connectClient, explain, fellBack, refusedForGood } from "./broker-client.js";
 import { FleetView, formatTable, toJson } from "./fleet-view.js";
@@ -57,6 +58,7 @@ function parse() {
         url: { type: "string" },
         timeout: { type: "string", default: "5" },
         help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "v" },
       },
     });
   } catch (error) {
@@ -71,11 +73,12 @@ function buildCommand(values: ReturnType<typeof parse>["values"]): Command | und
   const raw: Record<string, unknown> = {};
   if (values.on) raw.on = true;
   if (values.off) raw.on = false;
-  const num = (name: string, text: string | undefined) => {
+  // Checked here, by the option's own name: the agent's parser would speak of `color.h`.
+  const num = (name: string, text: string | undefined, max = 1, unit = "") => {
     if (text === undefined) return undefined;
     const value = Number(text);
-    if (text.trim() === "" || !Number.isFinite(value))
-      fail(`--${name} ${JSON.stringify(text)}: not a number`, 2);
+    if (text.trim() === "" || !Number.isFinite(value) || value < 0 || value > max)
+      fail(`--${name} ${text}: allowed: a number from 0 to ${max}${unit}`, 2);
     return value;
   };
   const h = num("hue", values.hue);
@@ -84,7 +87,7 @@ function buildCommand(values: ReturnType<typeof parse>["values"]): Command | und
     raw.color = { ...(h !== undefined && { h }), ...(s !== undefined && { s }) };
   const brightness = num("brightness", values.brightness);
   if (brightness !== undefined) raw.brightness = brightness;
-  const transition = num("transition", values.transition);
+  const transition = num("transition", values.transition, 3600, " (seconds)");
   if (transition !== undefined) raw.transition = transition;
   if (values.identify) raw.identify = true;
   if (Object.keys(raw).length === 0) return undefined;
@@ -102,15 +105,19 @@ function wouldChange(state: StateMessage, command: Command): boolean {
 }
 
 /** Only what lampctl needs (the id, the broker, the topics): an agent-only setting cannot stop it. */
-function lampConfig(values: ReturnType<typeof parse>["values"]): ClientConfig {
+function lampConfig(values: ReturnType<typeof parse>["values"]): {
+  config: ClientConfig;
+  defaultId: boolean;
+} {
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (values.id) env.LAMP_ID = values.id;
   if (values.url) env.MQTT_URL = values.url;
   try {
-    const { config, warnings } = loadConfig({ env, scope: "client" });
+    const { config, warnings, effective } = loadConfig({ env, scope: "client" });
     // An installed configuration it cannot read, a variable that looks like ours: said, then on.
     for (const warning of warnings) process.stderr.write(`lampctl: warning: ${warning}\n`);
-    return config;
+    const defaultId = effective.some((s) => s.name === "LAMP_ID" && s.source === "default");
+    return { config, defaultId };
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message, 2);
     throw error;
@@ -142,6 +149,15 @@ async function main(): Promise<void> {
     process.stdout.write(`${HELP}\n`);
     return;
   }
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  if (values.id !== undefined && !NAME_PATTERN.test(values.id))
+    fail(
+      `--id ${JSON.stringify(values.id)}: allowed: 1 to 64 of A-Z a-z 0-9 _ - (a lamp id, as in lamp/<id>/...)`,
+      2,
+    );
   const mode = MODES.find((m) => m === positionals[0]);
   if (positionals.length > (mode ? 1 : 0)) {
     const word = positionals.at(-1) ?? "";
@@ -160,9 +176,9 @@ async function main(): Promise<void> {
   const timeoutMs = Number(values.timeout) * 1000;
   if (!(timeoutMs > 0)) fail(`--timeout ${values.timeout}: not a positive number`, 2);
 
-  const config = lampConfig(values);
+  const { config, defaultId } = lampConfig(values);
   const client = connectClient(config.mqtt, mode === "watch", timeoutMs);
-  const session = new Session(config, client, mode === "watch");
+  const session = new Session(config, client, mode === "watch", defaultId);
   if (mode === "ls") listLamps(session, values.json === true, timeoutMs);
   else if (values.group !== undefined && command) commandGroup(session, values.group, command, timeoutMs);
   else driveLamp(session, mode === "watch", command, timeoutMs);
@@ -179,7 +195,9 @@ class Session {
   constructor(
     readonly config: ClientConfig,
     readonly client: MqttClient,
-    private readonly watch: boolean,
+    watch: boolean,
+    /** LAMP_ID was not given: the id is this machine's own default, rarely the lamp meant. */
+    readonly defaultId: boolean,
   ) {
     this.url = redactUrl(config.mqtt.url);
     client.on("error", (error) => {
@@ -380,7 +398,11 @@ function driveLamp(session: Session, watch: boolean, command: Command | undefine
           : `its presence is ${presence?.value ?? "unknown"}`;
       session.finish(
         1,
-        `no answer from the lamp on ${topics.state} (${hint}); is the agent running with this id?`,
+        `no answer from the lamp on ${topics.state} (${hint}); is the agent running with this id?${
+          session.defaultId
+            ? ` No id was given, so ${config.lampId} is this machine's own default (its MAC address): name the lamp with --id ID or LAMP_ID (lampctl ls lists them)`
+            : ""
+        }`,
       );
     }, timeoutMs);
   });

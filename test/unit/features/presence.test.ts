@@ -1,0 +1,107 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { FeatureHouse } from "../../../src/features/house.js";
+import { Presence } from "../../../src/features/presence.js";
+import type { PublishOptions } from "../../../src/mqtt/connection.js";
+import { TopicRouter } from "../../../src/mqtt/router.js";
+import { captureLogger } from "../../helpers/log.js";
+
+/** Publishes are acknowledged at once; subscriptions are granted when `grant()` is called. */
+class FakeConnection {
+  connected = true;
+  readonly sent: { topic: string; payload: string; options: PublishOptions }[] = [];
+  private pending: (() => void)[] = [];
+  publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
+    this.sent.push({ topic, payload, options });
+    return Promise.resolve();
+  }
+  subscribe(): Promise<void> {
+    return new Promise((resolve) => this.pending.push(resolve));
+  }
+  grant(): void {
+    for (const resolve of this.pending.splice(0)) resolve();
+  }
+  ones(): number {
+    return this.sent.filter((s) => s.payload === "1").length;
+  }
+}
+
+const live = { retain: false } as never;
+
+function build() {
+  const connection = new FakeConnection();
+  const { logger, lines } = captureLogger("debug");
+  const presence = new Presence({ topic: "state/abc", mqtt: connection, logger });
+  const house = new FeatureHouse([presence], new TopicRouter(connection, logger), logger);
+  return { connection, house, lines };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("presence", () => {
+  it("says 1 only once the subscriptions are granted when the broker kept no session", async () => {
+    vi.useFakeTimers();
+    const { connection, house } = build();
+    house.onConnect({ protocol: 4, sessionPresent: false, node: "mqtt://a" });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(connection.ones()).toBe(0);
+    connection.grant();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(connection.sent).toEqual([
+      { topic: "state/abc", payload: "1", options: { qos: 1, retain: true } },
+    ]);
+  });
+
+  it("says 1 at once when the broker kept the session (and the subscriptions with it)", async () => {
+    vi.useFakeTimers();
+    const { connection, house } = build();
+    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a" });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(connection.ones()).toBe(1);
+  });
+
+  it("answers a 0 it did not send (a late Will) with 1, rate-limited, and catches up later", async () => {
+    vi.useFakeTimers();
+    const { connection, house, lines } = build();
+    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a" });
+    await vi.advanceTimersByTimeAsync(0);
+    house.onMessage("state/abc", Buffer.from("1"), live);
+    expect(connection.ones()).toBe(1);
+    for (let i = 0; i < 10; i++) house.onMessage("state/abc", Buffer.from("0"), live);
+    // Three at once, then the rest are one held answer.
+    expect(connection.ones()).toBe(4);
+    expect(
+      lines.filter((l) => l.level === 40 && /presence 0 while this lamp is connected/.test(l.msg)),
+    ).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(connection.ones()).toBe(5);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(connection.ones()).toBe(5);
+  });
+
+  it("does not answer a 0 before it is online, nor after it stopped (its own clean-stop 0)", async () => {
+    vi.useFakeTimers();
+    const { connection, house } = build();
+    house.onConnect({ protocol: 4, sessionPresent: false, node: "mqtt://a" });
+    house.onMessage("state/abc", Buffer.from("0"), live);
+    expect(connection.ones()).toBe(0);
+    connection.grant();
+    await vi.advanceTimersByTimeAsync(0);
+    await house.stop();
+    house.onMessage("state/abc", Buffer.from("0"), live);
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(connection.sent.map((s) => s.payload)).toEqual(["1", "0"]);
+  });
+
+  it("a connect that is lost before its grants never says 1 for it", async () => {
+    vi.useFakeTimers();
+    const { connection, house } = build();
+    house.onConnect({ protocol: 4, sessionPresent: false, node: "mqtt://a" });
+    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://b" });
+    await vi.advanceTimersByTimeAsync(0);
+    connection.grant();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(connection.ones()).toBe(1);
+  });
+});
