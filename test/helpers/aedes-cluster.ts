@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, waitForPort } from "./broker.js";
-import { type TestCluster, waitMqttReady } from "./cluster.js";
+import { nodeAt, type TestCluster, waitMqttReady } from "./cluster.js";
 import { type NodeProcess, spawnNode } from "./cluster-node.js";
 
 const NODE_SCRIPT = fileURLToPath(new URL("./aedes-node.mjs", import.meta.url));
@@ -71,7 +71,7 @@ export async function startAedesCluster(options: AedesClusterOptions = {}): Prom
     const node = spawnNode(process.execPath, [NODE_SCRIPT], {
       env: {
         PATH: process.env.PATH,
-        AEDES_PORT: String(ports[i]),
+        AEDES_PORT: String(nodeAt(ports, i)),
         REDIS_PORT: String(redis.port),
         AEDES_NAME: `n${i}`,
         HEARTBEAT_MS: String(heartbeatInterval),
@@ -85,12 +85,12 @@ export async function startAedesCluster(options: AedesClusterOptions = {}): Prom
     });
     nodes[i] = node;
     try {
-      await waitForPort(ports[i], 15_000);
+      await waitForPort(nodeAt(ports, i), 15_000);
     } catch (error) {
       throw new Error(`aedes node ${i} did not start:\n${node.output()}`, { cause: error });
     }
   };
-  const ready = (i: number) => waitMqttReady(urls[i], 30_000);
+  const ready = (i: number) => waitMqttReady(nodeAt(urls, i), 30_000);
   const stop = async (i: number, signal: NodeJS.Signals): Promise<void> => {
     const node = nodes[i];
     nodes[i] = undefined;
@@ -101,11 +101,12 @@ export async function startAedesCluster(options: AedesClusterOptions = {}): Prom
     engine: "aedes",
     urls,
     mqttUrl: urls.join(","),
+    url: (i) => nodeAt(urls, i),
     redisPort: redis.port,
     heartbeatInterval,
     pid: (i) => nodes[i]?.pid,
     async clientsOf(i) {
-      return [...clients[i]];
+      return [...nodeAt(clients, i)];
     },
     async nodeOfClient(clientId) {
       const i = clients.findIndex((held) => held.has(clientId));

@@ -9,6 +9,8 @@ export interface TestCluster {
   readonly urls: readonly string[];
   /** The nodes comma-joined, as MQTT_URL takes a cluster. */
   readonly mqttUrl: string;
+  /** urls[i], or a RangeError for a node the cluster does not have. */
+  url(i: number): string;
   /** The PID of node i's running process, or undefined while it is down. */
   pid(i: number): number | undefined;
   /** SIGKILL node i (a machine that dies: no goodbye to clients or peers) and wait for its exit. */
@@ -25,6 +27,13 @@ export interface TestCluster {
   nodeOfClient(clientId: string): Promise<number | undefined>;
   /** Stops everything it started, by PID, and removes its temp dirs (what teardown calls). */
   close(): Promise<void>;
+}
+
+/** list[i] for a node index, or a RangeError naming it. */
+export function nodeAt<T>(list: readonly T[], i: number): T {
+  const value = list[i];
+  if (value === undefined) throw new RangeError(`no node ${i} in a cluster of ${list.length}`);
+  return value;
 }
 
 function installed(command: string, args: string[]): boolean {
@@ -113,7 +122,9 @@ export async function waitMqttReady(url: string, timeoutMs = 90_000): Promise<vo
     } catch (error) {
       if (process.env.CLUSTER_DEBUG) console.error(`probe ${url}: ${String(error)}`);
       if (Date.now() > deadline) {
-        throw new Error(`${url} did not serve MQTT within ${timeoutMs} ms: ${String(error)}`, { cause: error });
+        throw new Error(`${url} did not serve MQTT within ${timeoutMs} ms: ${String(error)}`, {
+          cause: error,
+        });
       }
       await sleep(250);
     }

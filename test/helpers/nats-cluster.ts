@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { freePort, waitForPort } from "./broker.js";
-import { NATS_SERVER, type TestCluster, waitMqttReady } from "./cluster.js";
+import { NATS_SERVER, nodeAt, type TestCluster, waitMqttReady } from "./cluster.js";
 import { type NodeProcess, spawnNode } from "./cluster-node.js";
 
 /** One connection in a node's `/connz` monitoring answer (only the fields the tests read). */
@@ -30,7 +30,12 @@ interface NatsPorts {
 }
 
 /** A node's config: its name, its own JetStream store, the routes to every node, MQTT and monitoring. */
-export function natsConfig(name: string, ports: NatsPorts, routes: readonly number[], storeDir: string): string {
+export function natsConfig(
+  name: string,
+  ports: NatsPorts,
+  routes: readonly number[],
+  storeDir: string,
+): string {
   return [
     `server_name: ${name}`,
     `listen: 127.0.0.1:${ports.client}`,
@@ -47,7 +52,12 @@ export function natsConfig(name: string, ports: NatsPorts, routes: readonly numb
 }
 
 async function freePorts(): Promise<NatsPorts> {
-  return { client: await freePort(), cluster: await freePort(), mqtt: await freePort(), http: await freePort() };
+  return {
+    client: await freePort(),
+    cluster: await freePort(),
+    mqtt: await freePort(),
+    http: await freePort(),
+  };
 }
 
 /**
@@ -75,19 +85,19 @@ export async function startNatsCluster(options: { nodes?: number } = {}): Promis
     const node = spawnNode(NATS_SERVER, ["-c", path.join(dir, `n${i}`, "nats-server.conf")]);
     nodes[i] = node;
     try {
-      await waitForPort(ports[i].mqtt, 15_000);
+      await waitForPort(nodeAt(ports, i).mqtt, 15_000);
     } catch (error) {
       throw new Error(`nats node ${i} did not start:\n${node.output()}`, { cause: error });
     }
   };
-  const ready = (i: number) => waitMqttReady(urls[i]);
+  const ready = (i: number) => waitMqttReady(nodeAt(urls, i));
   const stop = async (i: number, signal: NodeJS.Signals): Promise<void> => {
     const node = nodes[i];
     nodes[i] = undefined;
     await node?.stop(signal);
   };
   const connz = async (i: number): Promise<{ connections: NatsConnection[] }> => {
-    const response = await fetch(`http://127.0.0.1:${ports[i].http}/connz?limit=100000`);
+    const response = await fetch(`http://127.0.0.1:${nodeAt(ports, i).http}/connz?limit=100000`);
     if (!response.ok) throw new Error(`connz of node ${i}: HTTP ${response.status}`);
     const body = (await response.json()) as { connections?: NatsConnection[] | null };
     return { connections: body.connections ?? [] };
@@ -101,8 +111,9 @@ export async function startNatsCluster(options: { nodes?: number } = {}): Promis
     engine: "nats",
     urls,
     mqttUrl: urls.join(","),
+    url: (i) => nodeAt(urls, i),
     pid: (i) => nodes[i]?.pid,
-    config: (i) => configs[i],
+    config: (i) => nodeAt(configs, i),
     connz,
     clientsOf,
     async nodeOfClient(clientId) {
