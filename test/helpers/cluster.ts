@@ -76,7 +76,7 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
  * step has its own deadline: MQTT.js's connectAsync() never settles when the server holds a CONNECT past
  * connectTimeout, and a stalled NATS node does exactly that.
  */
-async function probe(url: string): Promise<void> {
+async function probe(url: string, auth: ProbeAuth): Promise<void> {
   const tag = randomBytes(4).toString("hex");
   const topic = `probe/${tag}`;
   const client = mqtt.connect(url, {
@@ -85,6 +85,7 @@ async function probe(url: string): Promise<void> {
     clientId: `probe-${tag}`,
     reconnectPeriod: 0,
     connectTimeout: 15_000,
+    ...auth,
   });
   client.on("error", () => {});
   try {
@@ -112,12 +113,18 @@ async function probe(url: string): Promise<void> {
   }
 }
 
+/** A user allowed to publish and subscribe to `probe/#`, for a cluster that requires one. */
+export interface ProbeAuth {
+  readonly username?: string;
+  readonly password?: string;
+}
+
 /** Probes `url` until it passes or `timeoutMs` is over; the last failure is in the error. */
-export async function waitMqttReady(url: string, timeoutMs = 90_000): Promise<void> {
+export async function waitMqttReady(url: string, timeoutMs = 90_000, auth: ProbeAuth = {}): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      await probe(url);
+      await probe(url, auth);
       return;
     } catch (error) {
       if (process.env.CLUSTER_DEBUG) console.error(`probe ${url}: ${String(error)}`);

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { freePort, waitForPort } from "./broker.js";
-import { NATS_SERVER, nodeAt, type TestCluster, waitMqttReady } from "./cluster.js";
+import { NATS_SERVER, nodeAt, type ProbeAuth, type TestCluster, waitMqttReady } from "./cluster.js";
 import { type NodeProcess, spawnNode } from "./cluster-node.js";
 
 /** One connection in a node's `/connz` monitoring answer (only the fields the tests read). */
@@ -35,6 +35,7 @@ export function natsConfig(
   ports: NatsPorts,
   routes: readonly number[],
   storeDir: string,
+  extra: readonly string[] = [],
 ): string {
   return [
     `server_name: ${name}`,
@@ -47,6 +48,7 @@ export function natsConfig(
     `  routes: [${routes.map((port) => `nats-route://127.0.0.1:${port}`).join(", ")}]`,
     "}",
     `mqtt { listen: 127.0.0.1:${ports.mqtt} }`,
+    ...extra,
     "",
   ].join("\n");
 }
@@ -64,7 +66,15 @@ async function freePorts(): Promise<NatsPorts> {
  * A real NATS cluster of `nodes` nodes on loopback, each with its MQTT listener on JetStream. Resolves
  * once every node has passed an MQTT round trip (JetStream needs the cluster formed first: about 5 s).
  */
-export async function startNatsCluster(options: { nodes?: number } = {}): Promise<NatsCluster> {
+export interface NatsClusterOptions {
+  readonly nodes?: number;
+  /** More lines for every node's config (an `authorization` block, say; `include` paths are relative to it). */
+  readonly config?: readonly string[];
+  /** The user the readiness probe logs in as, when `config` requires one. */
+  readonly probeAuth?: ProbeAuth;
+}
+
+export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
   const count = options.nodes ?? 3;
   const dir = mkdtempSync(path.join(tmpdir(), "lamp-nats-"));
   const ports: NatsPorts[] = [];
@@ -73,7 +83,7 @@ export async function startNatsCluster(options: { nodes?: number } = {}): Promis
   const configs = ports.map((p, i) => {
     const storeDir = path.join(dir, `n${i}`, "jetstream");
     mkdirSync(storeDir, { recursive: true });
-    const config = natsConfig(`n${i}`, p, routes, storeDir);
+    const config = natsConfig(`n${i}`, p, routes, storeDir, options.config);
     writeFileSync(path.join(dir, `n${i}`, "nats-server.conf"), config);
     return config;
   });
@@ -90,7 +100,7 @@ export async function startNatsCluster(options: { nodes?: number } = {}): Promis
       throw new Error(`nats node ${i} did not start:\n${node.output()}`, { cause: error });
     }
   };
-  const ready = (i: number) => waitMqttReady(nodeAt(urls, i));
+  const ready = (i: number) => waitMqttReady(nodeAt(urls, i), 90_000, options.probeAuth);
   const stop = async (i: number, signal: NodeJS.Signals): Promise<void> => {
     const node = nodes[i];
     nodes[i] = undefined;
