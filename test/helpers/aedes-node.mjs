@@ -1,0 +1,38 @@
+// One node of an Aedes cluster: Aedes 1.2 with its sessions, retained messages and Wills in Redis
+// (aedes-persistence-redis) and its messages shared through Redis pub/sub (mqemitter-redis), the way
+// Aedes documents clustering. A process of its own, so `kill -9` is a node that really dies.
+//
+//   AEDES_PORT=1883 REDIS_PORT=6379 [AEDES_NAME=n0] [HEARTBEAT_MS=60000] node aedes-node.mjs
+//
+// HEARTBEAT_MS is Aedes' heartbeatInterval: the survivors publish a dead node's Wills 3 to 7 of these
+// after it died. It prints one JSON line per event on stdout: ready, connect, disconnect.
+import net from "node:net";
+import { Aedes } from "aedes";
+import redisPersistence from "aedes-persistence-redis";
+import mqemitterRedis from "mqemitter-redis";
+
+const port = Number(process.env.AEDES_PORT);
+const redis = { host: "127.0.0.1", port: Number(process.env.REDIS_PORT) };
+const name = process.env.AEDES_NAME ?? "aedes";
+const say = (event) => process.stdout.write(`${JSON.stringify({ node: name, ...event })}\n`);
+
+const broker = await Aedes.createBroker({
+  // A new id per process, as Aedes' default: a restarted node is a new broker to its peers.
+  id: `${name}-${process.pid}`,
+  heartbeatInterval: Number(process.env.HEARTBEAT_MS ?? 60_000),
+  persistence: redisPersistence(redis),
+  mq: mqemitterRedis(redis),
+});
+broker.on("client", (client) => say({ event: "connect", client: client.id }));
+broker.on("clientDisconnect", (client) => say({ event: "disconnect", client: client.id }));
+broker.on("error", (error) => say({ event: "error", message: String(error) }));
+
+const server = net.createServer(broker.handle);
+server.listen(port, "127.0.0.1", () => say({ event: "ready", id: broker.id, port }));
+
+const shutdown = () => {
+  server.close();
+  broker.close(() => process.exit(0));
+};
+process.once("SIGTERM", shutdown);
+process.once("SIGINT", shutdown);

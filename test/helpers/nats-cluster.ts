@@ -1,0 +1,159 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { freePort, waitForPort } from "./broker.js";
+import { NATS_SERVER, nodeAt, type ProbeAuth, type TestCluster, waitMqttReady } from "./cluster.js";
+import { type NodeProcess, spawnNode } from "./cluster-node.js";
+
+/** One connection in a node's `/connz` monitoring answer (only the fields the tests read). */
+export interface NatsConnection {
+  readonly cid: number;
+  /** Set on MQTT connections: the MQTT client id. */
+  readonly mqtt_client?: string;
+  readonly ip: string;
+  readonly port: number;
+}
+
+export interface NatsCluster extends TestCluster {
+  readonly engine: "nats";
+  /** The node's `/connz` (its connections, each MQTT one with its `mqtt_client`). */
+  connz(i: number): Promise<{ connections: NatsConnection[] }>;
+  /** The generated nats-server.conf of node i, as docs/fleet.md shows it. */
+  config(i: number): string;
+}
+
+interface NatsPorts {
+  readonly client: number;
+  readonly cluster: number;
+  readonly mqtt: number;
+  readonly http: number;
+}
+
+/** A node's config: its name, its own JetStream store, the routes to every node, MQTT and monitoring. */
+export function natsConfig(
+  name: string,
+  ports: NatsPorts,
+  routes: readonly number[],
+  storeDir: string,
+  extra: readonly string[] = [],
+): string {
+  return [
+    `server_name: ${name}`,
+    `listen: 127.0.0.1:${ports.client}`,
+    `http: 127.0.0.1:${ports.http}`,
+    `jetstream { store_dir: "${storeDir}" }`,
+    "cluster {",
+    "  name: lamps",
+    `  listen: 127.0.0.1:${ports.cluster}`,
+    `  routes: [${routes.map((port) => `nats-route://127.0.0.1:${port}`).join(", ")}]`,
+    "}",
+    `mqtt { listen: 127.0.0.1:${ports.mqtt} }`,
+    ...extra,
+    "",
+  ].join("\n");
+}
+
+async function freePorts(): Promise<NatsPorts> {
+  return {
+    client: await freePort(),
+    cluster: await freePort(),
+    mqtt: await freePort(),
+    http: await freePort(),
+  };
+}
+
+/**
+ * A real NATS cluster of `nodes` nodes on loopback, each with its MQTT listener on JetStream. Resolves
+ * once every node has passed an MQTT round trip (JetStream needs the cluster formed first: about 5 s).
+ */
+export interface NatsClusterOptions {
+  readonly nodes?: number;
+  /** More lines for every node's config (an `authorization` block, say; `include` paths are relative to it). */
+  readonly config?: readonly string[];
+  /** The user the readiness probe logs in as, when `config` requires one. */
+  readonly probeAuth?: ProbeAuth;
+}
+
+export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
+  const count = options.nodes ?? 3;
+  const dir = mkdtempSync(path.join(tmpdir(), "lamp-nats-"));
+  const ports: NatsPorts[] = [];
+  for (let i = 0; i < count; i++) ports.push(await freePorts());
+  const routes = ports.map((p) => p.cluster);
+  const configs = ports.map((p, i) => {
+    const storeDir = path.join(dir, `n${i}`, "jetstream");
+    mkdirSync(storeDir, { recursive: true });
+    const config = natsConfig(`n${i}`, p, routes, storeDir, options.config);
+    writeFileSync(path.join(dir, `n${i}`, "nats-server.conf"), config);
+    return config;
+  });
+  const urls = ports.map((p) => `mqtt://127.0.0.1:${p.mqtt}`);
+  const nodes: (NodeProcess | undefined)[] = new Array(count).fill(undefined);
+
+  const launch = async (i: number): Promise<void> => {
+    if (nodes[i]) throw new Error(`nats node ${i} is already running`);
+    const node = spawnNode(NATS_SERVER, ["-c", path.join(dir, `n${i}`, "nats-server.conf")]);
+    nodes[i] = node;
+    try {
+      await waitForPort(nodeAt(ports, i).mqtt, 15_000);
+    } catch (error) {
+      throw new Error(`nats node ${i} did not start:\n${node.output()}`, { cause: error });
+    }
+  };
+  const ready = (i: number) => waitMqttReady(nodeAt(urls, i), 90_000, options.probeAuth);
+  const stop = async (i: number, signal: NodeJS.Signals): Promise<void> => {
+    const node = nodes[i];
+    nodes[i] = undefined;
+    await node?.stop(signal);
+  };
+  const connz = async (i: number): Promise<{ connections: NatsConnection[] }> => {
+    const response = await fetch(`http://127.0.0.1:${nodeAt(ports, i).http}/connz?limit=100000`);
+    if (!response.ok) throw new Error(`connz of node ${i}: HTTP ${response.status}`);
+    const body = (await response.json()) as { connections?: NatsConnection[] | null };
+    return { connections: body.connections ?? [] };
+  };
+  const clientsOf = async (i: number): Promise<string[]> => {
+    if (!nodes[i]) return [];
+    const { connections } = await connz(i);
+    return connections.flatMap((c) => (c.mqtt_client ? [c.mqtt_client] : []));
+  };
+  const cluster: NatsCluster = {
+    engine: "nats",
+    urls,
+    mqttUrl: urls.join(","),
+    url: (i) => nodeAt(urls, i),
+    pid: (i) => nodes[i]?.pid,
+    config: (i) => nodeAt(configs, i),
+    connz,
+    clientsOf,
+    async nodeOfClient(clientId) {
+      for (let i = 0; i < count; i++) if ((await clientsOf(i)).includes(clientId)) return i;
+      return undefined;
+    },
+    kill: (i) => stop(i, "SIGKILL"),
+    async start(i) {
+      await launch(i);
+      await ready(i);
+    },
+    async stopAll(signal = "SIGTERM") {
+      await Promise.all(nodes.map((_, i) => stop(i, signal)));
+    },
+    async restartAll() {
+      await cluster.stopAll();
+      await Promise.all(nodes.map((_, i) => launch(i)));
+      await Promise.all(nodes.map((_, i) => ready(i)));
+    },
+    async close() {
+      await cluster.stopAll("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await Promise.all(nodes.map((_, i) => launch(i)));
+    await Promise.all(nodes.map((_, i) => ready(i)));
+  } catch (error) {
+    await cluster.close();
+    throw error;
+  }
+  return cluster;
+}
