@@ -116,7 +116,7 @@ export class Agent {
         onMessage: (topic, payload, packet) => this.house?.onMessage(topic, payload, packet),
       },
       logger,
-      this.options.backoff,
+      this.options.backoff ? { backoff: this.options.backoff } : {},
     );
     this.house = new FeatureHouse(
       this.features(lamp, driver, connection, logger),

@@ -42,6 +42,8 @@ export interface Config {
     readonly keepalive: number;
     /** Reconnect backoff: first delay, doubling (with jitter) up to the maximum. */
     readonly reconnect: { readonly initialMs: number; readonly maxMs: number };
+    /** How long to wait before each try once another client took our session over (two Pis, one id). */
+    readonly takeoverRetryMs: number;
     /** 5 (falls back to 3.1.1 when the broker refuses it) or 4 (3.1.1 only). */
     readonly protocol: 4 | 5;
     readonly username?: string | undefined;
@@ -307,7 +309,8 @@ const TABLE = {
   MQTT_KEEPALIVE: setting(integer(1, 3600, " seconds"), () => 10),
   // Milliseconds, not seconds: tests and a broker next door want sub-second reconnects.
   MQTT_RECONNECT_MIN_MS: setting(integer(10, 600_000, " ms"), () => 1000),
-  MQTT_RECONNECT_MAX_MS: setting(integer(10, 3_600_000, " ms"), () => 60_000),
+  MQTT_RECONNECT_MAX_MS: setting(integer(10, 3_600_000, " ms"), () => 20_000),
+  MQTT_TAKEOVER_RETRY_MS: setting(integer(10, 86_400_000, " ms"), () => 300_000),
   MQTT_PROTOCOL: choice(["5", "3.1.1"], "5"),
   TOPIC_BASE: setting(topic, ({ lampId }) => defaultTopicBase(lampId)),
   COMMAND_TOPIC: setting(topic, ({ topicBase }) => commandTopic(topicBase)),
@@ -509,6 +512,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       clientId: read("MQTT_CLIENT_ID"),
       keepalive: read("MQTT_KEEPALIVE"),
       reconnect,
+      takeoverRetryMs: read("MQTT_TAKEOVER_RETRY_MS"),
       protocol: read("MQTT_PROTOCOL") === "3.1.1" ? 4 : 5,
       username: read("MQTT_USERNAME"),
       password:

@@ -31,12 +31,14 @@ export class FeatureHouse implements ConnectionEvents {
     const generation = ++this.generation;
     for (const feature of this.features) feature.connected?.(info);
     const granted = this.router.subscribeAll();
-    // A kept session already holds every subscription: the lamp listens from the CONNACK on.
-    const listening = info.sessionPresent ? Promise.resolve() : granted;
-    void listening.then(() => {
+    const online = () => {
       if (generation !== this.generation) return;
       for (const feature of this.features) feature.online?.();
-    });
+    };
+    // A kept session already holds every subscription: the lamp listens from the CONNACK on, and says so
+    // now, before any command queued in the session is read (its first state is the one it had).
+    if (info.sessionPresent) online();
+    else void granted.then(online);
   }
 
   onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {

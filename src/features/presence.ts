@@ -4,6 +4,9 @@ import { RateLimiter } from "../mqtt/rate-limit.js";
 import { OFFLINE, ONLINE } from "../protocol/payloads.js";
 import type { ConnectInfo, Feature, MqttPort } from "./feature.js";
 
+/** How long a `0` waits for its answer: see message(). */
+const ANSWER_AFTER_MS = 300;
+
 export interface PresenceContext {
   readonly topic: string;
   readonly mqtt: MqttPort;
@@ -24,6 +27,7 @@ export class Presence implements Feature {
   private readonly answers = new RateLimiter(3, 0.1);
   private online_ = false;
   private held: NodeJS.Timeout | undefined;
+  private pending: NodeJS.Timeout | undefined;
 
   constructor(private readonly context: PresenceContext) {
     // No Local off: the Will is published in our client id's name, and that is what we watch for.
@@ -33,6 +37,8 @@ export class Presence implements Feature {
   connected(_info: ConnectInfo): void {
     this.online_ = false;
     clearTimeout(this.held);
+    clearTimeout(this.pending);
+    this.pending = undefined;
   }
 
   online(): void {
@@ -43,7 +49,17 @@ export class Presence implements Feature {
   message(_topic: string, payload: Buffer): void {
     // Whatever its retain flag: brokers differ in how they flag a retained message published while we
     // are subscribed, and a replayed `0` from before this connection costs one more `1` at most.
-    if (!this.online_ || payload.toString() !== OFFLINE) return;
+    if (!this.online_ || payload.toString() !== OFFLINE || this.pending) return;
+    // A moment first: a broker that is shutting down publishes our Will to us too, just before it closes
+    // the connection; that is no Will to answer. Still well within CONTRACT section 13's 2 s.
+    this.pending = setTimeout(() => {
+      this.pending = undefined;
+      if (!this.online_ || !this.context.mqtt.connected) return;
+      this.answer();
+    }, ANSWER_AFTER_MS);
+  }
+
+  private answer(): void {
     if (!this.answers.take()) {
       this.logger.debug("presence 0 again; answering later");
       this.held ??= setTimeout(() => {
@@ -63,6 +79,7 @@ export class Presence implements Feature {
   async stop(timeoutMs = 2000): Promise<void> {
     this.online_ = false;
     clearTimeout(this.held);
+    clearTimeout(this.pending);
     const { mqtt, topic } = this.context;
     if (!mqtt.connected) return;
     // When it went offline, for `lampctl` to show beside the stale state (the Will cannot know).

@@ -1,17 +1,28 @@
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
-import { loadTlsMaterial } from "../tls-files.js";
 import { type Backoff, ReconnectBackoff } from "./backoff.js";
-import { baseClientOptions, errorContext, protocolName, refusesMqtt5, speak311 } from "./client-options.js";
+import { baseClientOptions, errorContext, protocolName, refusesMqtt5 } from "./client-options.js";
 import { describeMqttError, explainConnectionError, reasonText } from "./errors.js";
-import { TakeoverDetector } from "./takeover.js";
+import { SESSION_TAKEN_OVER, TakeoverDetector } from "./takeover.js";
 
 export type { Backoff } from "./backoff.js";
 export { describeMqttError };
 
 /** A connection shorter than this does not reset the backoff: it is a flap, not a recovery. */
 const STABLE_MS = 10_000;
+/**
+ * Each try at a node gives up after this: a node that accepts the socket but stalls (NATS, for about
+ * 10 s after the node leading its session stream died) must not hold a lamp that another node would take.
+ */
+const CONNECT_TIMEOUT_MS = 5000;
+/**
+ * Taken over this many times in a row, it is another client for sure, and the long wait
+ * (MQTT_TAKEOVER_RETRY_MS) begins. On 3.1.1 a takeover is a guess from quick closes (takeover.ts).
+ */
+const SURE_TAKEOVERS = 3;
+/** Our own Will this shortly before a close means the broker was shutting down. */
+const SHUTDOWN_WILL_MS = 1000;
 /** MQTT 5 asks the broker to keep our session (and queue QoS 1 commands) this long while we are away. */
 const SESSION_EXPIRY_S = 3600;
 /**
@@ -29,6 +40,10 @@ export interface ConnectInfo {
   readonly sessionPresent: boolean;
   /** The node we are connected to, its password masked (a cluster has several). */
   readonly node: string;
+  /** Connects before this one in this process's life: 0 for the first. */
+  readonly reconnects: number;
+  /** Another client with our client id took the session over at least once (two Pis, one LAMP_ID). */
+  readonly takenOver: boolean;
 }
 
 export interface ConnectionEvents {
@@ -52,41 +67,93 @@ export interface SubscribeOptions {
   readonly noLocal?: boolean;
 }
 
+/** One node of MQTT_URL, and the protocol it speaks (each falls back to 3.1.1 on its own). */
+interface BrokerNode {
+  readonly url: string;
+  protocol: 4 | 5;
+}
+
+/** The nodes in a random order: each lamp starts at a random node and moves on in its own order. */
+function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const list = [...items];
+  for (let i = list.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [list[i], list[j]] = [list[j] as T, list[i] as T];
+  }
+  return list;
+}
+
+export interface ConnectionOptions {
+  /** Reconnect backoff (tests shorten it); otherwise MQTT_RECONNECT_MIN_MS and MQTT_RECONNECT_MAX_MS. */
+  readonly backoff?: Backoff;
+  readonly random?: () => number;
+}
+
 /**
- * One MQTT session with the broker, kept for ever: Will set in CONNECT, MQTT 5 with a fall back to
- * 3.1.1, reconnects with exponential backoff, and one clear log line when another client with our
- * client id keeps taking the session over (MQTT.js issue #1585), after which it backs off to the
- * longest delay so the two stop fighting.
+ * One MQTT session with the broker, or with one cluster of brokers, kept for ever: Will set in CONNECT,
+ * MQTT 5 with a fall back to 3.1.1 per node, reconnects with a jittered exponential backoff, a new node
+ * of the cluster after each loss or failed try, and one clear log line when another client with our
+ * client id keeps taking the session over (MQTT.js issue #1585), after which it waits
+ * MQTT_TAKEOVER_RETRY_MS between tries so the two stop fighting.
+ *
+ * It does not use MQTT.js's own `servers` and reconnect: every client starts at `servers[0]`, moves on
+ * even when its node is fine, and retries at a fixed period (mqttjs/MQTT.js #561, #982). Each try is a
+ * fresh MqttClient for one node instead.
  */
 export class MqttConnection {
   private client: MqttClient | undefined;
-  private protocol: 4 | 5;
+  private readonly nodes: BrokerNode[];
+  private position = 0;
   private readonly backoff: ReconnectBackoff;
   private readonly takeover: TakeoverDetector;
+  private readonly takeoverRetryMs: number;
+  private readonly random: () => number;
+  private readonly maxDelayMs: number;
+  private readonly initialDelayMs: number;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private connectedAt = 0;
+  /** Takeovers in a row since the other client last went away. */
+  private takeovers = 0;
+  /** When the broker last sent us our own Will (`0` on our presence topic), as it does when it shuts down. */
+  private ownWillAt = 0;
+  /** The CONNACK of the current (or last) connection said the broker had kept our session. */
+  private sessionWasPresent = false;
+  private connects = 0;
   /** The reason code of the broker's DISCONNECT for the session that is closing, if it sent one. */
   private disconnectReason: number | undefined;
   private takeoverLogged = false;
   private stopping = false;
   private lastError = "";
-  /** Set when the broker refused MQTT 5: retry at once in 3.1.1 rather than after a backoff. */
+  /** Set when the node refused MQTT 5: try it again at once in 3.1.1 rather than after a backoff. */
   private downgraded = false;
 
   constructor(
     private readonly config: Config,
     private readonly events: ConnectionEvents,
     private readonly logger: Logger,
-    backoff: Backoff = config.mqtt.reconnect,
+    options: ConnectionOptions = {},
   ) {
-    this.protocol = config.mqtt.protocol;
-    this.backoff = new ReconnectBackoff(backoff);
-    // The other client comes back within its longest delay (+20 % jitter); well past that, it is gone.
-    this.takeover = new TakeoverDetector(STABLE_MS, 3 * backoff.maxMs);
+    const backoff = options.backoff ?? config.mqtt.reconnect;
+    this.random = options.random ?? Math.random;
+    this.nodes = shuffled(config.mqtt.urls, this.random).map((url) => ({
+      url,
+      protocol: config.mqtt.protocol,
+    }));
+    this.backoff = new ReconnectBackoff(backoff, this.random);
+    this.takeoverRetryMs = config.mqtt.takeoverRetryMs;
+    this.maxDelayMs = backoff.maxMs;
+    this.initialDelayMs = backoff.initialMs;
+    // The other client comes back within its wait (+20 % jitter); well past that, it is gone.
+    this.takeover = new TakeoverDetector(STABLE_MS, 3 * Math.max(backoff.maxMs, this.takeoverRetryMs));
   }
 
   get connected(): boolean {
     return this.client?.connected === true;
+  }
+
+  /** The node tried or used now, its password masked. */
+  get node(): string {
+    return redactUrl(this.current.url);
   }
 
   /**
@@ -104,38 +171,15 @@ export class MqttConnection {
   }
 
   start(): void {
-    const options = this.clientOptions();
     this.logger.info(
-      { url: redactUrl(this.config.mqtt.url), clientId: this.config.mqtt.clientId },
+      {
+        url: this.node,
+        ...(this.nodes.length > 1 && { nodes: this.nodes.length }),
+        clientId: this.config.mqtt.clientId,
+      },
       "connecting to the broker",
     );
-    const client = mqtt.connect(this.config.mqtt.url, options);
-    this.client = client;
-    client.on("connect", (connack) => {
-      // MQTT.js leaves Nagle's algorithm on (it opens the socket without noDelay). A state publish
-      // written while our PUBACK for the command is still unacknowledged then waits for the broker's
-      // delayed ACK: 40 ms stalls on loopback, and a reconnect backlog (sent 20 at a time, each batch
-      // waiting for our PUBACKs) crawls. Every packet we send is small and wanted now. TLS sockets have
-      // setNoDelay too; the WebSocket transport sets it itself (ws), hence the optional call.
-      (client.stream as { setNoDelay?: (noDelay: boolean) => unknown }).setNoDelay?.(true);
-      this.connectedAt = Date.now();
-      this.lastError = "";
-      this.logger.info(
-        { protocol: protocolName(this.protocol), sessionPresent: connack.sessionPresent },
-        "connected to the broker",
-      );
-      this.events.onConnect({
-        protocol: this.protocol,
-        sessionPresent: connack.sessionPresent,
-        node: redactUrl(this.config.mqtt.url),
-      });
-    });
-    client.on("message", (topic, payload, packet) => this.events.onMessage(topic, payload, packet));
-    client.on("disconnect", (packet) => {
-      this.disconnectReason = packet.reasonCode ?? 0;
-    });
-    client.on("error", (error) => this.onError(error));
-    client.on("close", () => this.onClose());
+    this.attempt();
   }
 
   /** Publishes; resolves once the broker acknowledged (QoS 1) or the packet was written (QoS 0). */
@@ -143,7 +187,8 @@ export class MqttConnection {
     const client = this.client;
     if (!client?.connected) return Promise.reject(new Error("not connected"));
     const { userProperties, ...rest } = options;
-    const packet = this.protocol === 5 && userProperties ? { ...rest, properties: { userProperties } } : rest;
+    const packet =
+      this.current.protocol === 5 && userProperties ? { ...rest, properties: { userProperties } } : rest;
     return new Promise((resolve, reject) => {
       client.publish(topic, payload, packet, (error) => (error ? reject(error) : resolve()));
     });
@@ -152,12 +197,13 @@ export class MqttConnection {
   /**
    * Subscribes at QoS 1; on MQTT 5 with No Local (our own publishes never come back) and without Retain
    * As Published, so the retain flag of a message means what it means on 3.1.1: replayed from the
-   * broker's store at subscribe, not live. Rejects when the broker refuses (an ACL, say).
+   * broker's store at subscribe, not live. Rejects when the broker refuses (an ACL, say, or a cluster
+   * node that cannot reach its peers).
    */
   subscribe(topic: string, { noLocal = true }: SubscribeOptions = {}): Promise<void> {
     const client = this.client;
     if (!client?.connected) return Promise.reject(new Error("not connected"));
-    const options = this.protocol === 5 ? { qos: 1 as const, nl: noLocal } : { qos: 1 as const };
+    const options = this.current.protocol === 5 ? { qos: 1 as const, nl: noLocal } : { qos: 1 as const };
     return new Promise((resolve, reject) => {
       client.subscribe(topic, options, (error, granted) => {
         // MQTT 3.1.1 has one failure code, 128; MQTT 5 says why (135: not authorized, by an ACL).
@@ -190,38 +236,106 @@ export class MqttConnection {
     });
   }
 
-  private clientOptions(): IClientOptions {
+  private get current(): BrokerNode {
+    return this.nodes[this.position % this.nodes.length] as BrokerNode;
+  }
+
+  /**
+   * One try at the current node, with a fresh client: TLS files are read again, so a renewed
+   * certificate is used without a restart; a pair that does not fit (mid-renewal) is reported and
+   * retried later rather than thrown from inside MQTT.js.
+   */
+  private attempt(): void {
+    if (this.stopping) return;
+    const node = this.current;
+    let options: IClientOptions;
+    try {
+      options = this.clientOptions(node.protocol);
+    } catch (error) {
+      this.report(new Error(`cannot use the TLS files: ${(error as Error).message}`));
+      this.scheduleReconnect(this.backoff.next());
+      return;
+    }
+    const client = mqtt.connect(node.url, options);
+    this.client = client;
+    client.on("connect", (connack) => {
+      // MQTT.js leaves Nagle's algorithm on (it opens the socket without noDelay). A state publish
+      // written while our PUBACK for the command is still unacknowledged then waits for the broker's
+      // delayed ACK: 40 ms stalls on loopback, and a reconnect backlog (sent 20 at a time, each batch
+      // waiting for our PUBACKs) crawls. Every packet we send is small and wanted now. TLS sockets have
+      // setNoDelay too; the WebSocket transport sets it itself (ws), hence the optional call.
+      (client.stream as { setNoDelay?: (noDelay: boolean) => unknown }).setNoDelay?.(true);
+      this.connectedAt = Date.now();
+      this.sessionWasPresent = connack.sessionPresent;
+      this.lastError = "";
+      this.logger.info(
+        {
+          ...(this.nodes.length > 1 && { node: this.node }),
+          protocol: protocolName(node.protocol),
+          sessionPresent: connack.sessionPresent,
+        },
+        "connected to the broker",
+      );
+      this.events.onConnect({
+        protocol: node.protocol,
+        sessionPresent: connack.sessionPresent,
+        node: this.node,
+        reconnects: this.connects++,
+        takenOver: this.takeoverLogged,
+      });
+    });
+    client.on("message", (topic, payload, packet) => {
+      if (topic === this.config.topics.presence && payload.length === 1 && payload[0] === 0x30) {
+        this.ownWillAt = Date.now();
+      }
+      this.events.onMessage(topic, payload, packet);
+    });
+    client.on("disconnect", (packet) => {
+      this.disconnectReason = packet.reasonCode ?? 0;
+    });
+    client.on("error", (error) => this.onError(node, error));
+    client.on("close", () => {
+      // Each client is used for one connection: MQTT.js must not reconnect it behind our back.
+      client.removeAllListeners("close");
+      client.on("error", () => undefined);
+      client.end(true);
+      if (this.client === client) this.onClose();
+    });
+  }
+
+  private clientOptions(protocol: 4 | 5): IClientOptions {
     const { mqtt: m, topics } = this.config;
-    const options: IClientOptions = {
-      ...baseClientOptions(this.config.mqtt, this.logger),
+    return {
+      ...baseClientOptions(m, this.logger),
       clientId: m.clientId,
-      protocolVersion: this.protocol,
+      protocolVersion: protocol,
       clean: false,
-      ...(this.protocol === 5 && {
+      ...(protocol === 5 && {
         properties: { sessionExpiryInterval: SESSION_EXPIRY_S, maximumPacketSize: MAX_PACKET_BYTES },
       }),
       keepalive: m.keepalive,
-      // We reconnect ourselves, with backoff; and subscribe ourselves, so presence goes first.
+      // We reconnect ourselves, with backoff and to the next node; and subscribe ourselves (the router),
+      // so presence waits for the subscriptions.
       reconnectPeriod: 0,
       resubscribe: false,
-      connectTimeout: 10_000,
+      connectTimeout: CONNECT_TIMEOUT_MS,
       // Nothing piles up while offline: state is republished whole on reconnect instead.
       queueQoSZero: false,
       will: { topic: topics.presence, payload: Buffer.from("0"), qos: 1, retain: true },
     };
-    return options;
   }
 
-  private onError(error: Error & { code?: unknown }): void {
+  private onError(node: BrokerNode, error: Error & { code?: unknown }): void {
     // A 3.1.1-only broker answers an MQTT 5 CONNECT with "unacceptable protocol version" (1, or 132 in
-    // MQTT 5 terms): speak 3.1.1 from then on. The application-level echo guard covers No Local.
-    if (refusesMqtt5(error, this.protocol)) {
-      this.protocol = 4;
-      const options = this.client?.options;
-      if (options) speak311(options);
-      this.backoff.reset();
+    // MQTT 5 terms): speak 3.1.1 to that node from then on. The application-level echo guard covers
+    // No Local.
+    if (refusesMqtt5(error, node.protocol)) {
+      node.protocol = 4;
       this.downgraded = true;
-      this.logger.warn("the broker does not speak MQTT 5; using MQTT 3.1.1");
+      this.logger.warn(
+        this.nodes.length > 1 ? { node: redactUrl(node.url) } : {},
+        "the broker does not speak MQTT 5; using MQTT 3.1.1",
+      );
       return;
     }
     this.report(error);
@@ -229,31 +343,12 @@ export class MqttConnection {
 
   /** One line per distinct cause, not one per retry. */
   private report(error: unknown): void {
-    const message = explainConnectionError(error, errorContext(this.config.mqtt, this.protocol));
+    const message = explainConnectionError(
+      error,
+      errorContext(this.config.mqtt, this.current.protocol, this.current.url),
+    );
     if (message !== this.lastError) this.logger.error({ cause: message }, "MQTT connection problem");
     this.lastError = message;
-  }
-
-  /**
-   * Re-reads the TLS files first, so a renewed certificate is used without a restart; a pair that does
-   * not fit (mid-renewal) is reported and retried later rather than thrown from inside MQTT.js.
-   */
-  private reconnect(): void {
-    const client = this.client;
-    if (this.stopping || !client) return;
-    const { mqtt: m } = this.config;
-    if (m.caFile || m.certFile) {
-      try {
-        // MQTT.js builds each new TLS stream from this same options object; the security tests (a fixed
-        // CA file, a renewed client certificate) fail if that ever changes.
-        Object.assign(client.options, loadTlsMaterial(m));
-      } catch (error) {
-        this.report(new Error(`cannot use the TLS files: ${(error as Error).message}`));
-        this.scheduleReconnect(this.backoff.next());
-        return;
-      }
-    }
-    client.reconnect();
   }
 
   private onClose(): void {
@@ -262,22 +357,59 @@ export class MqttConnection {
     const reason = this.disconnectReason;
     this.connectedAt = 0;
     this.disconnectReason = undefined;
+    if (this.downgraded) {
+      // The same node again, now in 3.1.1.
+      this.downgraded = false;
+      this.scheduleReconnect(0);
+      return;
+    }
+    // Another node next: the one we had may be dead, and a cluster's others are as good.
+    this.position++;
     if (lasted === undefined) {
       this.takeover.failedAttempt();
-      this.scheduleReconnect(this.downgraded ? 0 : this.backoff.next());
-    } else if (this.takeover.closed(lasted, reason)) {
-      const delay = this.backoff.longest();
+      this.takeovers = 0;
+      this.scheduleReconnect(this.backoff.next());
+    } else if (this.takenOver(lasted, reason)) {
+      // Back to the node we were on: the other client is there too, and a wait is what settles it.
+      this.position--;
+      // The first few times, the longest reconnect delay: a takeover is a guess on 3.1.1, and a wrong
+      // one must not cost minutes.
+      const wait = ++this.takeovers >= SURE_TAKEOVERS ? this.takeoverRetryMs : this.maxDelayMs;
+      const delay = Math.round(wait * (1 + 0.2 * this.random()));
       this.reportTakeover(delay);
       this.scheduleReconnect(delay);
     } else {
       this.logger.warn(
-        reason === undefined ? {} : { reason: reasonText(reason) },
+        {
+          ...(reason !== undefined && { reason: reasonText(reason) }),
+          ...(this.nodes.length > 1 && { next: this.node }),
+        },
         "lost the broker connection; the lamp keeps working and will reconnect",
       );
+      this.takeovers = 0;
       if (lasted >= STABLE_MS) this.backoff.reset();
-      this.scheduleReconnect(this.backoff.next());
+      const delay = this.backoff.next();
+      // Closed soon after a connect: try again quickly, within the first delay. A broker restarting is
+      // then most likely still down, and the failed try tells it from a takeover (see TakeoverDetector);
+      // a fleet's long-held connections, which a cluster restart ends all at once, still spread out.
+      this.scheduleReconnect(lasted < STABLE_MS ? Math.min(delay, this.quickRetryMs()) : delay);
     }
-    this.downgraded = false;
+  }
+
+  /**
+   * Whether the session that just closed was taken over by another client with our client id. Only a
+   * session the broker had kept can be: the other client's connection keeps it alive, so a CONNACK
+   * without one (a broker restarted without persistence) rules a takeover out, however quick the close;
+   * so does our own Will, sent to us by a broker shutting down.
+   */
+  private takenOver(lasted: number, reason: number | undefined): boolean {
+    // A broker that shuts down publishes its clients' Wills, ours to us too, just before it closes.
+    const shutDown = Date.now() - this.ownWillAt < SHUTDOWN_WILL_MS;
+    if ((!this.sessionWasPresent || shutDown) && reason !== SESSION_TAKEN_OVER) {
+      this.takeover.failedAttempt();
+      return false;
+    }
+    return this.takeover.closed(lasted, reason);
   }
 
   /** Once: a second lamp with our client id is a setup mistake, not news every minute. */
@@ -290,13 +422,20 @@ export class MqttConnection {
     this.takeoverLogged = true;
     this.logger.error(
       { clientId, inMs: delayMs },
-      `another client connected with this client id (${clientId}) and took the session over; give every lamp its own LAMP_ID (or MQTT_CLIENT_ID). Until then this one reconnects only at its longest delay, so the two stop fighting`,
+      `another client connected with this client id (${clientId}) and took the session over; give every lamp its own LAMP_ID (or MQTT_CLIENT_ID). Until then this one waits ${Math.round(this.takeoverRetryMs / 1000)} s (MQTT_TAKEOVER_RETRY_MS) between tries, so the two stop fighting and the fleet sees one lamp, online`,
     );
   }
 
+  private quickRetryMs(): number {
+    return Math.round(this.initialDelayMs * (0.5 + 0.5 * this.random()));
+  }
+
   private scheduleReconnect(delayMs: number): void {
-    this.logger.debug({ inMs: delayMs }, "reconnecting");
+    this.logger.debug(
+      { inMs: delayMs, ceilingMs: this.backoff.ceiling, ...(this.nodes.length > 1 && { node: this.node }) },
+      "reconnecting",
+    );
     clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => this.reconnect(), delayMs);
+    this.reconnectTimer = setTimeout(() => this.attempt(), delayMs);
   }
 }

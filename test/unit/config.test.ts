@@ -186,7 +186,7 @@ describe("loadConfig: every problem at once", () => {
   );
 
   it("takes the reconnect backoff from MQTT_RECONNECT_MIN_MS and _MAX_MS, minimum first", () => {
-    expect(load({}).config.mqtt.reconnect).toEqual({ initialMs: 1000, maxMs: 60_000 });
+    expect(load({}).config.mqtt.reconnect).toEqual({ initialMs: 1000, maxMs: 20_000 });
     expect(load({ MQTT_RECONNECT_MIN_MS: "50", MQTT_RECONNECT_MAX_MS: "400" }).config.mqtt.reconnect).toEqual(
       { initialMs: 50, maxMs: 400 },
     );
@@ -427,7 +427,7 @@ describe("the variables", () => {
       LED_PINS: "19,26,13",
       LED_ACTIVE_LOW: "false",
       GAMMA: "2.2",
-      MQTT_RECONNECT_MAX_MS: "60000",
+      MQTT_RECONNECT_MAX_MS: "20000",
       MQTT_PROTOCOL: "5",
       COMMAND_TOPIC: "lamp/abc123/set_config",
     });

@@ -95,7 +95,13 @@ class Link {
     this.house = this.build();
   }
   onConnect(): void {
-    this.house.onConnect({ protocol: 4, sessionPresent: false, node: "mqtt://broker" });
+    this.house.onConnect({
+      protocol: 4,
+      sessionPresent: false,
+      node: "mqtt://broker",
+      reconnects: 0,
+      takenOver: false,
+    });
   }
   onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
     this.house.onMessage(topic, payload, packet);

@@ -43,7 +43,13 @@ describe("presence", () => {
   it("says 1 only once the subscriptions are granted when the broker kept no session", async () => {
     vi.useFakeTimers();
     const { connection, house } = build();
-    house.onConnect({ protocol: 4, sessionPresent: false, node: "mqtt://a" });
+    house.onConnect({
+      protocol: 4,
+      sessionPresent: false,
+      node: "mqtt://a",
+      reconnects: 0,
+      takenOver: false,
+    });
     await vi.advanceTimersByTimeAsync(100);
     expect(connection.ones()).toBe(0);
     connection.grant();
@@ -56,20 +62,27 @@ describe("presence", () => {
   it("says 1 at once when the broker kept the session (and the subscriptions with it)", async () => {
     vi.useFakeTimers();
     const { connection, house } = build();
-    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a" });
+    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 0, takenOver: false });
     await vi.advanceTimersByTimeAsync(0);
     expect(connection.ones()).toBe(1);
   });
 
-  it("answers a 0 it did not send (a late Will) with 1, rate-limited, and catches up later", async () => {
+  it("answers a 0 it did not send (a late Will) with 1 within 2 s, rate-limited, and catches up later", async () => {
     vi.useFakeTimers();
     const { connection, house, lines } = build();
-    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a" });
+    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 0, takenOver: false });
     await vi.advanceTimersByTimeAsync(0);
     house.onMessage("state/abc", Buffer.from("1"), live);
     expect(connection.ones()).toBe(1);
+    // A sweep of Wills: many at once are one answer.
     for (let i = 0; i < 10; i++) house.onMessage("state/abc", Buffer.from("0"), live);
-    // Three at once, then the rest are one held answer.
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(connection.ones()).toBe(2);
+    // Three answers at once, then one every 10 s however often it comes.
+    for (let i = 0; i < 4; i++) {
+      house.onMessage("state/abc", Buffer.from("0"), live);
+      await vi.advanceTimersByTimeAsync(500);
+    }
     expect(connection.ones()).toBe(4);
     expect(
       lines.filter((l) => l.level === 40 && /presence 0 while this lamp is connected/.test(l.msg)),
@@ -80,10 +93,27 @@ describe("presence", () => {
     expect(connection.ones()).toBe(5);
   });
 
+  it("does not answer a 0 that arrives just before the connection closes (a broker shutting down)", async () => {
+    vi.useFakeTimers();
+    const { connection, house } = build();
+    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 0, takenOver: false });
+    await vi.advanceTimersByTimeAsync(0);
+    house.onMessage("state/abc", Buffer.from("0"), live);
+    connection.connected = false;
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(connection.ones()).toBe(1);
+  });
+
   it("does not answer a 0 before it is online, nor after it stopped (its own clean-stop 0)", async () => {
     vi.useFakeTimers();
     const { connection, house } = build();
-    house.onConnect({ protocol: 4, sessionPresent: false, node: "mqtt://a" });
+    house.onConnect({
+      protocol: 4,
+      sessionPresent: false,
+      node: "mqtt://a",
+      reconnects: 0,
+      takenOver: false,
+    });
     house.onMessage("state/abc", Buffer.from("0"), live);
     expect(connection.ones()).toBe(0);
     connection.grant();
@@ -97,8 +127,14 @@ describe("presence", () => {
   it("a connect that is lost before its grants never says 1 for it", async () => {
     vi.useFakeTimers();
     const { connection, house } = build();
-    house.onConnect({ protocol: 4, sessionPresent: false, node: "mqtt://a" });
-    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://b" });
+    house.onConnect({
+      protocol: 4,
+      sessionPresent: false,
+      node: "mqtt://a",
+      reconnects: 0,
+      takenOver: false,
+    });
+    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://b", reconnects: 0, takenOver: false });
     await vi.advanceTimersByTimeAsync(0);
     connection.grant();
     await vi.advanceTimersByTimeAsync(0);

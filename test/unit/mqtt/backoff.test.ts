@@ -1,37 +1,40 @@
 import { describe, expect, it } from "vitest";
 import { ReconnectBackoff } from "../../../src/mqtt/backoff.js";
 
-const range = { initialMs: 100, maxMs: 1000 };
+const range = { initialMs: 100, maxMs: 5000 };
 
 describe("ReconnectBackoff", () => {
-  it("doubles from the initial delay up to the maximum", () => {
-    const backoff = new ReconnectBackoff(range, () => 0.5);
-    expect(Array.from({ length: 6 }, () => backoff.next())).toEqual([100, 200, 400, 800, 1000, 1000]);
+  it("doubles its ceiling from four times the initial delay up to the maximum", () => {
+    const backoff = new ReconnectBackoff(range, () => 1);
+    expect(Array.from({ length: 7 }, () => backoff.next())).toEqual([400, 800, 1600, 3200, 5000, 5000, 5000]);
   });
 
-  it("jitters each delay by up to 20 % either way", () => {
-    expect(new ReconnectBackoff(range, () => 0).next()).toBe(80);
-    expect(new ReconnectBackoff(range, () => 0.999_999).next()).toBe(120);
+  it("draws each delay between a tenth of its ceiling and the ceiling, from the very first one", () => {
+    expect(new ReconnectBackoff(range, () => 0).next()).toBe(40);
+    expect(new ReconnectBackoff(range, () => 0.5).next()).toBe(220);
   });
 
-  it("starts again from the initial delay after reset()", () => {
-    const backoff = new ReconnectBackoff(range, () => 0.5);
+  it("starts again from the first ceiling after reset()", () => {
+    const backoff = new ReconnectBackoff(range, () => 1);
     backoff.next();
     backoff.next();
     backoff.reset();
-    expect(backoff.next()).toBe(100);
+    expect(backoff.next()).toBe(400);
   });
 
-  it("longest() jumps to the maximum and stays there until reset()", () => {
-    const backoff = new ReconnectBackoff(range, () => 0.5);
-    expect(backoff.longest()).toBe(1000);
-    expect(backoff.next()).toBe(1000);
-    backoff.reset();
-    expect(backoff.next()).toBe(100);
+  it("spreads a fleet's first tries: no 1 s bucket holds more than 40 % of 1000 lamps (defaults 1 s to 20 s)", () => {
+    const delays = Array.from({ length: 1000 }, () =>
+      new ReconnectBackoff({ initialMs: 1000, maxMs: 20_000 }).next(),
+    );
+    const buckets = new Map<number, number>();
+    for (const delay of delays)
+      buckets.set(Math.floor(delay / 1000), (buckets.get(Math.floor(delay / 1000)) ?? 0) + 1);
+    expect(Math.max(...buckets.values())).toBeLessThan(400);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(4000);
   });
 
-  it("handles a maximum that is not a power-of-two multiple, or equal to the initial delay", () => {
-    expect(new ReconnectBackoff({ initialMs: 300, maxMs: 1000 }, () => 0.5).longest()).toBe(1000);
-    expect(new ReconnectBackoff({ initialMs: 500, maxMs: 500 }, () => 0.5).longest()).toBe(500);
+  it("never exceeds the maximum, however many attempts", () => {
+    const backoff = new ReconnectBackoff({ initialMs: 300, maxMs: 1000 }, () => 1);
+    for (let i = 0; i < 100; i++) expect(backoff.next()).toBeLessThanOrEqual(1000);
   });
 });
