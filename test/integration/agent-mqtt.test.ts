@@ -198,8 +198,11 @@ describe("agent on a real broker", () => {
 
   it("logs clearly when another client keeps taking its client id", async () => {
     const { id, logs } = await lamp({ MQTT_RECONNECT_MIN_MS: "100" });
-    // A thief that reconnects as soon as it is thrown out, as a second agent with this id would.
-    track(await Recorder.connect(broker.url, [], { clientId: `lamp-${id}`, reconnectPeriod: 100 }));
+    // A thief that reconnects as soon as it is thrown out, as a second agent with this id would (with a
+    // persistent session, as an agent has).
+    track(
+      await Recorder.connect(broker.url, [], { clientId: `lamp-${id}`, reconnectPeriod: 100, clean: false }),
+    );
     await vi.waitFor(() => expect(JSON.stringify(logs)).toMatch(/took the session over/), {
       timeout: 10_000,
     });

@@ -78,7 +78,7 @@ describe("TopicRouter", () => {
     const subscriber = new FakeSubscriber();
     subscriber.refuse.add("lamp/group/all/set_config");
     const { logger, lines } = captureLogger("debug");
-    const router = new TopicRouter(subscriber, logger, { initialMs: 100, maxMs: 1000 });
+    const router = new TopicRouter(subscriber, logger, { initialMs: 25, maxMs: 250 });
     router.add("lamp/group/all/set_config", () => undefined);
     let granted = false;
     void router.subscribeAll().then(() => {
