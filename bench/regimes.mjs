@@ -137,8 +137,9 @@ export async function runRegimes({ recorder, targets, launch, quick, log }) {
 const r = (x, d = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : undefined);
 
 /**
- * Medians per target and regime, and ratios of medians. Each ratio comes with the A/A ratio of the same
- * regime (agent over its twin): a difference smaller than the A/A's distance from 1 is noise.
+ * Medians per target and regime, ratios of medians, and paired ratios (median of per-block ratios).
+ * Each comes with the A/A ratio of the same regime (agent over its twin): a difference smaller than
+ * the A/A's distance from 1 is noise.
  */
 export function summariseRegimes({ samples, parameters }, comparisons) {
   const regimes = ["steady", "cold", "sparse"];
@@ -148,11 +149,17 @@ export function summariseRegimes({ samples, parameters }, comparisons) {
     medians[key].coldMainShare = r(median(s.coldMainShare), 2);
   }
   const ratios = {};
+  // Paired: the median of the per-block ratios. The two blocks of a pair ran next to each other, so
+  // the machine's drift (other work on a shared machine) largely cancels, which medians alone do not.
+  const paired = {};
   for (const [a, b] of comparisons) {
     if (!medians[a] || !medians[b]) continue;
     ratios[`${a}/${b}`] = Object.fromEntries(regimes.map((g) => [g, r(medians[a][g] / medians[b][g], 3)]));
+    paired[`${a}/${b}`] = Object.fromEntries(
+      regimes.map((g) => [g, r(median(samples[a][g].map((x, i) => x / samples[b][g][i])), 3)]),
+    );
   }
-  return { parameters, medians, ratios, samples };
+  return { parameters, medians, ratios, paired, samples };
 }
 
 export function printRegimes(summary, labels) {
@@ -167,7 +174,9 @@ export function printRegimes(summary, labels) {
   const rows = Object.entries(regimeLabel).map(([g, label]) => [
     label,
     ...keys.map((k) => String(summary.medians[k][g] ?? "-")),
-    ...ratioKeys.map((k) => (summary.ratios[k][g] === undefined ? "-" : `${summary.ratios[k][g]}x`)),
+    ...ratioKeys.map((k) =>
+      summary.ratios[k][g] === undefined ? "-" : `${summary.ratios[k][g]}x (${summary.paired[k][g]}x)`,
+    ),
   ]);
   rows.push([
     "first commands: main thread's share of CPU",

@@ -433,7 +433,7 @@ function report(machine, regimes, footprints, summary) {
   const lines = [
     "",
     `three regimes: one command at a time, CPU of all threads (/proc/<pid>/task/*), ${machine.pinned === "no" ? "not pinned" : machine.pinned}`,
-    "ratios are of medians; agent/agent2 is the A/A pair, the noise of this run",
+    "ratios: of the medians (in brackets: the median of per-block ratios, paired in time); agent/agent2 is the A/A pair, the noise of this run",
     "",
     printRegimes(regimes, labels),
     "",
