@@ -1,6 +1,11 @@
 // `npm run bench`: lamp-agent against the floor (a bare MQTT.js echo) and a LAMPI-style Python service,
 // on one Mosquitto on loopback, in one run, interleaved so machine drift hits all of them alike.
 // Prints one table and writes bench/results/<date>-<host>.json. See docs/performance.md.
+//
+//   npm run bench                                  everything, about 6 minutes
+//   BENCH_QUICK=1 npm run bench                    the three regimes and the footprint only, about 3
+//   BENCH_B_MAIN=/other/dist/main.js npm run bench another build of the agent beside this one
+//   BENCH_B_FLAGS=--single-threaded npm run bench  this build with other Node flags beside it
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, hostname, release } from "node:os";
@@ -19,6 +24,7 @@ import {
   TraceFollower,
   tempDir,
 } from "./lib.mjs";
+import { printRegimes, runRegimes, summariseRegimes } from "./regimes.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-paho-mqtt lives (a pyenv python3 has no paho)
@@ -27,29 +33,63 @@ const WARMUP = 50;
 const BURST = 2000;
 const BACKLOG = 1000;
 const ROUNDS = 3; // burst and backlog, each system, interleaved
-const STARTS = 5; // start-up and idle RSS samples, each system
+const QUICK = process.env.BENCH_QUICK === "1";
+const STARTS = QUICK ? 3 : 5; // start-up and idle RSS samples, each system
 const IDLE_MS = 2000;
 const GAMMA = 2.2; // the agent's default; the Python peer uses the same
 const FINAL = 0.99; // brightness of the last command of a burst or backlog; the others cycle 0.01..0.98
 // Node flags for the agent only, to compare deployment settings: BENCH_AGENT_FLAGS=--max-semi-space-size=4
 const AGENT_FLAGS = (process.env.BENCH_AGENT_FLAGS ?? "").split(" ").filter(Boolean);
+// A second agent, "B", measured beside this one in the regimes and the footprint: another build
+// (BENCH_B_MAIN) and/or other Node flags (BENCH_B_FLAGS). Its ratios to the agent are what a change buys.
+const B_MAIN = process.env.BENCH_B_MAIN ? path.resolve(process.env.BENCH_B_MAIN) : undefined;
+const B_FLAGS = process.env.BENCH_B_FLAGS?.split(" ").filter(Boolean);
+// The programs measured run on the last core and the broker and this driver on the first, so the
+// driver's own work does not land on the core it measures (BENCH_PIN=0 to turn off).
+const TASKSET = (() => {
+  if (process.env.BENCH_PIN === "0" || cpus().length < 2) return undefined;
+  try {
+    execFileSync("taskset", ["-p", String(process.pid)], { stdio: "ignore" });
+    return "taskset";
+  } catch {
+    return undefined;
+  }
+})();
+const TARGET_CORE = String(cpus().length - 1);
 
 const dir = tempDir();
 const log = (text) => process.stderr.write(`bench: ${text}\n`);
 
+const agentEnv = (id) => ({
+  GPIO_DRIVER: "mock",
+  STATE_FILE: path.join(dir, `${id}.state.json`),
+  MOCK_GPIO_TRACE: path.join(dir, `${id}.trace`),
+  LOG_FORMAT: "json",
+});
+const AGENT = {
+  key: "agent",
+  label: "lamp-agent",
+  pins: true,
+  command: () => [process.execPath, [...AGENT_FLAGS, path.join(ROOT, "dist/main.js")]],
+  env: agentEnv,
+};
+// The same program again: the A/A pair of the regimes.
+const TWIN = { ...AGENT, key: "agent2", label: "lamp-agent (A/A twin)" };
+const AGENT_B =
+  B_MAIN || B_FLAGS
+    ? {
+        ...AGENT,
+        key: "agentB",
+        label: `B: ${[...(B_FLAGS ?? AGENT_FLAGS), B_MAIN ? path.relative(ROOT, B_MAIN) || B_MAIN : "dist/main.js"].join(" ")}`,
+        command: () => [
+          process.execPath,
+          [...(B_FLAGS ?? AGENT_FLAGS), B_MAIN ?? path.join(ROOT, "dist/main.js")],
+        ],
+      }
+    : undefined;
+
 const SYSTEMS = [
-  {
-    key: "agent",
-    label: "lamp-agent",
-    pins: true,
-    command: () => [process.execPath, [...AGENT_FLAGS, path.join(ROOT, "dist/main.js")]],
-    env: (id) => ({
-      GPIO_DRIVER: "mock",
-      STATE_FILE: path.join(dir, `${id}.state.json`),
-      MOCK_GPIO_TRACE: path.join(dir, `${id}.trace`),
-      LOG_FORMAT: "json",
-    }),
-  },
+  AGENT,
   {
     key: "floor",
     label: "MQTT.js echo (floor)",
@@ -69,6 +109,7 @@ const SYSTEMS = [
 function preflight() {
   const problems = [];
   if (!existsSync(path.join(ROOT, "dist/main.js"))) problems.push("dist/main.js is missing: npm run build");
+  if (B_MAIN && !existsSync(B_MAIN)) problems.push(`BENCH_B_MAIN: ${B_MAIN} is missing`);
   if (!mosquittoVersion()) problems.push("mosquitto is not installed (apt-get install -y mosquitto)");
   try {
     execFileSync(PYTHON, ["-c", "import paho.mqtt"], { stdio: "ignore" });
@@ -88,7 +129,11 @@ process.on("exit", () => {
 });
 
 function launch(system, id, url) {
-  const [command, args] = system.command();
+  const [program, programArgs] = system.command();
+  // taskset execs the program: the pid measured is the program's.
+  const [command, args] = TASKSET
+    ? [TASKSET, ["-c", TARGET_CORE, program, ...programArgs]]
+    : [program, programArgs];
   const out = openSync(path.join(dir, `${id}.log`), "a");
   const started = now();
   const child = spawn(command, args, {
@@ -126,12 +171,14 @@ async function footprint(system, recorder, url, id) {
 }
 
 async function nodeBaseline() {
+  const pinned = (args) =>
+    TASKSET ? [TASKSET, ["-c", TARGET_CORE, process.execPath, ...args]] : [process.execPath, args];
   let started = now();
-  const bare = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
+  const bare = spawn(...pinned(["-e", ""]), { stdio: "ignore" });
   await new Promise((resolve) => bare.once("exit", resolve));
   const startMs = now() - started;
   started = now();
-  const idle = spawn(process.execPath, ["-e", "setTimeout(() => {}, 1e9)"], { stdio: "ignore" });
+  const idle = spawn(...pinned(["-e", "setTimeout(() => {}, 1e9)"]), { stdio: "ignore" });
   children.add(idle);
   await sleep(IDLE_MS);
   const { rss } = memory(idle.pid);
@@ -173,6 +220,11 @@ async function quiet(recorder, topic, from, quietMs = 300, maxMs = 30_000) {
 async function main() {
   preflight();
   const broker = await startBroker(dir);
+  if (TASKSET) {
+    for (const pid of [process.pid, broker.pid]) {
+      execFileSync(TASKSET, ["-p", "-c", "0", String(pid)], { stdio: "ignore" });
+    }
+  }
   const recorder = await Recorder.connect(broker.url, ["state/+", "lamp/+/changed"]);
   const machine = {
     host: hostname(),
@@ -187,10 +239,13 @@ async function main() {
     mqttjs: JSON.parse(readFileSync(path.join(ROOT, "node_modules/mqtt/package.json"), "utf8")).version,
     mosquitto: mosquittoVersion(),
     agentFlags: AGENT_FLAGS.join(" "),
+    agentB: AGENT_B?.label,
+    pinned: TASKSET ? `programs on core ${TARGET_CORE}, broker and driver on core 0` : "no",
   };
   log(`${machine.cpu} x${machine.cores}, node ${machine.node}, ${machine.python}, ${machine.mosquitto}`);
+  const FOOTPRINT = AGENT_B ? [...SYSTEMS, AGENT_B] : SYSTEMS;
   const results = Object.fromEntries(
-    [...SYSTEMS.map((s) => s.key), "node"].map((k) => [
+    [...FOOTPRINT.map((s) => s.key), "node"].map((k) => [
       k,
       { starts: [], idleRss: [], coldBurst: [], burst: [], backlog: [] },
     ]),
@@ -198,7 +253,7 @@ async function main() {
 
   log(`footprint: ${STARTS} starts each`);
   for (let round = 0; round < STARTS; round++) {
-    for (const system of rotate(SYSTEMS, round)) {
+    for (const system of rotate(FOOTPRINT, round)) {
       const sample = await footprint(system, recorder, broker.url, `fp${round}${system.key}`);
       results[system.key].starts.push(sample.startMs);
       results[system.key].idleRss.push(sample.idleRssMiB);
@@ -208,6 +263,30 @@ async function main() {
     results.node.idleRss.push(bare.idleRssMiB);
   }
   recorder.forget();
+
+  const regimeTargets = [AGENT, TWIN, ...(AGENT_B ? [AGENT_B] : []), ...SYSTEMS.slice(1)];
+  const regimes = summariseRegimes(
+    await runRegimes({
+      recorder,
+      targets: regimeTargets.map((system) => ({ key: system.key, system })),
+      launch: (system, id) => launch(system, id, broker.url),
+      quick: QUICK,
+      log,
+    }),
+    [
+      ["agent", "agent2"],
+      ["agent", "floor"],
+      ["agent", "python"],
+      ["agentB", "agent"],
+    ],
+  );
+  recorder.forget();
+  if (QUICK) {
+    await recorder.end();
+    await broker.stop();
+    report(machine, regimes, footprintSummary(results), undefined);
+    return;
+  }
 
   // The instances the rest of the run talks to, one per system, each with its own topics.
   const running = {};
@@ -328,21 +407,82 @@ async function main() {
   await recorder.end();
   await broker.stop();
 
-  const summary = summarise(results, rtt, cpuPer1000, rssAfterWork);
-  printTable(summary, machine);
+  report(machine, regimes, footprintSummary(results), summarise(results, rtt, cpuPer1000, rssAfterWork));
+}
+
+/** Start and idle RSS of every program against a bare `node`: what the targets are stated in. */
+function footprintSummary(results) {
+  const out = {};
+  for (const [key, r] of Object.entries(results)) {
+    if (r.starts.length === 0) continue;
+    out[key] = { startMs: r1(median(r.starts)), idleRssMiB: r1(median(r.idleRss)) };
+  }
+  for (const f of Object.values(out)) {
+    f.startOverNode = r2(f.startMs / out.node.startMs);
+    f.idleRssOverNodeMiB = r1(f.idleRssMiB - out.node.idleRssMiB);
+  }
+  return out;
+}
+
+function report(machine, regimes, footprints, summary) {
+  if (summary) printTable(summary, machine);
+  const labels = Object.fromEntries(
+    [AGENT, TWIN, AGENT_B, ...SYSTEMS].filter(Boolean).map((s) => [s.key, s.label]),
+  );
+  const aa = regimes.ratios["agent/agent2"];
+  const lines = [
+    "",
+    `three regimes: one command at a time, CPU of all threads (/proc/<pid>/task/*), ${machine.pinned === "no" ? "not pinned" : machine.pinned}`,
+    "ratios: of the medians (in brackets: the median of per-block ratios, paired in time); agent/agent2 is the A/A pair, the noise of this run",
+    "",
+    printRegimes(regimes, labels),
+    "",
+    "footprint (medians): start -> presence 1 (node: -e '' to exit), RSS after 2 s idle",
+    ...Object.entries(footprints).map(
+      ([key, f]) =>
+        `  ${(labels[key] ?? "node").padEnd(36)} start ${f.startMs} ms (${f.startOverNode}x node)  idle RSS ${f.idleRssMiB} MiB (node + ${f.idleRssOverNodeMiB})`,
+    ),
+    "",
+    ...issueTargets(regimes, footprints, aa).map(([name, ok]) => `${ok ? "met " : "MISS"}  ${name}`),
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
   const file = path.join(
     ROOT,
     "bench/results",
-    `${new Date().toISOString().slice(0, 10)}-${machine.host.replace(/[^A-Za-z0-9_.-]/g, "_")}${AGENT_FLAGS.length ? "-flags" : ""}.json`,
+    `${new Date().toISOString().slice(0, 10)}-${machine.host.replace(/[^A-Za-z0-9_.-]/g, "_")}${AGENT_FLAGS.length ? "-flags" : ""}${AGENT_B ? "-b" : ""}${QUICK ? "-quick" : ""}.json`,
   );
   mkdirSync(path.dirname(file), { recursive: true });
-  const parameters = { ROUND_TRIPS, WARMUP, BURST, BACKLOG, ROUNDS, STARTS, IDLE_MS };
+  const parameters = { QUICK, ROUND_TRIPS, WARMUP, BURST, BACKLOG, ROUNDS, STARTS, IDLE_MS };
   writeFileSync(
     file,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, parameters, ...summary }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, parameters, regimes, footprints, ...summary }, null, 2)}\n`,
   );
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Issue 22's aims, as ratios measured in this run. */
+function issueTargets(regimes, footprints, aa) {
+  const m = regimes.medians;
+  const vsFloor = regimes.ratios["agent/floor"] ?? {};
+  const noise = (g) => (aa?.[g] === undefined ? "" : ` (A/A ${aa[g]}x)`);
+  return [
+    [`steady: agent <= 1.1x the echo: ${vsFloor.steady}x${noise("steady")}`, vsFloor.steady <= 1.1],
+    [
+      `steady: agent below Python: ${m.agent.steady} vs ${m.python.steady} µs`,
+      m.agent.steady < m.python.steady,
+    ],
+    [`first 300: agent <= 1.3x the echo: ${vsFloor.cold}x${noise("cold")}`, vsFloor.cold <= 1.3],
+    [`sparse: agent <= 1.4x the echo: ${vsFloor.sparse}x${noise("sparse")}`, vsFloor.sparse <= 1.4],
+    [
+      `idle RSS <= node + 10 MiB: node + ${footprints.agent.idleRssOverNodeMiB}`,
+      footprints.agent.idleRssOverNodeMiB <= 10,
+    ],
+    [
+      `start -> presence <= 1.6x node -e '': ${footprints.agent.startOverNode}x`,
+      footprints.agent.startOverNode <= 1.6,
+    ],
+  ];
 }
 
 function rotate(list, n) {

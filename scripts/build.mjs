@@ -74,6 +74,35 @@ const lazyRequires = {
   },
 };
 
+/**
+ * mqtt-packet logs through `debug` several times per packet (46 calls in its parser), formatting
+ * arguments for a logger that is always off: the agent excludes its namespaces (src/debug-guard.ts),
+ * since its CONNECT output prints the password. In the bundle its `debug` is a function that does
+ * nothing, which takes about 6% off the agent's CPU per command (docs/performance.md). MQTT.js keeps the
+ * real `debug`, which the agent routes to its logger, scrubbed. The build fails if mqtt-packet stops
+ * importing `debug`, so a renamed import cannot quietly bring the cost back.
+ */
+const debugReplacedIn = new Set();
+const mqttPacketDebugOff = {
+  name: "mqtt-packet-debug-off",
+  setup(build) {
+    build.onResolve({ filter: /^debug$/ }, (args) => {
+      if (!/[\\/]node_modules[\\/]mqtt-packet[\\/]/.test(args.importer)) return undefined;
+      debugReplacedIn.add(path.basename(args.importer));
+      return { path: "debug", namespace: "debug-off" };
+    });
+    build.onLoad({ filter: /.*/, namespace: "debug-off" }, () => ({
+      contents: [
+        "const off = () => {};",
+        "off.enabled = false;",
+        "off.extend = () => off;",
+        "module.exports = () => off;",
+      ].join("\n"),
+      loader: "js",
+    }));
+  },
+};
+
 const entryPoints = { main: "src/main.ts", "cli/lampctl": "src/cli/lampctl.ts" };
 if (!device) entryPoints["cli/demo"] = "src/cli/demo.ts";
 
@@ -102,11 +131,15 @@ try {
     banner: {
       js: 'import { createRequire as __lampCreateRequire } from "node:module"; const require = __lampCreateRequire(import.meta.url);',
     },
-    plugins: [lazyRequires],
+    plugins: [lazyRequires, mqttPacketDebugOff],
     logLevel: "warning",
   });
 } catch {
   // esbuild has already printed the errors with their file and line.
+  process.exit(1);
+}
+if (debugReplacedIn.size === 0) {
+  process.stderr.write("build: mqtt-packet no longer imports debug; update mqttPacketDebugOff\n");
   process.exit(1);
 }
 

@@ -1,5 +1,5 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { mkdir, open, rename, unlink } from "node:fs/promises";
+import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import * as z from "zod/mini";
 import type { LampState } from "./lamp/state.js";
@@ -132,8 +132,7 @@ export class StateStore {
     this.pending = undefined;
     const temp = `${this.file}.${process.pid}.tmp`;
     try {
-      await mkdir(path.dirname(this.file), { recursive: true });
-      const handle = await open(temp, "w", 0o644);
+      const handle = await this.openTemp(temp);
       try {
         await handle.writeFile(`${JSON.stringify({ version: 1, state })}\n`);
         await handle.sync();
@@ -154,6 +153,22 @@ export class StateStore {
       this.pending ??= state;
       this.timer ??= setTimeout(() => this.writeNow(), this.retryMs);
       this.timer.unref();
+    }
+  }
+
+  /**
+   * prepare() made the directory; making it again before every save cost 0.1 ms of the 0.5 ms a save
+   * takes. It is made again only when it has gone since (or prepare() never ran): ENOENT, or ENOTDIR
+   * when a file took its place, where mkdir then reports what is wrong (EEXIST), as it did before.
+   */
+  private async openTemp(temp: string): Promise<FileHandle> {
+    try {
+      return await open(temp, "w", 0o644);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
+      await mkdir(path.dirname(this.file), { recursive: true });
+      return open(temp, "w", 0o644);
     }
   }
 }

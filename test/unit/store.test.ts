@@ -19,14 +19,16 @@ import { captureLogger, LEVEL, silentLogger } from "../helpers/log.js";
 // Pass-through spies, so a test can count how many times the store actually replaced the file.
 vi.mock("node:fs/promises", async (importOriginal) => {
   const actual = await importOriginal<typeof import("node:fs/promises")>();
-  return { ...actual, rename: vi.fn(actual.rename) };
+  return { ...actual, rename: vi.fn(actual.rename), mkdir: vi.fn(actual.mkdir) };
 });
 const rename = vi.mocked(fsp.rename);
+const mkdir = vi.mocked(fsp.mkdir);
 
 let dir: string;
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), "lamp-store-"));
   rename.mockClear();
+  mkdir.mockClear();
 });
 afterEach(() => {
   vi.useRealTimers();
@@ -150,6 +152,43 @@ describe("StateStore: save", () => {
     expect(String(from)).not.toBe(file);
     expect(path.dirname(String(from))).toBe(dir);
     expect(readdirSync(dir)).toEqual(["state.json"]);
+  });
+});
+
+describe("StateStore: the directory", () => {
+  it("is made by prepare, not again on every save", async () => {
+    const file = path.join(dir, "sub", "state.json");
+    const store = new StateStore(file, silentLogger());
+    store.prepare();
+    store.save(red);
+    await store.flush();
+    store.save(blue);
+    await store.flush();
+    expect(mkdir).not.toHaveBeenCalled();
+    expect(new StateStore(file, silentLogger()).load()).toEqual(blue);
+  });
+
+  it("is made again when it has gone since prepare, and the save goes through", async () => {
+    const sub = path.join(dir, "sub");
+    const file = path.join(sub, "state.json");
+    const { logger, lines } = captureLogger();
+    const store = new StateStore(file, logger);
+    store.prepare();
+    rmSync(sub, { recursive: true });
+    store.save(red);
+    await store.flush();
+    expect(mkdir).toHaveBeenCalledTimes(1);
+    expect(lines).toEqual([]);
+    expect(new StateStore(file, silentLogger()).load()).toEqual(red);
+    expect(readdirSync(sub)).toEqual(["state.json"]);
+  });
+
+  it("is made on the first save when prepare never ran", async () => {
+    const file = path.join(dir, "a", "b", "state.json");
+    const store = new StateStore(file, silentLogger());
+    store.save(green);
+    await store.flush();
+    expect(new StateStore(file, silentLogger()).load()).toEqual(green);
   });
 });
 

@@ -173,6 +173,8 @@ describe("MockDriver memory", () => {
     await driver.open([0]);
     for (let i = 1; i <= MAX_RECORDED + 500; i++) await driver.write([(i % 1000) / 1000]);
     expect(driver.writes).toHaveLength(MAX_RECORDED);
+    // The open's write and the first 500 are the ones dropped, in order.
+    expect(driver.writes[0]?.duty).toBe(0.501);
     expect(driver.writes.at(-1)?.duty).toBe(((MAX_RECORDED + 500) % 1000) / 1000);
   });
 });
