@@ -166,12 +166,11 @@ remove_udev_rules() {
   fi
 }
 
-# Home Assistant keeps a removed lamp's entity until its retained discovery config is cleared:
-# `lamp-agent --forget`, run with the service's own configuration and credential, once it is stopped
-# (a running agent would announce itself again).
-forget_in_home_assistant() {
+# A removed lamp lives on in what the broker retains for it: Home Assistant keeps its entities, and
+# `lampctl ls` lists it. `lamp-agent --forget` (one line per removed topic), run with the service's own
+# configuration and credential once it is stopped (a running agent would announce itself again).
+forget_on_broker() {
   booted && [[ -f $PREFIX/dist/main.js && -f $ENV_FILE ]] || return 0
-  [[ $(env_setting HA_DISCOVERY) != false ]] || return 0
   local props=(-p "EnvironmentFile=$ENV_FILE" -p "WorkingDirectory=$PREFIX" -p RuntimeMaxSec=30)
   if getent passwd "$SERVICE_USER" >/dev/null; then props+=(-p "User=$SERVICE_USER"); fi
   if [[ -f $UNIT_DIR/$NAME.service.d/credentials.conf && -f $PASSWORD_FILE ]]; then
@@ -179,9 +178,9 @@ forget_in_home_assistant() {
   fi
   if PATH=$SYSTEMD_PATH systemd-run --quiet --wait --pipe --collect "${props[@]}" \
     node "$PREFIX/dist/main.js" --forget </dev/null; then
-    say "removed the lamp from Home Assistant"
+    say "removed the lamp from the broker and Home Assistant"
   else
-    warn "could not remove the lamp from Home Assistant (broker unreachable?); the entity stays until you delete it there"
+    warn "could not remove the lamp's retained messages (broker unreachable?); Home Assistant keeps its entities until you delete them there"
   fi
 }
 
@@ -205,7 +204,7 @@ uninstall() {
   elif ! staging && [[ -e $UNIT_DIR/$NAME.service ]]; then
     systemctl_quiet disable "$NAME.service"
   fi
-  forget_in_home_assistant
+  forget_on_broker
   rm -f "$dest$UNIT_DIR/$NAME.service" "$dest$UNIT_DIR/$NAME.service.d/pigpio.conf" \
     "$dest$UNIT_DIR/$NAME.service.d/credentials.conf"
   rmdir "$dest$UNIT_DIR/$NAME.service.d" 2>/dev/null || true

@@ -1,7 +1,6 @@
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
 import { describeMqttError } from "../mqtt/errors.js";
-import { connectOnce } from "../mqtt/one-shot.js";
 import { RateLimiter } from "../mqtt/rate-limit.js";
 import { VERSION } from "../version.js";
 import type { Feature, MqttPort } from "./feature.js";
@@ -240,30 +239,4 @@ export class HomeAssistantDiscovery implements Feature {
       );
     }
   }
-}
-
-/**
- * `lamp-agent --forget`: an empty retained message on the discovery topic, which is how Home Assistant
- * is told to remove the entity. A one-shot client with its own client id, so a running agent is not
- * kicked off the broker, and without a Will, so the lamp's presence is left alone.
- */
-export async function forgetDiscovery(config: Config, logger: Logger, timeoutMs = 10_000): Promise<string> {
-  const topic = discoveryTopic(config);
-  const client = await connectOnce(config.mqtt, logger, "forget", timeoutMs);
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      client.publishAsync(topic, "", { qos: 1, retain: true }),
-      new Promise((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer from the broker in ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    await client.endAsync(true).catch(() => undefined);
-  }
-  return topic;
 }

@@ -428,32 +428,54 @@ describe("Home Assistant with the agent on a real broker", () => {
     await again;
   });
 
-  it("lamp-agent --forget removes the entity (empty retained config) without disturbing a running agent", async () => {
-    const { watcher, topic, id, logs } = await lampWithHa();
+  it("lamp-agent --forget removes every retained topic of the lamp, says which, and does not disturb the running agent", async () => {
+    const { watcher, topic, id, logs } = await lampWithHa({ TELEMETRY_INTERVAL: "1" });
     await watcher.wait(topic, (t) => t.length > 0);
-    const forget = spawn(process.execPath, [MAIN, "--forget"], {
-      env: { PATH: process.env.PATH ?? "", MQTT_URL: broker.url, LAMP_ID: id, GPIO_DRIVER: "mock" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    forget.stdout.on("data", (c: Buffer) => {
-      out += c.toString();
-    });
-    forget.stderr.on("data", (c: Buffer) => {
-      out += c.toString();
-    });
-    const code = await new Promise<number | null>((resolve) => forget.on("exit", resolve));
-    expect(code, out).toBe(0);
-    expect(out).toContain(`removed the Home Assistant entity: published an empty retained ${topic}`);
-    await watcher.wait(topic, (t) => t === "");
-    const late = track(await Recorder.connect(broker.url, [topic]));
-    await sleep(300);
-    expect(late.on(topic)).toEqual([]);
-    await vi.waitFor(() =>
-      expect(
-        logs.some((l) => l.msg === "lost the broker connection; the lamp keeps working and will reconnect"),
-      ).toBe(false),
+    await watcher.wait(`lamp/${id}/changed`);
+    const sensorTopic = `homeassistant/sensor/${id}/wifi_signal/config`;
+    const info = track(await Recorder.connect(broker.url, [`lamp/${id}/info`, sensorTopic]));
+    await info.wait(`lamp/${id}/info`);
+    await info.wait(sensorTopic);
+    const runForget = async () => {
+      const forget = spawn(process.execPath, [MAIN, "--forget"], {
+        env: { PATH: process.env.PATH ?? "", MQTT_URL: broker.url, LAMP_ID: id, GPIO_DRIVER: "mock" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      forget.stdout.on("data", (c: Buffer) => {
+        out += c.toString();
+      });
+      forget.stderr.on("data", (c: Buffer) => {
+        out += c.toString();
+      });
+      const code = await new Promise<number | null>((resolve) => forget.on("exit", resolve));
+      expect(code, out).toBe(0);
+      return out;
+    };
+    const out = await runForget();
+    expect(out.trim().split("\n").sort()).toEqual(
+      [
+        `removed ${topic} (the Home Assistant light)`,
+        `removed homeassistant/sensor/${id}/uptime/config (the Home Assistant sensor uptime)`,
+        `removed homeassistant/sensor/${id}/cpu_temperature/config (the Home Assistant sensor cpu_temperature)`,
+        `removed homeassistant/sensor/${id}/wifi_signal/config (the Home Assistant sensor wifi_signal)`,
+        `removed homeassistant/sensor/${id}/version/config (the Home Assistant sensor version)`,
+        `removed lamp/${id}/info (the lamp's info)`,
+        `removed state/${id} (the lamp's presence)`,
+        `removed lamp/${id}/changed (the lamp's last state)`,
+      ].sort(),
     );
+    await watcher.wait(topic, (t) => t === "");
+    // A fresh subscriber to everything sees nothing retained of this lamp.
+    const everything = track(await Recorder.connect(broker.url, ["#"]));
+    await sleep(500);
+    expect(everything.messages.filter((m) => m.retain && m.topic.includes(id))).toEqual([]);
+    // The running agent was not kicked off (a one-shot client id of its own).
+    expect(
+      logs.some((l) => l.msg === "lost the broker connection; the lamp keeps working and will reconnect"),
+    ).toBe(false);
+    // A second run finds nothing left, and says so.
+    expect(await runForget()).toBe(`nothing retained for lamp ${id}: nothing to remove\n`);
   });
 
   it("lamp-agent --forget says why when the broker cannot be reached, and exits 1", async () => {

@@ -365,7 +365,8 @@ describe("lamp-agent deployed on a real systemd", () => {
       timeoutMs: 60_000,
     });
     expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
-    expect(result.stdout).toContain("removed the lamp from Home Assistant");
+    expect(result.stdout).toContain("removed the lamp from the broker and Home Assistant");
+    expect(result.stdout).toContain(`removed ${DISCOVERY} (the Home Assistant light)`);
     await offline;
     await forgotten;
     await waitFor(
