@@ -20,6 +20,7 @@ Usage:
   lampctl [--on|--off] [--hue H] [--saturation S] [--brightness B] [--transition T] [--identify]
   lampctl            print the lamp's state
   lampctl watch      follow the lamp's state, presence and errors (Ctrl-C to stop)
+  lampctl info       print the lamp's retained info and its presence, as JSON
   lampctl ls [--json] [--watch]  list every lamp on the broker: id, name, online, offline
                      or silent, state; --watch keeps the list live (Ctrl-C to stop)
   lampctl --group G [--on|--off|...]  command every lamp in group G (LAMP_GROUPS; "all" is every
@@ -146,7 +147,7 @@ function offline(topic: string, presence: Presence | undefined): string | undefi
   return `the lamp is offline (${topic} is 0${presence.since ? ` since ${presence.since}` : ""})`;
 }
 
-const MODES = ["watch", "ls"] as const;
+const MODES = ["watch", "ls", "info"] as const;
 
 async function main(): Promise<void> {
   const { values, positionals } = parse();
@@ -186,7 +187,8 @@ async function main(): Promise<void> {
   const watch = mode === "watch" || values.watch === true;
   const client = connectClient(config.mqtt, watch, timeoutMs);
   const session = new Session(config, client, watch, defaultId);
-  if (mode === "ls" && watch) watchLamps(session, values.json === true);
+  if (mode === "info") showInfo(session, timeoutMs);
+  else if (mode === "ls" && watch) watchLamps(session, values.json === true);
   else if (mode === "ls") listLamps(session, values.json === true, timeoutMs);
   else if (values.group !== undefined && command) commandGroup(session, values.group, command, timeoutMs);
   else driveLamp(session, mode === "watch", command, timeoutMs);
@@ -350,6 +352,38 @@ function watchLamps(session: Session, json: boolean): void {
       settled = true;
       render();
       setInterval(render, WATCH_TICK_MS);
+    });
+  });
+}
+
+/**
+ * `lampctl info`: what the lamp says it is (its retained `info`) and its presence, one JSON object, for
+ * people and for `install.sh --host`, which waits for a new version to be online with it. Exit 1 when
+ * the broker holds no info for the lamp.
+ */
+function showInfo(session: Session, timeoutMs: number): void {
+  const { client, config } = session;
+  let presence: string | null = null;
+  let info: unknown = null;
+  client.on("message", (topic, payload) => {
+    const text = payload.toString();
+    if (topic === config.topics.presence) presence = text === "" ? null : text;
+    else if (topic === config.topics.info) {
+      try {
+        info = text === "" ? null : (JSON.parse(text) as unknown);
+      } catch {
+        info = null;
+      }
+    }
+  });
+  session.subscribe([config.topics.presence, config.topics.info], () => {
+    void session.quiet(SETTLE_MS, timeoutMs).then(() => {
+      if (info === null)
+        session.finish(
+          1,
+          `no info from lamp ${config.lampId} on ${config.topics.info} (presence: ${presence ?? "none"})`,
+        );
+      else session.finish(0, JSON.stringify({ id: config.lampId, presence, info }));
     });
   });
 }

@@ -103,6 +103,27 @@ suite("a silent lamp in lampctl ls", () => {
     });
     expect(table.stdout).toMatch(new RegExp(`^${lamp.id}\\s+${lamp.id}\\s+silent since \\S+Z\\s`, "m"));
 
+    // `lampctl info`: one lamp's retained info and presence, what install.sh --host waits on.
+    const info = await run(process.execPath, [LAMPCTL, "--url", broker.url, "--id", steady.id, "info"], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "" },
+      timeout: 20_000,
+    });
+    expect(JSON.parse(info.stdout)).toMatchObject({
+      id: steady.id,
+      presence: "1",
+      info: { id: steady.id, version: expect.any(String), telemetry_interval: 60 },
+    });
+    const none = await run(process.execPath, [LAMPCTL, "--url", broker.url, "--id", "nosuchlamp", "info"], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "" },
+      timeout: 20_000,
+    }).catch((error: { code: number; stderr: string }) => error);
+    expect(none).toMatchObject({ code: 1 });
+    expect((none as { stderr: string }).stderr).toContain(
+      "no info from lamp nosuchlamp on lamp/nosuchlamp/info",
+    );
+
     process.kill(lamp.child.pid ?? 0, "SIGCONT");
     await vi.waitFor(() => expect(latest(lamp.id)?.presence).toBe("online"), { timeout: 8_000 });
     await sleep(100);
