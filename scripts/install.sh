@@ -844,12 +844,18 @@ await_online() {
     # shellcheck disable=SC2016
     verdict=$("$node_bin" -e '
       const [want, since, text] = process.argv.slice(1);
+      // Its JSON on one line; a warning of its own (stderr, mixed in here) may come before it.
+      const lines = text.trim().split(/\r?\n/);
       let seen;
-      try { seen = JSON.parse(text); } catch { console.log(`lampctl info: ${text.trim().split("
-").pop()}`); process.exit(); }
+      try {
+        seen = JSON.parse(lines.filter((line) => line.startsWith("{")).pop());
+      } catch {
+        console.log(`lampctl info: ${lines.pop()}`);
+        process.exit();
+      }
       const info = seen.info ?? {};
       if (info.version !== want) console.log(`its info shows version ${info.version}`);
-      else if (Date.parse(info.started_at) < Number(since) * 1000) console.log(`its info is from before the restart`);
+      else if (Date.parse(info.started_at) < Number(since) * 1000) console.log("its info is from before the restart");
       else if (seen.presence !== "1") console.log(`its presence is ${seen.presence}`);
       else console.log(`ok ${seen.id}`);
     ' "$want" "$since" "$answer")
