@@ -5,6 +5,8 @@
 #   sudo scripts/install.sh --uninstall  remove it; keep /etc/lamp-agent and the saved lamp state
 #   sudo scripts/install.sh --purge      remove it with its configuration, state and user
 #   scripts/install.sh --host pi@lamp.local  build here, install (or --uninstall) on that Pi over SSH
+#   scripts/install.sh --host pi@a,pi@b      build once, update one Pi at a time, each checked online
+#   scripts/install.sh --hosts-file FILE     the same for the hosts in FILE (one a line, # comments)
 #   DESTDIR=/tmp/stage scripts/install.sh  stage the files under a root; touch nothing on this host
 set -euo pipefail
 shopt -s nullglob
@@ -38,12 +40,15 @@ die() {
 trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
 set -E
 
-readonly USAGE="usage: scripts/install.sh [--uninstall | --purge] [--no-start] [--host USER@HOST] [--help]"
+readonly USAGE="usage: scripts/install.sh [--uninstall | --purge] [--no-start] [--host USER@HOST[,USER@HOST...] | --hosts-file FILE] [--help]"
+# How long --host waits for each updated lamp to be online with the new version before it stops.
+readonly AWAIT_SECONDS=60
 usage() {
-  sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
   echo
   echo "Options: --uninstall, --purge, --no-start (install and enable, start at next boot),"
-  echo "         --host USER@HOST (or ssh://USER@HOST:PORT; a Host from ~/.ssh/config), -h/--help"
+  echo "         --host USER@HOST (or ssh://USER@HOST:PORT; a Host from ~/.ssh/config), several"
+  echo "         comma-separated or repeated, --hosts-file FILE, -h/--help"
 }
 # A command-line mistake: exit 2, as the agent does for a bad configuration.
 bad_usage() {
@@ -71,7 +76,7 @@ distance() {
 }
 
 # "; did you mean --uninstall?" for --unistall: the option a couple of edits away, if there is one.
-readonly OPTIONS=(--uninstall --purge --no-start --host --help)
+readonly OPTIONS=(--uninstall --purge --no-start --host --hosts-file --help)
 did_you_mean() {
   local given=${1%%=*} option best='' nearest=3 edits
   for option in "${OPTIONS[@]}"; do
@@ -84,9 +89,35 @@ did_you_mean() {
 args=("$@")
 action=install
 start=1
-host=
+hosts=()
+# Set by --host on the laptop for install.sh on the Pi: wait for the lamp online with this version.
+await_version=
 # What install.sh on the Pi is given with --host: everything but --host.
 forward=()
+
+# --host a,b: each name, trimmed; an empty one (a stray comma) is a mistake, not nothing.
+add_hosts() {
+  local list=$1 name
+  local -a names
+  IFS=, read -ra names <<<"$list"
+  ((${#names[@]} > 0)) || bad_usage "--host needs the Pi to install on, e.g. --host pi@lamp.local"
+  for name in "${names[@]}"; do
+    name=${name//[[:space:]]/}
+    [[ -n $name ]] || bad_usage "--host $list: an empty host name between commas"
+    hosts+=("$name")
+  done
+}
+
+# --hosts-file: one host a line; blank lines and everything after a # are ignored.
+add_hosts_file() {
+  local file=$1 line
+  [[ -f $file && -r $file ]] || bad_usage "--hosts-file $file: no such readable file"
+  while IFS= read -r line || [[ -n $line ]]; do
+    line=${line%%#*}
+    line=${line//[[:space:]]/}
+    if [[ -n $line ]]; then hosts+=("$line"); fi
+  done <"$file"
+}
 while (($# > 0)); do
   case $1 in
   --uninstall | --purge | --no-start) forward+=("$1") ;;&
@@ -97,10 +128,21 @@ while (($# > 0)); do
     if (($# < 2)) || [[ -z $2 || $2 == -* ]]; then
       bad_usage "--host needs the Pi to install on, e.g. --host pi@lamp.local"
     fi
-    host=$2
+    add_hosts "$2"
     shift
     ;;
-  --host=*) host=${1#--host=} ;;
+  --host=*) add_hosts "${1#--host=}" ;;
+  --hosts-file)
+    if (($# < 2)) || [[ -z $2 ]]; then bad_usage "--hosts-file needs a file, one host a line"; fi
+    add_hosts_file "$2"
+    shift
+    ;;
+  --hosts-file=*) add_hosts_file "${1#--hosts-file=}" ;;
+  --await-version)
+    (($# >= 2)) || bad_usage "--await-version needs a version (install.sh --host gives it)"
+    await_version=$2
+    shift
+    ;;
   -h | --help)
     usage
     exit 0
@@ -121,11 +163,14 @@ fi
 staging() { [[ -n $dest ]]; }
 booted() { ! staging && [[ -d /run/systemd/system ]]; }
 
-if [[ -n $host ]] && staging; then
+if ((${#hosts[@]} > 0)) && staging; then
   bad_usage "--host and DESTDIR do not go together: stage on this machine, or install on the Pi"
 fi
+if [[ -n $await_version ]] && ((${#hosts[@]} > 0)); then
+  bad_usage "--await-version is what --host gives install.sh on the Pi; not both"
+fi
 # --host needs no root here: the install runs as root on the Pi.
-remote() { [[ -n $host ]]; }
+remote() { ((${#hosts[@]} > 0)); }
 
 if ! staging && ! remote && [[ $(id -u) -ne 0 ]]; then
   die "must run as root: sudo $0 ${args[*]}"
@@ -166,22 +211,25 @@ remove_udev_rules() {
   fi
 }
 
-# Home Assistant keeps a removed lamp's entity until its retained discovery config is cleared:
-# `lamp-agent --forget`, run with the service's own configuration and credential, once it is stopped
-# (a running agent would announce itself again).
-forget_in_home_assistant() {
-  booted && [[ -f $PREFIX/dist/main.js && -f $ENV_FILE ]] || return 0
-  [[ $(env_setting HA_DISCOVERY) != false ]] || return 0
+# A command with the service's configuration, user and credential: how it reaches the broker.
+as_the_service() {
   local props=(-p "EnvironmentFile=$ENV_FILE" -p "WorkingDirectory=$PREFIX" -p RuntimeMaxSec=30)
   if getent passwd "$SERVICE_USER" >/dev/null; then props+=(-p "User=$SERVICE_USER"); fi
   if [[ -f $UNIT_DIR/$NAME.service.d/credentials.conf && -f $PASSWORD_FILE ]]; then
     props+=(-p "LoadCredential=mqtt-password:$PASSWORD_FILE" -p "Environment=MQTT_PASSWORD_FILE=mqtt-password")
   fi
-  if PATH=$SYSTEMD_PATH systemd-run --quiet --wait --pipe --collect "${props[@]}" \
-    node "$PREFIX/dist/main.js" --forget </dev/null; then
-    say "removed the lamp from Home Assistant"
+  PATH=$SYSTEMD_PATH systemd-run --quiet --wait --pipe --collect "${props[@]}" "$@" </dev/null
+}
+
+# A removed lamp lives on in what the broker retains for it: Home Assistant keeps its entities, and
+# `lampctl ls` lists it. `lamp-agent --forget` (one line per removed topic), run with the service's own
+# configuration and credential once it is stopped (a running agent would announce itself again).
+forget_on_broker() {
+  booted && [[ -f $PREFIX/dist/main.js && -f $ENV_FILE ]] || return 0
+  if as_the_service node "$PREFIX/dist/main.js" --forget; then
+    say "removed the lamp from the broker and Home Assistant"
   else
-    warn "could not remove the lamp from Home Assistant (broker unreachable?); the entity stays until you delete it there"
+    warn "could not remove the lamp's retained messages (broker unreachable?); Home Assistant keeps its entities until you delete them there"
   fi
 }
 
@@ -205,7 +253,7 @@ uninstall() {
   elif ! staging && [[ -e $UNIT_DIR/$NAME.service ]]; then
     systemctl_quiet disable "$NAME.service"
   fi
-  forget_in_home_assistant
+  forget_on_broker
   rm -f "$dest$UNIT_DIR/$NAME.service" "$dest$UNIT_DIR/$NAME.service.d/pigpio.conf" \
     "$dest$UNIT_DIR/$NAME.service.d/credentials.conf"
   rmdir "$dest$UNIT_DIR/$NAME.service.d" 2>/dev/null || true
@@ -449,10 +497,51 @@ make_bundle() {
 readonly RELEASE_FILES=(package.json package-lock.json .env.example "$NAME.service" scripts/install.sh
   scripts/dropins hardware docs/deployment.md)
 
-# The remote commands are built here on purpose: remote_dir and command hold only safe characters.
+# install.sh on one Pi, its output shown as it comes and kept in $work/<n>.out and .err for the
+# summary. The remote commands are built here on purpose: remote_dir and command hold only safe
+# characters.
 # shellcheck disable=SC2029
+install_on() {
+  local host=$1 log=$2 release=$work/release remote_dir sudo=sudo command status
+  say "copying to $host"
+  remote_dir=$("$ssh" "$host" 'mktemp -d /tmp/lamp-agent-install.XXXXXX') || {
+    echo "cannot reach $host with ssh (it must log in without questions: ssh-copy-id $host)" >"$log.err"
+    return 1
+  }
+  if ! tar -C "$release" -cf - . | "$ssh" "$host" "tar -C '$remote_dir' -xf -"; then
+    echo "copying to $host:$remote_dir failed" >"$log.err"
+    return 1
+  fi
+  if [[ $("$ssh" "$host" id -u) == 0 ]]; then sudo=; fi
+  printf -v command '%s bash %s/scripts/install.sh' "$sudo" "$remote_dir"
+  if ((${#forward[@]} > 0)); then command+=$(printf ' %q' "${forward[@]}"); fi
+  if [[ -n $new_version ]]; then command+=$(printf ' --await-version %q' "$new_version"); fi
+  say "running install.sh on $host"
+  # A terminal when there is one here, for sudo's password prompt.
+  local tty=()
+  if [[ -t 0 ]]; then tty=(-t); fi
+  # Its errors are kept whole for the summary and shown once it is done; its progress as it comes.
+  if "$ssh" ${tty[@]+"${tty[@]}"} "$host" "$command; status=\$?; rm -rf '$remote_dir'; exit \$status" \
+    2>"$log.err" | tee "$log.out"; then
+    status=0
+  else
+    status=$?
+  fi
+  cat "$log.err" >&2
+  return "$status"
+}
+
+# Why a Pi's install failed, in one line: install.sh's own error there, else the last line it wrote.
+failure_of() {
+  local log=$1 line
+  line=$(tr -d '\r' <"$log.err" | grep -E "^$NAME: error: " | tail -n 1 || true)
+  if [[ -z $line ]]; then line=$(tr -d '\r' <"$log.err" | grep -v '^[[:space:]]*$' | tail -n 1 || true); fi
+  echo "${line#"$NAME: error: "}"
+}
+
 install_remotely() {
-  local release=$work/release entry remote_dir sudo=sudo command status=0 ssh
+  local release=$work/release entry host i=0 log found id old
+  local -a done_rows=()
   # Looked up before find_node puts node's directory first on the PATH.
   ssh=$(command -v ssh) || die "--host needs ssh on this machine"
   mkdir -p "$release"
@@ -462,24 +551,49 @@ install_remotely() {
       cp -R "$repo/$entry" "$release/$entry"
     fi
   done
+  new_version=
   if [[ $action == install ]]; then
     find_node
     make_bundle "$release/dist"
+    # Each Pi is checked against it once its service runs (not with --no-start: it does not run).
+    if ((start)); then new_version=$("$node_bin" "$release/dist/main.js" --version); fi
   fi
-  say "copying to $host"
-  remote_dir=$("$ssh" "$host" 'mktemp -d /tmp/lamp-agent-install.XXXXXX') ||
-    die "cannot reach $host with ssh (it must log in without questions: ssh-copy-id $host)"
-  tar -C "$release" -cf - . | "$ssh" "$host" "tar -C '$remote_dir' -xf -" ||
-    die "copying to $host:$remote_dir failed"
-  if [[ $("$ssh" "$host" id -u) == 0 ]]; then sudo=; fi
-  printf -v command '%s bash %s/scripts/install.sh' "$sudo" "$remote_dir"
-  if ((${#forward[@]} > 0)); then command+=$(printf ' %q' "${forward[@]}"); fi
-  say "running install.sh on $host"
-  # A terminal when there is one here, for sudo's password prompt.
-  local tty=()
-  if [[ -t 0 ]]; then tty=(-t); fi
-  "$ssh" ${tty[@]+"${tty[@]}"} "$host" "$command; status=\$?; rm -rf '$remote_dir'; exit \$status" || status=$?
-  exit "$status"
+  for host in "${hosts[@]}"; do
+    i=$((i + 1))
+    log=$work/$i
+    ((${#hosts[@]} == 1)) || say "--- $host ($i of ${#hosts[@]})"
+    if ! install_on "$host" "$log"; then
+      stop_at "$host" "$i" "$(failure_of "$log")"
+    fi
+    found=$(tr -d '\r' <"$log.out" | sed -n "s/^$NAME: lamp \([^ ]*\) is online with version [^ ]* (was \([^)]*\))\$/\1 \2/p" | tail -n 1)
+    if [[ -n $new_version && -z $found ]]; then
+      stop_at "$host" "$i" "install.sh there did not say the lamp is online with $new_version"
+    fi
+    id=${found%% *} old=${found#* }
+    done_rows+=("$host" "${id:--}" "${old:--}" "${new_version:-$action}")
+  done
+  print_table
+  exit 0
+}
+
+# What install_remotely did so far (its done_rows): host, lamp id, old and new version.
+print_table() {
+  local i
+  [[ $action == install ]] && ((${#done_rows[@]} > 0)) || return 0
+  echo
+  printf '%-32s  %-20s  %-12s  %s\n' HOST "LAMP ID" OLD NEW
+  for ((i = 0; i < ${#done_rows[@]}; i += 4)); do
+    printf '%-32s  %-20s  %-12s  %s\n' "${done_rows[@]:i:4}"
+  done
+}
+
+# The first failure ends a fleet update: the hosts after it keep what they run.
+stop_at() {
+  local host=$1 index=$2 why=$3 rest
+  print_table
+  rest=$(printf '%s, ' "${hosts[@]:index}")
+  rest=${rest%, }
+  die "stopped at $host ($index of ${#hosts[@]}): ${why:-install.sh failed there}${rest:+; not updated: $rest}"
 }
 
 work=$(mktemp -d)
@@ -491,6 +605,11 @@ if [[ $action != install ]]; then
 fi
 
 find_node
+# What the Pi ran before, for --host's summary.
+old_version=none
+if [[ -n $await_version && -f $PREFIX/dist/main.js ]]; then
+  old_version=$("$node_bin" "$PREFIX/dist/main.js" --version 2>/dev/null || echo unknown)
+fi
 
 # --- stage ---------------------------------------------------------------------------------------
 
@@ -713,16 +832,58 @@ roll_back() {
   die "$NAME did not start (journal above); check $ENV_FILE, then: systemctl restart $NAME"
 }
 
+# --host: the lamp is updated once it says so on the broker, its info showing the new version (from a
+# process started after `since`, seconds since the epoch, on this Pi's clock) and its presence 1.
+# Asked through lampctl as the service itself, so it reaches the broker exactly as the lamp does.
+await_online() {
+  local want=$1 since=$2 deadline=$((SECONDS + AWAIT_SECONDS)) answer verdict
+  say "waiting up to ${AWAIT_SECONDS}s for the lamp to be online with version $want"
+  while :; do
+    answer=$(as_the_service node "$PREFIX/dist/cli/lampctl.js" info --timeout 3 2>&1) || true
+    # JavaScript's own ${...} inside: not for the shell.
+    # shellcheck disable=SC2016
+    verdict=$("$node_bin" -e '
+      const [want, since, text] = process.argv.slice(1);
+      // Its JSON on one line; a warning of its own (stderr, mixed in here) may come before it.
+      const lines = text.trim().split(/\r?\n/);
+      let seen;
+      try {
+        seen = JSON.parse(lines.filter((line) => line.startsWith("{")).pop());
+      } catch {
+        console.log(`lampctl info: ${lines.pop()}`);
+        process.exit();
+      }
+      const info = seen.info ?? {};
+      if (info.version !== want) console.log(`its info shows version ${info.version}`);
+      else if (Date.parse(info.started_at) < Number(since) * 1000) console.log("its info is from before the restart");
+      else if (seen.presence !== "1") console.log(`its presence is ${seen.presence}`);
+      else console.log(`ok ${seen.id}`);
+    ' "$want" "$since" "$answer")
+    if [[ $verdict == "ok "* ]]; then
+      say "lamp ${verdict#ok } is online with version $want (was $old_version)"
+      return 0
+    fi
+    if ((SECONDS >= deadline)); then
+      die "the lamp did not come online with version $want within ${AWAIT_SECONDS}s: $verdict"
+    fi
+    sleep 2
+  done
+}
+
+since=0
 if systemctl is-active --quiet "$NAME.service"; then
   if ((changed)); then
     say "restarting $NAME.service"
+    since=$(date +%s)
     systemctl restart "$NAME.service" || roll_back
   fi
 else
   say "starting $NAME.service"
+  since=$(date +%s)
   systemctl start "$NAME.service" || roll_back
 fi
 systemctl is-active --quiet "$NAME.service" || roll_back
 commit_build
 systemctl --no-pager --lines=5 status "$NAME.service" || true
+if [[ -n $await_version ]]; then await_online "$await_version" "$since"; fi
 say "done"

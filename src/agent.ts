@@ -9,6 +9,7 @@ import { HomeAssistantDiscovery } from "./features/home-assistant.js";
 import { FeatureHouse } from "./features/house.js";
 import { Info } from "./features/info.js";
 import { Presence } from "./features/presence.js";
+import { Telemetry } from "./features/telemetry.js";
 import { Lamp } from "./lamp/lamp.js";
 import { Output } from "./lamp/output.js";
 import { DEFAULT_STATE, type LampState } from "./lamp/state.js";
@@ -30,6 +31,8 @@ export interface AgentOptions {
   readonly driver?: Driver;
   /** Reconnect backoff (tests shorten it); otherwise MQTT_RECONNECT_MIN_MS and MQTT_RECONNECT_MAX_MS. */
   readonly backoff?: Backoff;
+  /** Where the kernel's wireless statistics are read (`<procRoot>/net/wireless`); tests use a fake. */
+  readonly procRoot?: string;
 }
 
 /** The driver's share of the configuration; one place, for the agent, `--check` and tests. */
@@ -157,6 +160,15 @@ export class Agent {
           started_at: this.startedAt,
           telemetry_interval: config.telemetryInterval,
         },
+      }),
+      new Telemetry({
+        topic: config.topics.telemetry,
+        interval: config.telemetryInterval,
+        mqtt,
+        logger,
+        sysfsRoot: config.sysfsRoot,
+        procRoot: this.options.procRoot ?? "/proc",
+        uptime: () => process.uptime(),
       }),
     ];
     if (config.ha.enabled) {

@@ -6,7 +6,7 @@ import { parseCommandLine, UsageError } from "./cli/args.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";
 import { check } from "./doctor/check.js";
 import { wiringTest } from "./doctor/wiring-test.js";
-import { forgetDiscovery } from "./features/home-assistant.js";
+import { forget as forgetLamp } from "./features/forget.js";
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
 import { createLogger } from "./log.js";
 import { createNotifier } from "./systemd/notify.js";
@@ -23,8 +23,9 @@ Usage: lamp-agent [--check] [--test] [--forget] [--help] [--version]
                config.txt lines for pins that have no channel; exit 0 when the agent could run
   --test       wiring test: red, green, blue, white for a second each on the real pins,
                then the previous state (through the running agent over MQTT, if there is one)
-  --forget     remove this lamp from Home Assistant (an empty retained discovery
-               config on the broker), then exit; for uninstalling
+  --forget     remove every retained message this lamp owns from the broker (its
+               Home Assistant light and sensors, info, presence and state), say
+               which, then exit; for uninstalling (stop the agent first)
 Configuration comes from environment variables and a .env file in the working
 directory (without one, an installed /etc/lamp-agent/lamp-agent.env); see
 .env.example. Exit codes: 0 ok, 1 failure, 2 invalid configuration.`;
@@ -42,8 +43,10 @@ function load(): LoadedConfig {
 async function forget(loaded: LoadedConfig): Promise<number> {
   const logger = createLogger({ ...loaded.config.log, stream: process.stderr });
   try {
-    const topic = await forgetDiscovery(loaded.config, logger);
-    process.stdout.write(`removed the Home Assistant entity: published an empty retained ${topic}\n`);
+    const removed = await forgetLamp(loaded.config, logger);
+    for (const { topic, what } of removed) process.stdout.write(`removed ${topic} (${what})\n`);
+    if (removed.length === 0)
+      process.stdout.write(`nothing retained for lamp ${loaded.config.lampId}: nothing to remove\n`);
     return EXIT_OK;
   } catch (error) {
     process.stderr.write(`lamp-agent: --forget failed: ${(error as Error).message}\n`);

@@ -11,7 +11,7 @@ import { suggest } from "../suggest.js";
 import { VERSION } from "../version.js";
 import { parseCommandLine, UsageError } from "./args.js";
 import { connectClient, explain, fellBack, refusedForGood } from "./broker-client.js";
-import { FleetView, formatTable, toJson } from "./fleet-view.js";
+import { FleetView, formatTable, rowCells, toJson } from "./fleet-view.js";
 
 const CLIENT = "lampctl";
 const HELP = `lampctl: set and show a lamp-agent lamp over MQTT
@@ -20,7 +20,9 @@ Usage:
   lampctl [--on|--off] [--hue H] [--saturation S] [--brightness B] [--transition T] [--identify]
   lampctl            print the lamp's state
   lampctl watch      follow the lamp's state, presence and errors (Ctrl-C to stop)
-  lampctl ls [--json]  list every lamp on the broker: id, name, online or offline, state
+  lampctl info       print the lamp's retained info and its presence, as JSON
+  lampctl ls [--json] [--watch]  list every lamp on the broker: id, name, online, offline
+                     or silent, state; --watch keeps the list live (Ctrl-C to stop)
   lampctl --group G [--on|--off|...]  command every lamp in group G (LAMP_GROUPS; "all" is every
                      lamp), and say how many answered
 
@@ -28,7 +30,10 @@ Options:
   --id ID            the lamp (default: LAMP_ID from the environment or .env)
   --identify         blink the lamp for about 5 s, to find it
   --url URL          the broker (default: MQTT_URL, else mqtt://localhost:1883)
-  --timeout SECONDS  how long to wait for the lamp (default 5)
+  --timeout SECONDS  how long to wait for the lamp (default 5); for ls, how long to
+                     listen for telemetry: a lamp whose presence says 1 but that sent
+                     none for three of its TELEMETRY_INTERVALs is shown silent, judged
+                     only where three intervals fit in the timeout
 H, S and B are numbers from 0 to 1; T is seconds. Sends client "lampctl".
 The broker, credentials and TLS files are the agent's: MQTT_URL, MQTT_USERNAME,
 MQTT_PASSWORD(_FILE), MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE.
@@ -55,6 +60,7 @@ function parse() {
         group: { type: "string" },
         identify: { type: "boolean" },
         json: { type: "boolean" },
+        watch: { type: "boolean" },
         url: { type: "string" },
         timeout: { type: "string", default: "5" },
         help: { type: "boolean", short: "h" },
@@ -141,7 +147,7 @@ function offline(topic: string, presence: Presence | undefined): string | undefi
   return `the lamp is offline (${topic} is 0${presence.since ? ` since ${presence.since}` : ""})`;
 }
 
-const MODES = ["watch", "ls"] as const;
+const MODES = ["watch", "ls", "info"] as const;
 
 async function main(): Promise<void> {
   const { values, positionals } = parse();
@@ -167,6 +173,7 @@ async function main(): Promise<void> {
   const command = buildCommand(values);
   if (mode && command) fail(`${mode} takes no --on/--off/--hue/... options`, 2);
   if (values.json && mode !== "ls") fail("--json goes with ls", 2);
+  if (values.watch && mode !== "ls") fail("--watch goes with ls (lampctl watch follows one lamp)", 2);
   if (values.group !== undefined) {
     if (mode) fail(`--group commands a group; it does not go with ${mode}`, 2);
     if (!command) fail("--group needs a command: --on, --off, --hue, --brightness...", 2);
@@ -177,9 +184,12 @@ async function main(): Promise<void> {
   if (!(timeoutMs > 0)) fail(`--timeout ${values.timeout}: not a positive number`, 2);
 
   const { config, defaultId } = lampConfig(values);
-  const client = connectClient(config.mqtt, mode === "watch", timeoutMs);
-  const session = new Session(config, client, mode === "watch", defaultId);
-  if (mode === "ls") listLamps(session, values.json === true, timeoutMs);
+  const watch = mode === "watch" || values.watch === true;
+  const client = connectClient(config.mqtt, watch, timeoutMs);
+  const session = new Session(config, client, watch, defaultId);
+  if (mode === "info") showInfo(session, timeoutMs);
+  else if (mode === "ls" && watch) watchLamps(session, values.json === true);
+  else if (mode === "ls") listLamps(session, values.json === true, timeoutMs);
   else if (values.group !== undefined && command) commandGroup(session, values.group, command, timeoutMs);
   else driveLamp(session, mode === "watch", command, timeoutMs);
 }
@@ -264,17 +274,116 @@ class Session {
 /** How long the retained messages of a fresh subscription may keep arriving before the list is whole. */
 const SETTLE_MS = 500;
 
-/** `lampctl ls`: every lamp the broker holds retained messages of. */
+/**
+ * `lampctl ls`: every lamp the broker holds retained messages of. It listens on for the lamps it can
+ * judge silent within the timeout (three telemetry intervals fit in it) until each has sent telemetry
+ * or is overdue; the others it shows as their presence says.
+ */
 function listLamps(session: Session, json: boolean, timeoutMs: number): void {
-  const view = new FleetView();
+  const started = Date.now();
+  const view = new FleetView(started);
   session.client.on("message", (topic, payload, packet) => view.take(topic, payload, packet));
   session.subscribe(FleetView.filters, () => {
     void session.quiet(SETTLE_MS, timeoutMs).then(() => {
-      const rows = view.rows();
-      if (json) session.finish(0, toJson(rows));
-      else if (rows.length === 0)
-        session.finish(0, "no lamps on this broker (none has published its presence or state)");
-      else session.finish(0, formatTable(rows));
+      const print = () => {
+        const rows = view.rows(Date.now(), timeoutMs);
+        if (json) session.finish(0, toJson(rows));
+        else if (rows.length === 0)
+          session.finish(0, "no lamps on this broker (none has published its presence or state)");
+        else session.finish(0, formatTable(rows));
+      };
+      const check = setInterval(() => {
+        const now = Date.now();
+        if (!view.undecided(now, timeoutMs) || now - started >= timeoutMs) {
+          clearInterval(check);
+          print();
+        }
+      }, 100);
+    });
+  });
+}
+
+/** How often `lampctl ls --watch` judges the lamps again when nothing arrives. */
+const WATCH_TICK_MS = 1000;
+
+/**
+ * `lampctl ls --watch`: the fleet view kept live, the silent rule applying to every lamp that sends
+ * telemetry. On a terminal the table is redrawn when it changes; otherwise (a pipe, a log) one line per
+ * lamp whose row changed, stamped with the time, or one JSON object per line with --json.
+ */
+function watchLamps(session: Session, json: boolean): void {
+  const view = new FleetView();
+  const tty = process.stdout.isTTY === true;
+  const shown = new Map<string, string>();
+  let table = "";
+  const render = () => {
+    const rows = view.rows();
+    if (tty) {
+      const next = rows.length > 0 ? formatTable(rows) : "no lamps on this broker yet";
+      if (next === table) return;
+      table = next;
+      process.stdout.write(`\x1b[H\x1b[2J${table}\n\nlampctl: watching ${session.url}; Ctrl-C to stop\n`);
+      return;
+    }
+    const stamp = new Date().toISOString();
+    const seen = new Set<string>();
+    for (const row of rows) {
+      seen.add(row.id);
+      const line = json ? JSON.stringify(row) : rowCells(row).join("  ");
+      if (shown.get(row.id) === line) continue;
+      shown.set(row.id, line);
+      process.stdout.write(json ? `${line}\n` : `${stamp}  ${line}\n`);
+    }
+    for (const id of [...shown.keys()].filter((id) => !seen.has(id))) {
+      shown.delete(id);
+      process.stdout.write(
+        json ? `${JSON.stringify({ id, removed: true })}\n` : `${stamp}  ${id}  removed\n`,
+      );
+    }
+  };
+  let settled = false;
+  session.client.on("message", (topic, payload, packet) => {
+    if (view.take(topic, payload, packet) && settled) render();
+  });
+  session.subscribe(FleetView.filters, () => {
+    // The retained messages first, so the first drawing is the whole fleet rather than its first lamp.
+    void session.quiet(SETTLE_MS, 5000).then(() => {
+      if (settled) return;
+      settled = true;
+      render();
+      setInterval(render, WATCH_TICK_MS);
+    });
+  });
+}
+
+/**
+ * `lampctl info`: what the lamp says it is (its retained `info`) and its presence, one JSON object, for
+ * people and for `install.sh --host`, which waits for a new version to be online with it. Exit 1 when
+ * the broker holds no info for the lamp.
+ */
+function showInfo(session: Session, timeoutMs: number): void {
+  const { client, config } = session;
+  let presence: string | null = null;
+  let info: unknown = null;
+  client.on("message", (topic, payload) => {
+    const text = payload.toString();
+    if (topic === config.topics.presence) presence = text === "" ? null : text;
+    else if (topic === config.topics.info) {
+      try {
+        info = text === "" ? null : (JSON.parse(text) as unknown);
+      } catch {
+        info = null;
+      }
+    }
+  });
+  session.subscribe([config.topics.presence, config.topics.info], () => {
+    void session.quiet(SETTLE_MS, timeoutMs).then(() => {
+      if (info === null)
+        session.finish(
+          1,
+          `no info from lamp ${config.lampId} on ${config.topics.info} (presence: ${presence ?? "none"})`,
+        );
+      else session.finish(0, JSON.stringify({ id: config.lampId, presence, info }));
     });
   });
 }

@@ -1,7 +1,6 @@
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
 import { describeMqttError } from "../mqtt/errors.js";
-import { connectOnce } from "../mqtt/one-shot.js";
 import { RateLimiter } from "../mqtt/rate-limit.js";
 import { VERSION } from "../version.js";
 import type { Feature, MqttPort } from "./feature.js";
@@ -61,6 +60,22 @@ function statusTopic(config: Config): string {
   return `${config.ha.prefix}/status`;
 }
 
+/** The lamp's device in Home Assistant: the light and its diagnostic sensors all hang off this one. */
+function device(config: Config): Record<string, unknown> {
+  const id = config.lampId;
+  return {
+    identifiers: [`lamp-agent-${id}`],
+    name: config.name === id ? `Lamp ${id}` : config.name,
+    manufacturer: "lamp-agent",
+    model: config.pins.length === 3 ? "RGB LED lamp" : "Dimmable LED lamp",
+    sw_version: VERSION,
+  };
+}
+
+function availability(config: Config): Record<string, string>[] {
+  return [{ topic: config.topics.presence, payload_available: "1", payload_not_available: "0" }];
+}
+
 /** The retained discovery config: what Home Assistant needs to show and drive this lamp. */
 export function discoveryConfig(config: Config): Record<string, unknown> {
   const rgb = config.pins.length === 3;
@@ -77,20 +92,107 @@ export function discoveryConfig(config: Config): Record<string, unknown> {
     state_template: STATE,
     brightness_template: BRIGHTNESS,
     ...(rgb && { red_template: RED, green_template: GREEN, blue_template: BLUE }),
-    availability: [{ topic: config.topics.presence, payload_available: "1", payload_not_available: "0" }],
+    availability: availability(config),
     qos: 1,
     // Not retained: a stored command would be replayed (and refused) at every reconnect of the agent.
     retain: false,
     optimistic: false,
-    device: {
-      identifiers: [`lamp-agent-${id}`],
-      name: config.name === id ? `Lamp ${id}` : config.name,
-      manufacturer: "lamp-agent",
-      model: rgb ? "RGB LED lamp" : "Dimmable LED lamp",
-      sw_version: VERSION,
-    },
+    device: device(config),
     origin: { name: "lamp-agent", sw_version: VERSION },
   };
+}
+
+/**
+ * A JSON field as a sensor's state. A null field renders as the string `None`, which Home Assistant's
+ * MQTT entities take for "unknown" (home-assistant/core#53227), not as a figure; the test is spelt
+ * `is not none` because Jinja's bare `{{ none }}` prints `None` and nunjucks' prints nothing.
+ */
+const field = (name: string) => `{{ value_json.${name} if value_json.${name} is not none else 'None' }}`;
+
+/** A diagnostic sensor: what it reads, and what Home Assistant should make of it. */
+interface Sensor {
+  /** The object id: `<prefix>/sensor/<id>/<key>/config`, and the end of the unique_id. */
+  readonly key: string;
+  readonly name: string;
+  readonly source: "telemetry" | "info";
+  readonly field: string;
+  readonly extra: Record<string, unknown>;
+}
+
+/** Home Assistant's sensor device classes and units (https://www.home-assistant.io/integrations/sensor/). */
+export const SENSORS: readonly Sensor[] = [
+  {
+    key: "uptime",
+    name: "Uptime",
+    source: "telemetry",
+    field: "uptime_s",
+    extra: { device_class: "duration", unit_of_measurement: "s", icon: "mdi:timer-outline" },
+  },
+  {
+    key: "cpu_temperature",
+    name: "CPU temperature",
+    source: "telemetry",
+    field: "cpu_temp_c",
+    extra: {
+      device_class: "temperature",
+      unit_of_measurement: "°C",
+      state_class: "measurement",
+      suggested_display_precision: 1,
+    },
+  },
+  {
+    key: "wifi_signal",
+    name: "Wi-Fi signal",
+    source: "telemetry",
+    field: "wifi_rssi_dbm",
+    extra: { device_class: "signal_strength", unit_of_measurement: "dBm", state_class: "measurement" },
+  },
+  { key: "version", name: "Version", source: "info", field: "version", extra: { icon: "mdi:tag-outline" } },
+];
+
+function sensorTopic(config: Config, sensor: Sensor): string {
+  return `${config.ha.prefix}/sensor/${config.lampId}/${sensor.key}/config`;
+}
+
+/** The retained discovery config of one diagnostic sensor on the lamp's device. */
+export function sensorConfig(config: Config, sensor: Sensor): Record<string, unknown> {
+  const telemetry = sensor.source === "telemetry";
+  return {
+    name: sensor.name,
+    unique_id: `lamp-agent-${config.lampId}-${sensor.key}`,
+    state_topic: telemetry ? config.topics.telemetry : config.topics.info,
+    value_template: field(sensor.field),
+    entity_category: "diagnostic",
+    ...sensor.extra,
+    availability: availability(config),
+    // Three intervals without telemetry: the figures of a lamp gone silent (its Will never published,
+    // as on a NATS cluster) show as unavailable instead of its last words.
+    ...(telemetry && { expire_after: 3 * config.telemetryInterval }),
+    qos: 0,
+    device: device(config),
+    origin: { name: "lamp-agent", sw_version: VERSION },
+  };
+}
+
+/**
+ * Every discovery message for this lamp: the light and the sensors, and with TELEMETRY_INTERVAL=0 an
+ * empty config for each telemetry sensor, which removes one announced before (it would never update).
+ */
+export function discoveryMessages(config: Config): { topic: string; payload: string }[] {
+  const messages = [{ topic: discoveryTopic(config), payload: JSON.stringify(discoveryConfig(config)) }];
+  for (const sensor of SENSORS) {
+    const off = sensor.source === "telemetry" && config.telemetryInterval === 0;
+    messages.push({
+      topic: sensorTopic(config, sensor),
+      payload: off ? "" : JSON.stringify(sensorConfig(config, sensor)),
+    });
+  }
+  return messages;
+}
+
+/** Every retained discovery topic this lamp may own, whatever its configuration says today. */
+export function discoveryTopics(config: Config): string[] {
+  return [discoveryTopic(config), ...SENSORS.map((sensor) => sensorTopic(config, sensor))];
 }
 
 /**
@@ -126,42 +228,15 @@ export class HomeAssistantDiscovery implements Feature {
 
   private announce(why: string): void {
     if (!this.connection.connected) return;
-    const topic = discoveryTopic(this.config);
-    this.connection
-      .publish(topic, JSON.stringify(discoveryConfig(this.config)), { qos: 1, retain: true })
-      .then(
-        () => this.logger.debug({ topic, why }, "published the Home Assistant discovery config"),
+    for (const { topic, payload } of discoveryMessages(this.config)) {
+      this.connection.publish(topic, payload, { qos: 1, retain: true }).then(
+        () => this.logger.debug({ topic, why }, "published a Home Assistant discovery config"),
         (error: unknown) =>
           this.logger.warn(
             { topic, cause: describeMqttError(error) },
-            "could not publish the Home Assistant discovery config (check the broker's ACL)",
+            "could not publish a Home Assistant discovery config (check the broker's ACL)",
           ),
       );
+    }
   }
-}
-
-/**
- * `lamp-agent --forget`: an empty retained message on the discovery topic, which is how Home Assistant
- * is told to remove the entity. A one-shot client with its own client id, so a running agent is not
- * kicked off the broker, and without a Will, so the lamp's presence is left alone.
- */
-export async function forgetDiscovery(config: Config, logger: Logger, timeoutMs = 10_000): Promise<string> {
-  const topic = discoveryTopic(config);
-  const client = await connectOnce(config.mqtt, logger, "forget", timeoutMs);
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      client.publishAsync(topic, "", { qos: 1, retain: true }),
-      new Promise((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer from the broker in ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    await client.endAsync(true).catch(() => undefined);
-  }
-  return topic;
 }

@@ -104,3 +104,19 @@ export function parseInfo(text: string): Partial<InfoMessage> | undefined {
     ...(typeof json.telemetry_interval === "number" && { telemetry_interval: json.telemetry_interval }),
   };
 }
+
+/** `<base>/telemetry`: how a lamp is doing, every TELEMETRY_INTERVAL s, not retained (CONTRACT section 14). */
+export interface TelemetryMessage {
+  /** Seconds since the agent started. */
+  readonly uptime_s: number;
+  /** Connects after the first one, since the agent started. */
+  readonly reconnects: number;
+  /** The agent's resident memory, MiB. */
+  readonly rss_mib: number;
+  /** Null where the machine has no thermal zone. */
+  readonly cpu_temp_c: number | null;
+  /** Null on a wired or non-Pi machine. */
+  readonly wifi_rssi_dbm: number | null;
+  /** The one-minute load average. */
+  readonly load1: number;
+}

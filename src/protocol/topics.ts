@@ -39,6 +39,7 @@ export const FLEET_FILTERS = {
   presence: defaultPresenceTopic("+"),
   state: stateTopic(defaultTopicBase("+")),
   info: infoTopic(defaultTopicBase("+")),
+  telemetry: telemetryTopic(defaultTopicBase("+")),
 } as const;
 
 /** The lamp id in a topic of the default scheme (`lamp/<id>/changed`, `state/<id>`), else undefined. */

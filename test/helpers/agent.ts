@@ -24,6 +24,8 @@ export interface StartOptions {
   readonly level?: LogLevel;
   /** Reconnect backoff, shortened for tests that watch retries. */
   readonly backoff?: Backoff;
+  /** Where the telemetry reads /proc/net/wireless (a fake tree). */
+  readonly procRoot?: string;
 }
 
 /** The real Agent, in-process, on a mock driver, with its log lines captured as objects. */
@@ -46,7 +48,11 @@ export async function startAgent(
   });
   const { logger, lines: logs } = captureLogger(options.level ?? "debug");
   const driver = new MockDriver(driverOptions(config, logger));
-  const agent = new Agent(config, logger, { driver, ...(options.backoff && { backoff: options.backoff }) });
+  const agent = new Agent(config, logger, {
+    driver,
+    ...(options.backoff && { backoff: options.backoff }),
+    ...(options.procRoot && { procRoot: options.procRoot }),
+  });
   await agent.openHardware();
   agent.connect();
   return { agent, driver, logs, id, dir, stop: () => agent.stop() };

@@ -83,7 +83,11 @@ suite("a fleet: the lamp's broker bridged to a central one under devices/<id>/",
       }),
     );
     agent = track(
-      await startAgent(localBroker.url, { LAMP_ID: id }, { backoff: { initialMs: 200, maxMs: 1000 } }),
+      await startAgent(
+        localBroker.url,
+        { LAMP_ID: id, TELEMETRY_INTERVAL: "1" },
+        { backoff: { initialMs: 200, maxMs: 1000 } },
+      ),
     );
     const w = pki.client("watcher");
     watcherOptions = { ca: readFileSync(pki.ca), cert: readFileSync(w.cert), key: readFileSync(w.key) };
@@ -99,6 +103,9 @@ suite("a fleet: the lamp's broker bridged to a central one under devices/<id>/",
     await watcher.wait(central.presence, (t) => t === "1");
     const state = JSON.parse((await watcher.wait(central.state)).text);
     expect(state).toEqual({ on: true, color: { h: 0, s: 0 }, brightness: 1, client: `lamp-${id}` });
+    // The diagnostics too: what the lamp is, retained, and how it is doing.
+    expect(JSON.parse((await watcher.wait(`devices/${id}/lamp/info`)).text)).toMatchObject({ id });
+    expect(JSON.parse((await watcher.wait(`devices/${id}/lamp/telemetry`)).text)).toHaveProperty("uptime_s");
   });
 
   it("a command published on the central broker reaches the lamp, and its state comes back", async () => {

@@ -2,7 +2,13 @@ import { spawn } from "node:child_process";
 import nunjucks from "nunjucks";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { discoveryConfig, HA_CLIENT } from "../../src/features/home-assistant.js";
+import {
+  discoveryConfig,
+  discoveryMessages,
+  HA_CLIENT,
+  SENSORS,
+  sensorConfig,
+} from "../../src/features/home-assistant.js";
 import { parseCommand } from "../../src/lamp/command.js";
 import { VERSION } from "../../src/version.js";
 import { startAgent } from "../helpers/agent.js";
@@ -230,6 +236,86 @@ describe("the templates, rendered as Home Assistant renders them", () => {
   });
 });
 
+describe("the diagnostic sensors", () => {
+  const byKey = (config: ReturnType<typeof configFor>) =>
+    Object.fromEntries(SENSORS.map((sensor) => [sensor.key, sensorConfig(config, sensor)]));
+
+  it("uptime, CPU temperature, Wi-Fi signal and version, diagnostic, on the light's device", () => {
+    const config = configFor({ TELEMETRY_INTERVAL: "60" });
+    const sensors = byKey(config);
+    const light = discoveryConfig(config);
+    expect(Object.keys(sensors)).toEqual(["uptime", "cpu_temperature", "wifi_signal", "version"]);
+    for (const [key, sensor] of Object.entries(sensors)) {
+      expect(sensor).toMatchObject({
+        unique_id: `lamp-agent-hall-${key}`,
+        entity_category: "diagnostic",
+        availability: [{ topic: "state/hall", payload_available: "1", payload_not_available: "0" }],
+      });
+      // One device in Home Assistant: the same block, hence the same identifiers, as the light's.
+      expect(sensor.device).toEqual(light.device);
+    }
+    expect(sensors.uptime).toMatchObject({
+      state_topic: "lamp/hall/telemetry",
+      device_class: "duration",
+      unit_of_measurement: "s",
+      expire_after: 180,
+    });
+    expect(sensors.cpu_temperature).toMatchObject({
+      state_topic: "lamp/hall/telemetry",
+      device_class: "temperature",
+      unit_of_measurement: "°C",
+      state_class: "measurement",
+      expire_after: 180,
+    });
+    expect(sensors.wifi_signal).toMatchObject({
+      state_topic: "lamp/hall/telemetry",
+      device_class: "signal_strength",
+      unit_of_measurement: "dBm",
+      state_class: "measurement",
+      expire_after: 180,
+    });
+    expect(sensors.version).toMatchObject({ state_topic: "lamp/hall/info" });
+    expect(sensors.version).not.toHaveProperty("expire_after");
+    expect(sensors.version).not.toHaveProperty("device_class");
+  });
+
+  it("templates: a figure as it is, a null as None (Home Assistant's unknown), never a made-up 0", () => {
+    const sensors = byKey(configFor());
+    const telemetry = {
+      uptime_s: 3725,
+      reconnects: 1,
+      rss_mib: 47.3,
+      cpu_temp_c: 48.3,
+      wifi_rssi_dbm: -61,
+      load1: 0.12,
+    };
+    const read = (key: string, value_json: unknown) =>
+      render(sensors[key]?.value_template, { value_json, value: JSON.stringify(value_json) });
+    expect(read("uptime", telemetry)).toBe("3725");
+    expect(read("cpu_temperature", telemetry)).toBe("48.3");
+    expect(read("wifi_signal", telemetry)).toBe("-61");
+    expect(read("cpu_temperature", { ...telemetry, cpu_temp_c: 0 })).toBe("0");
+    expect(read("cpu_temperature", { ...telemetry, cpu_temp_c: null })).toBe("None");
+    expect(read("wifi_signal", { ...telemetry, wifi_rssi_dbm: null })).toBe("None");
+    expect(read("version", { id: "hall", version: "1.2.3" })).toBe("1.2.3");
+  });
+
+  it("expire_after follows TELEMETRY_INTERVAL; with 0 the telemetry sensors are removed, the version stays", () => {
+    expect(byKey(configFor({ TELEMETRY_INTERVAL: "5" })).uptime?.expire_after).toBe(15);
+    const messages = discoveryMessages(configFor({ TELEMETRY_INTERVAL: "0" }));
+    const payload = (topic: string) => messages.find((m) => m.topic === topic)?.payload;
+    expect(payload("homeassistant/sensor/hall/uptime/config")).toBe("");
+    expect(payload("homeassistant/sensor/hall/cpu_temperature/config")).toBe("");
+    expect(payload("homeassistant/sensor/hall/wifi_signal/config")).toBe("");
+    expect(JSON.parse(payload("homeassistant/sensor/hall/version/config") ?? "{}")).toMatchObject({
+      unique_id: "lamp-agent-hall-version",
+    });
+    expect(JSON.parse(payload("homeassistant/light/hall/config") ?? "{}")).toMatchObject({
+      unique_id: "lamp-agent-hall",
+    });
+  });
+});
+
 describe("Home Assistant with the agent on a real broker", () => {
   const trackAll = teardown("all");
   const track = teardown("each");
@@ -291,6 +377,40 @@ describe("Home Assistant with the agent on a real broker", () => {
     expect(config.device).toMatchObject({ identifiers: [`lamp-agent-${id}`] });
   });
 
+  it("the sensors are retained beside the light and read the lamp's own telemetry and info", async () => {
+    const agent = track(await startAgent(broker.url, { TELEMETRY_INTERVAL: "1" }));
+    const filter = `homeassistant/sensor/${agent.id}/+/config`;
+    const late = track(
+      await Recorder.connect(broker.url, [filter, `lamp/${agent.id}/telemetry`, `lamp/${agent.id}/info`]),
+    );
+    const configs = await vi.waitFor(
+      () => {
+        const found = SENSORS.map(
+          (s) => late.on(`homeassistant/sensor/${agent.id}/${s.key}/config`).find((m) => m.text !== "")?.text,
+        );
+        if (found.some((text) => text === undefined)) throw new Error("not yet");
+        return found.map((text) => JSON.parse(text ?? "") as Record<string, unknown>);
+      },
+      { timeout: 10_000 },
+    );
+    expect(configs).toEqual(SENSORS.map((s) => sensorConfig(agent.agent.config, s)));
+    const values = async (config: Record<string, unknown>) => {
+      const message = await late.wait(String(config.state_topic));
+      return render(config.value_template, { value_json: JSON.parse(message.text), value: message.text });
+    };
+    const [uptime, temperature, wifi, version] = configs as [
+      Record<string, unknown>,
+      Record<string, unknown>,
+      Record<string, unknown>,
+      Record<string, unknown>,
+    ];
+    expect(await values(uptime)).toMatch(/^\d+$/);
+    // This machine (a CI box or a VM) has neither: unknown in Home Assistant, not 0.
+    expect(await values(temperature)).toMatch(/^(None|-?\d+(\.\d)?)$/);
+    expect(await values(wifi)).toMatch(/^(None|-\d+)$/);
+    expect(await values(version)).toBe(VERSION);
+  });
+
   it("HA_DISCOVERY=false publishes nothing for Home Assistant", async () => {
     const { watcher, topic, id } = await lampWithHa({ HA_DISCOVERY: "false" });
     await watcher.wait(`lamp/${id}/changed`);
@@ -308,32 +428,54 @@ describe("Home Assistant with the agent on a real broker", () => {
     await again;
   });
 
-  it("lamp-agent --forget removes the entity (empty retained config) without disturbing a running agent", async () => {
-    const { watcher, topic, id, logs } = await lampWithHa();
+  it("lamp-agent --forget removes every retained topic of the lamp, says which, and does not disturb the running agent", async () => {
+    const { watcher, topic, id, logs } = await lampWithHa({ TELEMETRY_INTERVAL: "1" });
     await watcher.wait(topic, (t) => t.length > 0);
-    const forget = spawn(process.execPath, [MAIN, "--forget"], {
-      env: { PATH: process.env.PATH ?? "", MQTT_URL: broker.url, LAMP_ID: id, GPIO_DRIVER: "mock" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    forget.stdout.on("data", (c: Buffer) => {
-      out += c.toString();
-    });
-    forget.stderr.on("data", (c: Buffer) => {
-      out += c.toString();
-    });
-    const code = await new Promise<number | null>((resolve) => forget.on("exit", resolve));
-    expect(code, out).toBe(0);
-    expect(out).toContain(`removed the Home Assistant entity: published an empty retained ${topic}`);
-    await watcher.wait(topic, (t) => t === "");
-    const late = track(await Recorder.connect(broker.url, [topic]));
-    await sleep(300);
-    expect(late.on(topic)).toEqual([]);
-    await vi.waitFor(() =>
-      expect(
-        logs.some((l) => l.msg === "lost the broker connection; the lamp keeps working and will reconnect"),
-      ).toBe(false),
+    await watcher.wait(`lamp/${id}/changed`);
+    const sensorTopic = `homeassistant/sensor/${id}/wifi_signal/config`;
+    const info = track(await Recorder.connect(broker.url, [`lamp/${id}/info`, sensorTopic]));
+    await info.wait(`lamp/${id}/info`);
+    await info.wait(sensorTopic);
+    const runForget = async () => {
+      const forget = spawn(process.execPath, [MAIN, "--forget"], {
+        env: { PATH: process.env.PATH ?? "", MQTT_URL: broker.url, LAMP_ID: id, GPIO_DRIVER: "mock" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      forget.stdout.on("data", (c: Buffer) => {
+        out += c.toString();
+      });
+      forget.stderr.on("data", (c: Buffer) => {
+        out += c.toString();
+      });
+      const code = await new Promise<number | null>((resolve) => forget.on("exit", resolve));
+      expect(code, out).toBe(0);
+      return out;
+    };
+    const out = await runForget();
+    expect(out.trim().split("\n").sort()).toEqual(
+      [
+        `removed ${topic} (the Home Assistant light)`,
+        `removed homeassistant/sensor/${id}/uptime/config (the Home Assistant sensor uptime)`,
+        `removed homeassistant/sensor/${id}/cpu_temperature/config (the Home Assistant sensor cpu_temperature)`,
+        `removed homeassistant/sensor/${id}/wifi_signal/config (the Home Assistant sensor wifi_signal)`,
+        `removed homeassistant/sensor/${id}/version/config (the Home Assistant sensor version)`,
+        `removed lamp/${id}/info (the lamp's info)`,
+        `removed state/${id} (the lamp's presence)`,
+        `removed lamp/${id}/changed (the lamp's last state)`,
+      ].sort(),
     );
+    await watcher.wait(topic, (t) => t === "");
+    // A fresh subscriber to everything sees nothing retained of this lamp.
+    const everything = track(await Recorder.connect(broker.url, ["#"]));
+    await sleep(500);
+    expect(everything.messages.filter((m) => m.retain && m.topic.includes(id))).toEqual([]);
+    // The running agent was not kicked off (a one-shot client id of its own).
+    expect(
+      logs.some((l) => l.msg === "lost the broker connection; the lamp keeps working and will reconnect"),
+    ).toBe(false);
+    // A second run finds nothing left, and says so.
+    expect(await runForget()).toBe(`nothing retained for lamp ${id}: nothing to remove\n`);
   });
 
   it("lamp-agent --forget says why when the broker cannot be reached, and exits 1", async () => {

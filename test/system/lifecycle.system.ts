@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
 import {
+  appendFileSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -365,7 +366,8 @@ describe("lamp-agent deployed on a real systemd", () => {
       timeoutMs: 60_000,
     });
     expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
-    expect(result.stdout).toContain("removed the lamp from Home Assistant");
+    expect(result.stdout).toContain("removed the lamp from the broker and Home Assistant");
+    expect(result.stdout).toContain(`removed ${DISCOVERY} (the Home Assistant light)`);
     await offline;
     await forgotten;
     await waitFor(
@@ -469,6 +471,37 @@ describe("lamp-agent deployed on a real systemd", () => {
       expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(0);
       expect(result.stdout).toContain("/opt/lamp-agent is up to date");
       expect(await mainPid()).toBe(pid);
+    });
+
+    it("updates several hosts in turn, each checked online with the new version, and stops at a broken one", async () => {
+      // A change on the laptop, so the first host really restarts on a new build. The same Pi under a
+      // second name is the second host: it finds itself up to date, and is checked all the same.
+      appendFileSync(path.join(laptop, "clone/src/version.ts"), "\n// a new build for the fleet update\n");
+      const second = target.replace("127.0.0.1", "localhost");
+      const broken = `ssh://root@127.0.0.1:${await freePort()}`;
+      const version = (
+        JSON.parse(readFileSync(path.join(laptop, "clone/package.json"), "utf8")) as {
+          version: string;
+        }
+      ).version;
+      const pid = await mainPid();
+      const result = await timed("install.sh --host, two hosts and a broken one", () =>
+        installFromLaptop(["--host", `${second},${broken}`]),
+      );
+      const output = `${result.stdout}\n${result.stderr}`;
+      expect(result.code, output).toBe(1);
+      expect(output).toContain(`--- ${target} (1 of 3)`);
+      expect(output).toContain(`--- ${second} (2 of 3)`);
+      // Each checked on the broker, through lampctl as the service: its info and its presence.
+      expect(
+        result.stdout.match(
+          new RegExp(`lamp ${LAMP_ID} is online with version ${version.replaceAll(".", "\\.")} \\(was `, "g"),
+        ),
+      ).toHaveLength(2);
+      expect(result.stdout).toMatch(new RegExp(`^${target.replaceAll(".", "\\.")}\\s+${LAMP_ID}\\s`, "m"));
+      expect(result.stderr).toContain(`stopped at ${broken} (3 of 3): cannot reach ${broken} with ssh`);
+      expect(await mainPid()).not.toBe(pid);
+      expect(await isActive()).toBe(true);
     });
 
     it("--host --uninstall removes it from the Pi", async () => {
