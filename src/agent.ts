@@ -148,6 +148,7 @@ export class Agent {
         topic: config.topics.info,
         mqtt,
         logger,
+        clientId: config.mqtt.clientId,
         lamp: {
           id: config.lampId,
           name: config.name,

@@ -2,6 +2,7 @@ import type { MqttClient } from "mqtt";
 import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
 import { connectOnce } from "../mqtt/one-shot.js";
+import { parseInfo } from "../protocol/payloads.js";
 
 /**
  * Publishes to `topic` (a sub-topic of the lamp's own, so an ACL for the lamp allows it) and waits for
@@ -57,12 +58,17 @@ export const CHECK_COMMAND = JSON.stringify({ client: "lamp-agent --check" });
  * not failed; a publish taken but never delivered means this user cannot read the command topic, which
  * Mosquitto does not report anywhere else: the lamp would never hear a command.
  */
-export async function brokerReport(config: Config, logger: Logger, timeoutMs: number): Promise<BrokerReport> {
-  const url = redactUrl(config.mqtt.url);
+export async function brokerReport(
+  config: Config,
+  logger: Logger,
+  timeoutMs: number,
+  node: string = config.mqtt.url,
+): Promise<BrokerReport> {
+  const url = redactUrl(node);
   const topic = config.topics.command;
   let client: MqttClient;
   try {
-    client = await connectOnce(config.mqtt, logger, "check", timeoutMs);
+    client = await connectOnce(config.mqtt, logger, "check", timeoutMs, node);
   } catch (error) {
     return { lines: [`problem: broker: ${(error as Error).message}`], ok: false };
   }
@@ -73,10 +79,14 @@ export async function brokerReport(config: Config, logger: Logger, timeoutMs: nu
     const granted = await client.subscribeAsync(topic, { qos: 1 });
     if (granted.some((g) => g.qos >= 0x80)) {
       return {
-        lines: [...lines, `problem: broker: refused the subscription to ${topic}: check its ACL`],
+        lines: [
+          ...lines,
+          `problem: broker: refused the subscription to ${topic}: check its ACL (a cluster may also refuse while one of its nodes is down; the agent retries)`,
+        ],
         ok: false,
       };
     }
+    lines.push(`broker: subscribed to ${topic}, granted QoS ${granted[0]?.qos ?? "?"}`);
     const back = new Promise<boolean>((resolve) => {
       client.on(
         "message",
@@ -109,6 +119,40 @@ export async function brokerReport(config: Config, logger: Logger, timeoutMs: nu
     return { lines: [...lines, `problem: broker: ${why}`], ok: false };
   } catch (error) {
     return { lines: [...lines, `problem: broker: ${(error as Error).message}`], ok: false };
+  } finally {
+    await client.endAsync(true).catch(() => undefined);
+  }
+}
+
+/** How long `--check` waits for the lamp's retained info: it comes right after the SUBACK, or not at all. */
+const INFO_WAIT_MS = 1000;
+
+/**
+ * What the running lamp itself says is wrong, from its retained `info` (another client with its client
+ * id, say): a line for `--check`, or undefined when it says nothing or cannot be read.
+ */
+export async function lampProblem(
+  config: Config,
+  logger: Logger,
+  timeoutMs: number,
+): Promise<string | undefined> {
+  let client: MqttClient;
+  try {
+    client = await connectOnce(config.mqtt, logger, "check", timeoutMs);
+  } catch {
+    return undefined;
+  }
+  try {
+    const problem = new Promise<string | undefined>((resolve) => {
+      client.on("message", (topic, payload) => {
+        if (topic === config.topics.info) resolve(parseInfo(payload.toString())?.problem);
+      });
+      setTimeout(() => resolve(undefined), INFO_WAIT_MS).unref();
+    });
+    await client.subscribeAsync(config.topics.info, { qos: 1 });
+    return await problem;
+  } catch {
+    return undefined;
   } finally {
     await client.endAsync(true).catch(() => undefined);
   }

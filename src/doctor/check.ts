@@ -1,11 +1,12 @@
 import { driverOptions } from "../agent.js";
-import type { LoadedConfig } from "../config.js";
+import type { Config, LoadedConfig } from "../config.js";
 import { isRaspberryPi, readBoardModel } from "../drivers/board.js";
 import { describeSelection, selectDriver } from "../drivers/index.js";
 import { EXIT_FAILURE, EXIT_OK } from "../lifecycle.js";
+import type { Logger } from "../log.js";
 import { createLogger } from "../log.js";
 import { VERSION } from "../version.js";
-import { brokerReport } from "./broker.js";
+import { type BrokerReport, brokerReport, lampProblem } from "./broker.js";
 import { pinReport } from "./pins.js";
 
 const BROKER_TIMEOUT_MS = 5000;
@@ -41,7 +42,7 @@ export async function check(
     (config.driver === "auto" && isRaspberryPi(await readBoardModel(config.sysfsRoot)));
   const pins = showPins ? await pinReport(options) : undefined;
   for (const line of pins?.lines ?? []) print(line);
-  const broker = await brokerReport(config, logger, BROKER_TIMEOUT_MS);
+  const broker = await brokersReport(config, logger);
   let ok = true;
   if (selection.availability.ok) {
     print(`driver: ${describeSelection(selection)}`);
@@ -57,4 +58,29 @@ export async function check(
   if (!ok || !broker.ok) return EXIT_FAILURE;
   print("ok: the agent can run with this configuration");
   return EXIT_OK;
+}
+
+/**
+ * Every node of MQTT_URL, one after the other: a lamp needs one that answers, and the person running a
+ * cluster wants to know which do not. Then what the running lamp says is wrong, from its `info`.
+ */
+async function brokersReport(config: Config, logger: Logger): Promise<BrokerReport> {
+  const { urls } = config.mqtt;
+  const reports: BrokerReport[] = [];
+  for (const url of urls) reports.push(await brokerReport(config, logger, BROKER_TIMEOUT_MS, url));
+  const answering = reports.filter((report) => report.ok).length;
+  const lines = reports.flatMap((report, i) =>
+    urls.length === 1 || report.ok
+      ? report.lines
+      : // One node down is a warning while another answers: the lamp fails over to it.
+        report.lines.map((line) =>
+          answering > 0
+            ? line.replace(/^problem: broker:/, `warning: node ${i + 1} of ${urls.length}:`)
+            : line,
+        ),
+  );
+  if (urls.length > 1) lines.push(`broker: ${answering} of ${urls.length} nodes answer`);
+  const problem = answering > 0 ? await lampProblem(config, logger, BROKER_TIMEOUT_MS) : undefined;
+  if (problem) lines.push(`problem: the running lamp says: ${problem}`);
+  return { lines, ok: answering > 0 && problem === undefined };
 }

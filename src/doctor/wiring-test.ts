@@ -71,17 +71,17 @@ export async function wiringTest(
   config: Config,
   overrides: Partial<WiringTestOptions> = {},
 ): Promise<number> {
-  const o: WiringTestOptions = { ...DEFAULTS, ...overrides };
-  const print = (line: string) => o.out.write(`${line}\n`);
+  const options: WiringTestOptions = { ...DEFAULTS, ...overrides };
+  const print = (line: string) => options.out.write(`${line}\n`);
   const logger = createLogger({ level: "silent", format: "json" });
   let client: MqttClient | undefined;
   try {
-    client = await connectOnce(config.mqtt, logger, "test", o.timeoutMs);
+    client = await connectOnce(config.mqtt, logger, "test", options.timeoutMs);
   } catch (error) {
     print(`broker: ${(error as Error).message}`);
   }
   try {
-    const agent = client ? await watchAgent(client, config, o.timeoutMs) : undefined;
+    const agent = client ? await watchAgent(client, config, options.timeoutMs) : undefined;
     if (client && agent?.presence === undefined) {
       print(
         `broker: nothing on ${config.topics.presence}: the agent has never run here, or this user may not read it`,
@@ -89,16 +89,16 @@ export async function wiringTest(
     }
     if (client && agent?.online) {
       print(`the agent is running (${config.topics.presence} = 1): testing through it over MQTT`);
-      return await overMqtt(client, config, agent, o, print);
+      return await overMqtt(client, config, agent, options, print);
     }
-    if (serviceIsRunning(o.serviceMarker)) {
+    if (serviceIsRunning(options.serviceMarker)) {
       print(
         "lamp-agent.service is running and holds the pins, but does not answer on the broker: " +
           "stop it (sudo systemctl stop lamp-agent), run lamp-agent --test, then start it again",
       );
       return EXIT_FAILURE;
     }
-    return await direct(config, o, print);
+    return await direct(config, options, print);
   } finally {
     await client?.endAsync(true).catch(() => undefined);
   }
@@ -145,7 +145,7 @@ async function overMqtt(
   client: MqttClient,
   config: Config,
   agent: AgentView,
-  o: WiringTestOptions,
+  options: WiringTestOptions,
   print: (line: string) => void,
 ): Promise<number> {
   const previous = agent.state;
@@ -167,14 +167,14 @@ async function overMqtt(
       );
       return false;
     }
-    const ok = await Promise.race([answer.then(() => true), deadline(o.timeoutMs).then(() => false)]);
-    if (!ok) print(`${label}: the agent did not answer within ${o.timeoutMs} ms (see its log)`);
+    const ok = await Promise.race([answer.then(() => true), deadline(options.timeoutMs).then(() => false)]);
+    if (!ok) print(`${label}: the agent did not answer within ${options.timeoutMs} ms (see its log)`);
     return ok;
   };
   for (const step of stepsFor(config.pins)) {
     print(step.label);
     if (!(await send(step.label, step.command))) return EXIT_FAILURE;
-    await sleep(o.stepMs);
+    await sleep(options.stepMs);
   }
   const back: Command = previous
     ? { on: previous.on, color: previous.color, brightness: previous.brightness }
@@ -184,7 +184,11 @@ async function overMqtt(
   return EXIT_OK;
 }
 
-async function direct(config: Config, o: WiringTestOptions, print: (line: string) => void): Promise<number> {
+async function direct(
+  config: Config,
+  options: WiringTestOptions,
+  print: (line: string) => void,
+): Promise<number> {
   const logger = createLogger({ level: "silent", format: "json" });
   const selection = await selectDriver(config.driver, driverOptions(config, logger));
   if (!selection.availability.ok) {
@@ -199,7 +203,7 @@ async function direct(config: Config, o: WiringTestOptions, print: (line: string
       print(step.label);
       if (i === 0) await driver.open(step.duties);
       else await driver.write(step.duties);
-      await sleep(o.stepMs);
+      await sleep(options.stepMs);
     }
   } catch (error) {
     print(`problem: ${(error as Error).message}`);

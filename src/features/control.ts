@@ -95,7 +95,7 @@ export class Control implements Feature, CommandInbox {
       this.reportError(
         new CommandError(
           "retained_command",
-          `ignored the retained command stored on ${topic}, replayed at subscribe (it may be older than the lamp's state); clear it with an empty retained message: mosquitto_pub -r -n -t '${topic}'`,
+          `ignored the retained command stored on ${topic}, replayed at subscribe (it may be older than the lamp's state); clear it with an empty retained message: mosquitto_pub -h <host> -p <port> -r -n -t '${topic}'`,
           senderOf(payload),
         ),
       );

@@ -9,7 +9,9 @@ export interface InfoContext {
   readonly mqtt: MqttPort;
   readonly logger: Logger;
   /** What the lamp is, fixed for the life of the process. */
-  readonly lamp: Omit<InfoMessage, "broker" | "mqtt">;
+  readonly lamp: Omit<InfoMessage, "broker" | "mqtt" | "problem">;
+  /** The client id: named in the problem when another client takes it over. */
+  readonly clientId: string;
 }
 
 /**
@@ -20,12 +22,19 @@ export interface InfoContext {
 export class Info implements Feature {
   readonly name = "info";
   readonly filters = [];
-  private link: Pick<InfoMessage, "broker" | "mqtt"> | undefined;
+  private link: Pick<InfoMessage, "broker" | "mqtt" | "problem"> | undefined;
 
   constructor(private readonly context: InfoContext) {}
 
   connected(info: ConnectInfo): void {
-    this.link = { broker: info.node, mqtt: protocolName(info.protocol) };
+    this.link = {
+      broker: info.node,
+      mqtt: protocolName(info.protocol),
+      // Said where the fleet and `--check` read it, not only in this Pi's log.
+      ...(info.takenOver && {
+        problem: `another client connected with this lamp's client id (${this.context.clientId}) and took its session over: two Pis given one LAMP_ID? Give each its own LAMP_ID (or MQTT_CLIENT_ID)`,
+      }),
+    };
   }
 
   online(): void {

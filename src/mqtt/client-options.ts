@@ -13,13 +13,13 @@ export type MqttSettings = Config["mqtt"];
  * output routed to our logger at trace with every secret scrubbed (its own `debug` output prints whole
  * CONNECT packets, password included, under DEBUG=mqttjs*).
  */
-export function baseClientOptions(m: MqttSettings, logger: Logger): IClientOptions {
+export function baseClientOptions(settings: MqttSettings, logger: Logger): IClientOptions {
   // writeCache: MQTT.js otherwise builds 65536 two-byte buffers for packet ids at the first write:
   // 6 MB of heap and 15 ms of CPU at every start, to save one tiny allocation per packet.
-  const options: IClientOptions = { ...loadTlsMaterial(m), writeCache: false };
-  if (m.username !== undefined) options.username = m.username;
-  if (m.password !== undefined) options.password = m.password;
-  const secrets = [m.password, ...m.urls.map(safeUrlPassword)].filter((s): s is string => !!s);
+  const options: IClientOptions = { ...loadTlsMaterial(settings), writeCache: false };
+  if (settings.username !== undefined) options.username = settings.username;
+  if (settings.password !== undefined) options.password = settings.password;
+  const secrets = [settings.password, ...settings.urls.map(safeUrlPassword)].filter((s): s is string => !!s);
   options.log = (...args: unknown[]) => {
     if (!logger.isLevelEnabled("trace")) return;
     let text = format(...args.map((arg) => hidePasswordField(arg)));
@@ -30,13 +30,17 @@ export function baseClientOptions(m: MqttSettings, logger: Logger): IClientOptio
 }
 
 /** What explainConnectionError needs to know of the settings, for one node, its password masked. */
-export function errorContext(m: MqttSettings, protocol: 4 | 5, url: string = m.url): ErrorContext {
+export function errorContext(
+  settings: MqttSettings,
+  protocol: 4 | 5,
+  url: string = settings.url,
+): ErrorContext {
   return {
     url: redactUrl(url),
     protocol,
-    caFile: m.caFile,
-    clientCertificate: m.certFile !== undefined,
-    credentials: m.username !== undefined || m.password !== undefined || urlHasCredentials(url),
+    caFile: settings.caFile,
+    clientCertificate: settings.certFile !== undefined,
+    credentials: settings.username !== undefined || settings.password !== undefined || urlHasCredentials(url),
   };
 }
 

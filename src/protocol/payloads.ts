@@ -49,6 +49,8 @@ export interface InfoMessage {
   readonly mqtt: string;
   /** TELEMETRY_INTERVAL in seconds; 0 when the lamp sends none. */
   readonly telemetry_interval: number;
+  /** What is wrong with this lamp's setup, when the agent knows (another client with its client id). */
+  readonly problem?: string;
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -102,6 +104,7 @@ export function parseInfo(text: string): Partial<InfoMessage> | undefined {
     ...(typeof json.version === "string" && { version: json.version }),
     ...(Array.isArray(json.groups) && { groups: json.groups.filter((g) => typeof g === "string") }),
     ...(typeof json.telemetry_interval === "number" && { telemetry_interval: json.telemetry_interval }),
+    ...(typeof json.problem === "string" && { problem: json.problem }),
   };
 }
 

@@ -276,7 +276,7 @@ describe.each(["5", "3.1.1"])("retained commands on MQTT %s", (protocol) => {
     const { agent, watcher, base } = await lamp({ ...env, LAMP_ID: id });
     const error = state((await errors.wait(`lamp/${id}/error`)).text);
     expect(error).toMatchObject({ error: "retained_command", client: "alexa_voice" });
-    expect(error.message).toContain(`mosquitto_pub -r -n -t '${base}/set_config'`);
+    expect(error.message).toContain(`mosquitto_pub -h <host> -p <port> -r -n -t '${base}/set_config'`);
     await sleep(300);
     expect(agent.state?.on).toBe(true);
     expect(watcher.on(`${base}/changed`).map((m) => state(m.text).client)).toEqual([`lamp-${id}`]);

@@ -230,7 +230,7 @@ describe("control: commands", () => {
     expect(error?.options).toEqual({ qos: 0, retain: false });
     expect(json(error?.payload ?? "")).toMatchObject({ error: "retained_command", client: "alexa_voice" });
     expect(json(error?.payload ?? "").message).toMatch(
-      /retained.*mosquitto_pub -r -n -t 'lamp\/abc\/set_config'/,
+      /retained.*mosquitto_pub -h <host> -p <port> -r -n -t 'lamp\/abc\/set_config'/,
     );
     expect(json(anonymous?.payload ?? "")).toMatchObject({ error: "retained_command", client: null });
     await link.goOffline();
