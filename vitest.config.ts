@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Real clusters and fleets: run on their own, one file at a time (test/fleet/vitest.config.ts).
+    exclude: ["test/fleet/**", "**/node_modules/**"],
     globalSetup: ["test/global-setup.ts"],
     // Integration and e2e tests spawn brokers and agents; two cores are shared with them.
     testTimeout: 30_000,

@@ -36,6 +36,7 @@ export function natsConfig(
   routes: readonly number[],
   storeDir: string,
   extra: readonly string[] = [],
+  replicas = Math.min(3, routes.length),
 ): string {
   return [
     `server_name: ${name}`,
@@ -47,7 +48,9 @@ export function natsConfig(
     `  listen: 127.0.0.1:${ports.cluster}`,
     `  routes: [${routes.map((port) => `nats-route://127.0.0.1:${port}`).join(", ")}]`,
     "}",
-    `mqtt { listen: 127.0.0.1:${ports.mqtt} }`,
+    // Every MQTT stream on every node: created while the cluster forms, they could otherwise end up with
+    // one replica, on the node a test then kills.
+    `mqtt { listen: 127.0.0.1:${ports.mqtt}, stream_replicas: ${replicas} }`,
     ...extra,
     "",
   ].join("\n");
