@@ -1,6 +1,5 @@
 import { execFileSync } from "node:child_process";
 import {
-  appendFileSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -476,7 +475,10 @@ describe("lamp-agent deployed on a real systemd", () => {
     it("updates several hosts in turn, each checked online with the new version, and stops at a broken one", async () => {
       // A change on the laptop, so the first host really restarts on a new build. The same Pi under a
       // second name is the second host: it finds itself up to date, and is checked all the same.
-      appendFileSync(path.join(laptop, "clone/src/version.ts"), "\n// a new build for the fleet update\n");
+      // (A new version, as a release is: a comment alone bundles to the same bytes, and is no update.)
+      const manifest = path.join(laptop, "clone/package.json");
+      const pkg = JSON.parse(readFileSync(manifest, "utf8")) as { version: string };
+      writeFileSync(manifest, JSON.stringify({ ...pkg, version: `${pkg.version}-fleet` }, null, 2));
       const second = target.replace("127.0.0.1", "localhost");
       const broken = `ssh://root@127.0.0.1:${await freePort()}`;
       const version = (
