@@ -1,3 +1,4 @@
+import type { IPublishPacket } from "mqtt";
 import type { Logger } from "../log.js";
 import { describeMqttError } from "../mqtt/errors.js";
 import { RateLimiter } from "../mqtt/rate-limit.js";
@@ -11,7 +12,15 @@ export interface PresenceContext {
   readonly topic: string;
   readonly mqtt: MqttPort;
   readonly logger: Logger;
+  /**
+   * Told when a `0` came right after this lamp said `1`: the Will of another connection with our client
+   * id, which our CONNECT just took over (two Pis given one LAMP_ID).
+   */
+  readonly onRival?: () => void;
 }
+
+/** A `0` this soon after our `1` is the Will of the connection our CONNECT took over. */
+const RIVAL_WINDOW_MS = 2000;
 
 /**
  * `state/<id>`: the Will `0` is set in CONNECT (mqtt/connection.ts); this says `1` once the lamp listens,
@@ -28,6 +37,7 @@ export class Presence implements Feature {
   private online_ = false;
   private held: NodeJS.Timeout | undefined;
   private pending: NodeJS.Timeout | undefined;
+  private onlineAt = 0;
 
   constructor(private readonly context: PresenceContext) {
     // No Local off: the Will is published in our client id's name, and that is what we watch for.
@@ -43,18 +53,22 @@ export class Presence implements Feature {
 
   online(): void {
     this.online_ = true;
+    this.onlineAt = Date.now();
     this.say(ONLINE, "presence");
   }
 
-  message(_topic: string, payload: Buffer): void {
+  message(_topic: string, payload: Buffer, packet: IPublishPacket): void {
     // Whatever its retain flag: brokers differ in how they flag a retained message published while we
     // are subscribed, and a replayed `0` from before this connection costs one more `1` at most.
     if (!this.online_ || payload.toString() !== OFFLINE || this.pending) return;
+    // Live, not the replay of a retained `0` at (re)subscribe (a broker's shutdown Will, say).
+    const early = !packet.retain && Date.now() - this.onlineAt < RIVAL_WINDOW_MS;
     // A moment first: a broker that is shutting down publishes our Will to us too, just before it closes
     // the connection; that is no Will to answer. Still well within CONTRACT section 13's 2 s.
     this.pending = setTimeout(() => {
       this.pending = undefined;
       if (!this.online_ || !this.context.mqtt.connected) return;
+      if (early) this.context.onRival?.();
       this.answer();
     }, ANSWER_AFTER_MS);
   }

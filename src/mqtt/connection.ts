@@ -116,6 +116,8 @@ export class MqttConnection {
   private takeovers = 0;
   /** When the broker last sent us our own Will (`0` on our presence topic), as it does when it shuts down. */
   private ownWillAt = 0;
+  /** Another client with our client id showed itself: see rivalSeen(). */
+  private rival = false;
   /** The CONNACK of the current (or last) connection said the broker had kept our session. */
   private sessionWasPresent = false;
   private connects = 0;
@@ -216,6 +218,18 @@ export class MqttConnection {
         else resolve();
       });
     });
+  }
+
+  /**
+   * Proof that another client uses our client id: right after we connected, the broker published the
+   * Will of the connection our CONNECT took over (Aedes does; Mosquitto 2.0 does not). From here on a
+   * close is that client taking the session back, whatever else it looks like (Aedes sends the loser
+   * its own Will, as a broker shutting down does), until a try fails or a connection holds.
+   */
+  rivalSeen(): void {
+    if (this.rival || !this.connected) return;
+    this.rival = true;
+    this.logger.debug("the Will of another connection with our client id came as we connected");
   }
 
   /** Clean DISCONNECT (which does not fire the Will), bounded so a dead link cannot hold up exit. */
@@ -371,13 +385,15 @@ export class MqttConnection {
     if (lasted === undefined) {
       this.takeover.failedAttempt();
       this.takeovers = 0;
+      this.rival = false;
       this.scheduleReconnect(this.backoff.next());
     } else if (this.takenOver(lasted, reason)) {
       // Back to the node we were on: the other client is there too, and a wait is what settles it.
       this.position--;
       // The first few times, the longest reconnect delay: a takeover is a guess on 3.1.1, and a wrong
       // one must not cost minutes.
-      const wait = ++this.takeovers >= SURE_TAKEOVERS ? this.takeoverRetryMs : this.maxDelayMs;
+      const sure = ++this.takeovers >= SURE_TAKEOVERS || this.rival;
+      const wait = sure ? this.takeoverRetryMs : this.maxDelayMs;
       const delay = Math.round(wait * (1 + 0.2 * this.random()));
       this.reportTakeover(delay);
       this.scheduleReconnect(delay);
@@ -390,6 +406,7 @@ export class MqttConnection {
         "lost the broker connection; the lamp keeps working and will reconnect",
       );
       this.takeovers = 0;
+      this.rival = false;
       if (lasted >= STABLE_MS) this.backoff.reset();
       const delay = this.backoff.next();
       // Closed soon after a connect: try again quickly, within the first delay. A broker restarting is
@@ -406,6 +423,7 @@ export class MqttConnection {
    * so does our own Will, sent to us by a broker shutting down.
    */
   private takenOver(lasted: number, reason: number | undefined): boolean {
+    if (this.rival) return this.takeover.closed(0, SESSION_TAKEN_OVER);
     // A broker that shuts down publishes its clients' Wills, ours to us too, just before it closes.
     const shutDown = Date.now() - this.ownWillAt < SHUTDOWN_WILL_MS;
     if ((!this.sessionWasPresent || shutDown) && reason !== SESSION_TAKEN_OVER) {
