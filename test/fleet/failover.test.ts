@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { startAedesCluster } from "../helpers/aedes-cluster.js";
 import { type AgentProcess, spawnAgent, white } from "../helpers/agent-process.js";
-import { hasNatsServer, hasRedisServer, type TestCluster } from "../helpers/cluster.js";
+import { hasNatsServer, hasRedisServer, type TestCluster, within } from "../helpers/cluster.js";
 import { type Fleet, startFleet } from "../helpers/fleet.js";
 import type { LogLine } from "../helpers/log.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
@@ -114,14 +114,24 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
 
         killedAt = Date.now();
         await cluster.kill(victim);
-        await controller.publish(`lamp/${commanded}/set_config`, white(0.37, during), { qos: 1 });
+        // Bounded: a NATS node may hold a PUBACK while the cluster elects new stream leaders.
+        await within(
+          controller.publish(`lamp/${commanded}/set_config`, white(0.37, during), { qos: 1 }),
+          20_000,
+          "the command's PUBACK",
+        );
 
         // Every lamp of the dead node is connected to a survivor again.
         const deadline = killedAt + 30_000;
         let missingLamps = victims;
         while (missingLamps.length > 0 && Date.now() < deadline) {
           await sleep(250);
-          const back = new Set([...(await cluster.clientsOf(0)), ...(await cluster.clientsOf(3 - victim))]);
+          const held = await within(
+            Promise.all([cluster.clientsOf(0), cluster.clientsOf(3 - victim)]),
+            5000,
+            "the survivors' client lists",
+          );
+          const back = new Set(held.flat());
           missingLamps = victims.filter((id) => !back.has(`lamp-${id}`));
         }
         expect(missingLamps, `not back within 30 s of the kill`).toEqual([]);
