@@ -1,11 +1,15 @@
+import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import type { IClientOptions } from "mqtt";
 import { beforeAll, describe, expect, it } from "vitest";
+import { type AgentProcess, builtAgentExists, spawnAgent, white } from "../helpers/agent-process.js";
 import { hasMosquitto, startBroker } from "../helpers/broker.js";
 import { hasNatsServer } from "../helpers/cluster.js";
+import { LEVEL } from "../helpers/log.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { startNatsCluster } from "../helpers/nats-cluster.js";
 import { passwordFile } from "../helpers/secure-broker.js";
@@ -17,6 +21,7 @@ import { type Track, teardown } from "../helpers/teardown.js";
 // Assistant) may do everything.
 const A = "b827eb000001";
 const B = "b827eb000002";
+const run = promisify(execFile);
 const doc = (name: string) => fileURLToPath(new URL(`../../docs/fleet/${name}`, import.meta.url));
 
 interface AclBroker {
@@ -192,3 +197,99 @@ for (const { name, missing, start: startAclBroker } of brokers) {
     });
   });
 }
+
+// The built agent itself under docs/fleet/lamp-acl.conf: logged in as its own user, it says everything
+// it says (presence, state, info, telemetry, Home Assistant configs) with no refusal in its log, obeys its
+// own commands and its groups', and lampctl, as a controller user, drives it.
+const LAMPCTL = fileURLToPath(new URL("../../dist/cli/lampctl.js", import.meta.url));
+
+describe.skipIf(!hasMosquitto() || !builtAgentExists())(
+  "the built agent under the Mosquitto pattern ACL (docs/fleet/lamp-acl.conf)",
+  () => {
+    const keep = teardown("all");
+    let broker: AclBroker;
+    let agent: AgentProcess;
+    let observer: Recorder;
+
+    beforeAll(async () => {
+      broker = await mosquittoWithAcl(keep);
+      const controller = broker.users.controller;
+      observer = keep(
+        await Recorder.connect(broker.url, [`state/${A}`, `lamp/${A}/#`, `homeassistant/#`], controller),
+      );
+      agent = keep(
+        spawnAgent(
+          broker.url,
+          {
+            MQTT_USERNAME: A,
+            MQTT_PASSWORD: broker.users.a.password,
+            LAMP_GROUPS: "all,kitchen",
+            HA_DISCOVERY: "true",
+            TELEMETRY_INTERVAL: "1",
+          },
+          { id: A },
+        ),
+      );
+      await observer.wait(`state/${A}`, (t) => t === "1", 20_000);
+    }, 120_000);
+
+    it("publishes its presence, state, info, telemetry and Home Assistant configs, refused nothing", async () => {
+      expect(JSON.parse((await observer.wait(`lamp/${A}/changed`)).text)).toMatchObject({ on: true });
+      expect(JSON.parse((await observer.wait(`lamp/${A}/info`)).text)).toMatchObject({ id: A });
+      await observer.wait(`lamp/${A}/telemetry`, () => true, 5000);
+      expect(observer.messages.some((m) => m.topic.startsWith(`homeassistant/light/${A}/`))).toBe(true);
+      expect(agent.logs.filter((l) => l.level >= LEVEL.error)).toEqual([]);
+    });
+
+    it("obeys its own commands and its groups' (all, kitchen), and answers each on its own changed", async () => {
+      const controller = keep(await Recorder.connect(broker.url, [], broker.users.controller));
+      const topics = [`lamp/${A}/set_config`, "lamp/group/all/set_config", "lamp/group/kitchen/set_config"];
+      for (const [n, topic] of topics.entries()) {
+        const client = `acl-${n}`;
+        const brightness = [0.2, 0.3, 0.4][n] as number;
+        await controller.publish(topic, white(brightness, client), { qos: 1 });
+        const got = await observer.wait(`lamp/${A}/changed`, (t) => t.includes(`"${client}"`));
+        expect(JSON.parse(got.text)).toMatchObject({ brightness, client });
+      }
+      // A group it is not in: not its business (and the ACL would not let it read it anyway).
+      await controller.publish("lamp/group/office/set_config", white(0.9, "acl-office"), { qos: 1 });
+      await controller.publish(`lamp/${A}/set_config`, white(0.45, "acl-after"), { qos: 1 });
+      await observer.wait(`lamp/${A}/changed`, (t) => t.includes('"acl-after"'));
+      expect(observer.on(`lamp/${A}/changed`).some((m) => m.text.includes("acl-office"))).toBe(false);
+      expect(agent.logs.filter((l) => l.level >= LEVEL.error)).toEqual([]);
+    });
+
+    it("is driven by lampctl logged in as a controller", async () => {
+      const { stdout } = await run(
+        process.execPath,
+        [
+          LAMPCTL,
+          "--url",
+          broker.url,
+          "--id",
+          A,
+          "--brightness",
+          "0.35",
+          "--hue",
+          "0.5",
+          "--saturation",
+          "1",
+        ],
+        {
+          env: {
+            PATH: process.env.PATH ?? "",
+            MQTT_USERNAME: broker.users.controller.username,
+            MQTT_PASSWORD: broker.users.controller.password,
+          },
+          timeout: 20_000,
+        },
+      );
+      expect(JSON.parse(stdout)).toMatchObject({
+        brightness: 0.35,
+        color: { h: 0.5, s: 1 },
+        client: "lampctl",
+      });
+      await observer.wait(`lamp/${A}/changed`, (t) => t.includes('"lampctl"'));
+    });
+  },
+);
