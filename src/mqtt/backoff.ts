@@ -4,7 +4,7 @@ export interface Backoff {
 }
 
 /** The first delay after a loss spreads over this many times `initialMs`: see next(). */
-const FIRST_SPREAD = 4;
+const FIRST_SPREAD = 8;
 
 /**
  * Reconnect delays, jittered from the very first one. A fleet loses its broker all at once (a restart, a

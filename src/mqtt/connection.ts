@@ -116,8 +116,9 @@ export class MqttConnection {
   private takeovers = 0;
   /** When the broker last sent us our own Will (`0` on our presence topic), as it does when it shuts down. */
   private ownWillAt = 0;
-  /** Another client with our client id showed itself: see rivalSeen(). */
-  private rival = false;
+  /** Connects in a row right after which another client with our client id showed itself: rivalSeen(). */
+  private rivalStreak = 0;
+  private rivalThisConnection = false;
   /** The CONNACK of the current (or last) connection said the broker had kept our session. */
   private sessionWasPresent = false;
   private connects = 0;
@@ -227,9 +228,21 @@ export class MqttConnection {
    * its own Will, as a broker shutting down does), until a try fails or a connection holds.
    */
   rivalSeen(): void {
-    if (this.rival || !this.connected) return;
-    this.rival = true;
-    this.logger.debug("the Will of another connection with our client id came as we connected");
+    if (this.rivalThisConnection || !this.connected) return;
+    this.rivalThisConnection = true;
+    this.rivalStreak++;
+    this.logger.debug(
+      { streak: this.rivalStreak },
+      "the Will of another connection with our client id came as we connected",
+    );
+  }
+
+  /**
+   * Twice in a row: once could be a cluster's late sweep of our own old Wills (Aedes publishes a dead
+   * node's Wills seconds later) that happened to land as we connected; a twin shows itself every time.
+   */
+  private get rival(): boolean {
+    return this.rivalStreak >= 2;
   }
 
   /** Clean DISCONNECT (which does not fire the Will), bounded so a dead link cannot hold up exit. */
@@ -281,6 +294,8 @@ export class MqttConnection {
       (client.stream as { setNoDelay?: (noDelay: boolean) => unknown }).setNoDelay?.(true);
       this.connectedAt = Date.now();
       this.sessionWasPresent = connack.sessionPresent;
+      if (!this.rivalThisConnection) this.rivalStreak = 0;
+      this.rivalThisConnection = false;
       this.lastError = "";
       this.logger.info(
         {
@@ -385,7 +400,7 @@ export class MqttConnection {
     if (lasted === undefined) {
       this.takeover.failedAttempt();
       this.takeovers = 0;
-      this.rival = false;
+      this.rivalStreak = 0;
       this.scheduleReconnect(this.backoff.next());
     } else if (this.takenOver(lasted, reason)) {
       // Back to the node we were on: the other client is there too, and a wait is what settles it.
@@ -405,8 +420,9 @@ export class MqttConnection {
         },
         "lost the broker connection; the lamp keeps working and will reconnect",
       );
+      // Not the streak of rival Wills: a takeover that read as a broker shutdown (Aedes sends the loser its
+      // own Will) ends up here, and the next connect tells.
       this.takeovers = 0;
-      this.rival = false;
       if (lasted >= STABLE_MS) this.backoff.reset();
       const delay = this.backoff.next();
       // Closed soon after a connect: try again quickly, within the first delay. A broker restarting is

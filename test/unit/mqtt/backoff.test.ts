@@ -4,14 +4,14 @@ import { ReconnectBackoff } from "../../../src/mqtt/backoff.js";
 const range = { initialMs: 100, maxMs: 5000 };
 
 describe("ReconnectBackoff", () => {
-  it("doubles its ceiling from four times the initial delay up to the maximum", () => {
+  it("doubles its ceiling from eight times the initial delay up to the maximum", () => {
     const backoff = new ReconnectBackoff(range, () => 1);
-    expect(Array.from({ length: 7 }, () => backoff.next())).toEqual([400, 800, 1600, 3200, 5000, 5000, 5000]);
+    expect(Array.from({ length: 6 }, () => backoff.next())).toEqual([800, 1600, 3200, 5000, 5000, 5000]);
   });
 
   it("draws each delay between a tenth of its ceiling and the ceiling, from the very first one", () => {
-    expect(new ReconnectBackoff(range, () => 0).next()).toBe(40);
-    expect(new ReconnectBackoff(range, () => 0.5).next()).toBe(220);
+    expect(new ReconnectBackoff(range, () => 0).next()).toBe(80);
+    expect(new ReconnectBackoff(range, () => 0.5).next()).toBe(440);
   });
 
   it("starts again from the first ceiling after reset()", () => {
@@ -19,7 +19,7 @@ describe("ReconnectBackoff", () => {
     backoff.next();
     backoff.next();
     backoff.reset();
-    expect(backoff.next()).toBe(400);
+    expect(backoff.next()).toBe(800);
   });
 
   it("spreads a fleet's first tries: no 1 s bucket holds more than 40 % of 1000 lamps (defaults 1 s to 20 s)", () => {
@@ -29,8 +29,8 @@ describe("ReconnectBackoff", () => {
     const buckets = new Map<number, number>();
     for (const delay of delays)
       buckets.set(Math.floor(delay / 1000), (buckets.get(Math.floor(delay / 1000)) ?? 0) + 1);
-    expect(Math.max(...buckets.values())).toBeLessThan(400);
-    expect(Math.max(...delays)).toBeLessThanOrEqual(4000);
+    expect(Math.max(...buckets.values())).toBeLessThan(250);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(8000);
   });
 
   it("never exceeds the maximum, however many attempts", () => {
