@@ -358,6 +358,8 @@ export class MqttConnection {
   }
 
   private onError(node: BrokerNode, error: Error & { code?: unknown }): void {
+    // Stopping: the connection is being closed on purpose, and what it says now is no problem.
+    if (this.stopping) return;
     // A 3.1.1-only broker answers an MQTT 5 CONNECT with "unacceptable protocol version" (1, or 132 in
     // MQTT 5 terms): speak 3.1.1 to that node from then on. The application-level echo guard covers
     // No Local.
