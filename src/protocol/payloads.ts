@@ -56,17 +56,22 @@ export interface InfoMessage {
 const isObject = (value: unknown): value is Record<string, unknown> =>
   value !== null && typeof value === "object" && !Array.isArray(value);
 
+/** A JSON object off the wire, or undefined for anything else (anything may arrive on a topic). */
+function jsonObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const json: unknown = JSON.parse(text);
+    return isObject(json) ? json : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const isUnit = (value: unknown): value is number => typeof value === "number" && value >= 0 && value <= 1;
 
 /** A state message off the wire, or undefined when it is not one (anything may arrive on a topic). */
 export function parseState(text: string): StateMessage | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (!isObject(json) || typeof json.on !== "boolean" || !isUnit(json.brightness)) return undefined;
+  const json = jsonObject(text);
+  if (!json || typeof json.on !== "boolean" || !isUnit(json.brightness)) return undefined;
   const color = json.color;
   if (!isObject(color) || !isUnit(color.h) || !isUnit(color.s)) return undefined;
   const client = typeof json.client === "string" ? json.client : null;
@@ -75,13 +80,8 @@ export function parseState(text: string): StateMessage | undefined {
 
 /** An error message off the wire, or undefined. */
 export function parseError(text: string): ErrorMessage | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (!isObject(json) || typeof json.error !== "string" || typeof json.message !== "string") return undefined;
+  const json = jsonObject(text);
+  if (!json || typeof json.error !== "string" || typeof json.message !== "string") return undefined;
   return {
     error: json.error,
     message: json.message,
@@ -91,13 +91,8 @@ export function parseError(text: string): ErrorMessage | undefined {
 
 /** An info message off the wire: what `lampctl ls` needs of it, or undefined. */
 export function parseInfo(text: string): Partial<InfoMessage> | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (!isObject(json) || typeof json.id !== "string") return undefined;
+  const json = jsonObject(text);
+  if (!json || typeof json.id !== "string") return undefined;
   return {
     id: json.id,
     ...(typeof json.name === "string" && { name: json.name }),
