@@ -50,7 +50,7 @@ export function natsConfig(
     "}",
     // Every MQTT stream on every node: created while the cluster forms, they could otherwise end up with
     // one replica, on the node a test then kills.
-    `mqtt { listen: 127.0.0.1:${ports.mqtt}, stream_replicas: ${replicas} }`,
+    `mqtt { listen: 127.0.0.1:${ports.mqtt}, stream_replicas: ${replicas}, consumer_replicas: ${replicas} }`,
     ...extra,
     "",
   ].join("\n");
@@ -136,7 +136,9 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     kill: (i) => stop(i, "SIGKILL"),
     async start(i) {
       await launch(i);
-      await ready(i);
+      // Every node, not only the new one: while a peer rejoins, the others may still refuse a QoS 1
+      // SUBSCRIBE (SUBACK 0x80), and the next test must find the whole cluster serving.
+      await Promise.all(nodes.map((node, n) => (node ? ready(n) : undefined)));
     },
     async stopAll(signal = "SIGTERM") {
       await Promise.all(nodes.map((_, i) => stop(i, signal)));
