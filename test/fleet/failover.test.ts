@@ -108,18 +108,24 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
         victims = (await cluster.clientsOf(victim)).flatMap((c) => lampIdOf(c, fleet) ?? []);
         expect(victims.length).toBeGreaterThan(0);
         commanded = victims[0] as string;
-        const changed = track(await Recorder.connect(cluster.url(0), [], V4));
+        // Both behave as a real controller and UI do. A NATS survivor may close their connections without
+        // an answer for about 10 s after a node dies (docs/fleet.md): they reconnect by themselves, the UI
+        // into its kept session, and MQTT.js sends the unacknowledged command again.
+        const steady = { ...V4, reconnectPeriod: 1000 };
+        const changed = track(
+          await Recorder.connect(cluster.url(0), [], { ...steady, clean: false, clientId: `ui-${tag()}` }),
+        );
         await subscribeGranted(changed, [`lamp/${commanded}/changed`]);
-        const controller = track(await Recorder.connect(cluster.url(0), [], V4));
+        const controller = track(await Recorder.connect(cluster.url(0), [], steady));
 
         killedAt = Date.now();
         await cluster.kill(victim);
-        // Bounded: a NATS node may hold a PUBACK while the cluster elects new stream leaders.
-        await within(
+        const acknowledged = within(
           controller.publish(`lamp/${commanded}/set_config`, white(0.37, during), { qos: 1 }),
-          20_000,
+          45_000,
           "the command's PUBACK",
         );
+        acknowledged.catch(() => undefined); // awaited below, after the lamps' 30 s
 
         // Every lamp of the dead node is connected to a survivor again.
         const deadline = killedAt + 30_000;
@@ -135,6 +141,7 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
           missingLamps = victims.filter((id) => !back.has(`lamp-${id}`));
         }
         expect(missingLamps, `not back within 30 s of the kill`).toEqual([]);
+        await acknowledged;
 
         // The command queued in its session while it was away: applied when it is back, once.
         const applied = await changed.wait(`lamp/${commanded}/changed`, (t) => t.includes(during), 30_000);
@@ -217,7 +224,12 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
         const times = firsts() as number[];
         expect(Math.max(...times) - upAt).toBeLessThan(30_000);
         restart = { times, upAt };
-        await watcher.waitAllOnline(10_000);
+        try {
+          await watcher.waitAllOnline(10_000);
+        } catch (error) {
+          // What each lamp still offline read and logged since the stop: seen once in CI, not yet here.
+          throw new Error(`${String(error)}\n${offlineReport(fleet, watcher, stoppedAt)}`, { cause: error });
+        }
       },
       SLOW,
     );
@@ -281,6 +293,25 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
     );
   });
 });
+
+/** Each lamp not reading `1`: its presence messages and log lines since `since`, in ms from it. */
+function offlineReport(fleet: Fleet, watcher: PresenceWatcher, since: number): string {
+  return fleet.lamps
+    .filter((lamp) => watcher.current(lamp.id) !== "1")
+    .map((lamp) => {
+      const presence = watcher
+        .timeline(lamp.id)
+        .map((s) => `${s.at - since}:${s.value}${s.retain ? "r" : ""}`);
+      const lines = lamp.agent.logs
+        .filter((l) => (l.time as number) >= since)
+        .map(
+          (l) =>
+            `  ${(l.time as number) - since} ${l.level} ${l.msg} ${JSON.stringify(l.node ?? l.cause ?? "")}`,
+        );
+      return [`${lamp.id} presence ${presence.join(" ")}`, ...lines].join("\n");
+    })
+    .join("\n");
+}
 
 function showing(agent: AgentProcess): boolean {
   const duties = [...agent.duties().values()];
