@@ -478,11 +478,16 @@ describe("loadConfig: unknown variables that look like ours", () => {
       SSL_CERT_FILE: "/etc/ssl/certs/ca-certificates.crt",
       SSL_CERT_DIR: "/etc/ssl/certs",
       LAMPID: "kitchen",
+      // Two edits that bring in two letters LAMP_ID lacks, and a swap: still within a typo's reach.
+      LQMP_IX: "kitchen",
+      LAPM_ID: "kitchen",
     });
     expect(warnings).toEqual([
       "unknown variable MQTT_PASWORD (environment); did you mean MQTT_PASSWORD?",
       "unknown variable LED_BRIGHTNESS (environment); see .env.example for the variables",
       "unknown variable LAMPID (environment); did you mean LAMP_ID?",
+      "unknown variable LQMP_IX (environment); did you mean LAMP_ID?",
+      "unknown variable LAPM_ID (environment); did you mean LAMP_ID?",
     ]);
   });
 });
