@@ -19,9 +19,10 @@ const device = process.argv.includes("--device");
 
 /**
  * MQTT.js loads at start what an agent on mqtt:// or mqtts:// never runs: the WebSocket transport, the
- * SOCKS proxy client (with an IP address library) and the browsers' worker timers. Each `require` below
- * gets a stand-in whose functions load the real module on their first call, so ws://, wss:// and
- * socksProxy still work. The build fails if MQTT.js stops exporting these functions.
+ * SOCKS proxy client (with an IP address library) and the browsers' worker timers; and its TLS transport,
+ * which an agent on mqtt:// never runs. Each `require` below gets a stand-in whose functions load the real
+ * module on their first call, so ws://, wss://, mqtts:// and socksProxy still work. The build fails if a
+ * module stops exporting these functions.
  */
 const LAZY = [
   {
@@ -35,12 +36,16 @@ const LAZY = [
     request: "worker-timers",
     functions: ["setInterval", "clearInterval"],
   },
+  // mqtts:// only; on mqtt:// Node's tls and crypto (and OpenSSL's start, 2.5 MiB) are never loaded.
+  { importer: /mqtt\/build\/lib\/connect\/index\.js$/, request: "./tls", functions: ["default"] },
+  // dotenv decrypts .env.vault files with it; the agent reads plain .env files.
+  { importer: /dotenv\/lib\/main\.js$/, request: "crypto", functions: ["createDecipheriv"] },
 ];
 
 const lazyRequires = {
   name: "lazy-requires",
   setup(build) {
-    build.onResolve({ filter: /^(\.\/ws|\.\/socks|worker-timers)$/ }, (args) => {
+    build.onResolve({ filter: /^(\.\/ws|\.\/socks|\.\/tls|worker-timers|crypto)$/ }, (args) => {
       const lazy = LAZY.find((l) => l.request === args.path && l.importer.test(args.importer));
       if (!lazy) return undefined;
       const real = createRequire(args.importer)(args.path);
