@@ -553,29 +553,34 @@ const ENVIRONMENT_TYPO = 2;
 // Prefixes only our variables use; a variable in the environment with one is meant for us.
 const OUR_PREFIXES = ["LAMP_", "MQTT_", "LED_", "GPIO_", "PWM_", "HA_DISCOVERY"];
 
-/** The characters of a name as bits (code mod 31: a collision only lets more names through). */
-function characters(name: string): number {
-  let bits = 0;
-  for (let i = 0; i < name.length; i++) bits |= 1 << (name.charCodeAt(i) % 31);
-  return bits;
+/**
+ * Our names by length, each with its characters as a class: what that matches in another name, the
+ * two share.
+ */
+const NAMES_BY_LENGTH = new Map<number, { name: string; letters: RegExp }[]>();
+for (const name of NAMES) {
+  const letters = new RegExp(`[${[...new Set(name)].join("").replace(/[\\\]^-]/g, "\\$&")}]`, "g");
+  const same = NAMES_BY_LENGTH.get(name.length) ?? [];
+  same.push({ name, letters });
+  NAMES_BY_LENGTH.set(name.length, same);
 }
 
-const NAME_CHARACTERS = NAMES.map((name) => ({ name, bits: characters(name) }));
-
 /**
- * Our names that `upper` may be a typo of: as long within ENVIRONMENT_TYPO characters, and lacking at
- * most that many of its characters. The environment holds dozens of names, and the edit distance from
- * each to all of ours made V8 optimize it at every start: 13 ms of compiling and 6 MiB more RSS for a
- * lamp that then idles (docs/performance.md). This filter leaves the distance a few names at most.
+ * Our names that `upper` may be a typo of: as long within ENVIRONMENT_TYPO characters, with at most that
+ * many characters ours lacks (each edit brings in one at most). The environment holds dozens of names
+ * (npm's alone, 73), and the edit distance from each to all of ours made V8 optimize it at every start:
+ * 13 ms of compiling and 5 MiB more RSS for a lamp that then idles (docs/performance.md). This leaves
+ * the distance a few names at most, with few steps of its own: V8 optimizes a loop that runs a few
+ * thousand times, and that alone pages its optimizing compiler in.
  */
 function typoCandidates(upper: string): string[] {
-  const bits = characters(upper);
-  return NAME_CHARACTERS.filter((known) => {
-    if (Math.abs(known.name.length - upper.length) > ENVIRONMENT_TYPO) return false;
-    let extra = bits & ~known.bits;
-    for (let edit = 0; edit < ENVIRONMENT_TYPO; edit++) extra &= extra - 1;
-    return extra === 0;
-  }).map((known) => known.name);
+  const near: string[] = [];
+  for (let length = upper.length - ENVIRONMENT_TYPO; length <= upper.length + ENVIRONMENT_TYPO; length++) {
+    for (const { name, letters } of NAMES_BY_LENGTH.get(length) ?? []) {
+      if (upper.replace(letters, "").length <= ENVIRONMENT_TYPO) near.push(name);
+    }
+  }
+  return near;
 }
 
 /** The variable a user probably meant: `LED_PINS` for `LED_PIN` or `led_pins`. */
