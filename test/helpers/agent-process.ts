@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,6 +33,15 @@ export interface AgentProcess {
 
 let counter = 0;
 
+/**
+ * The temp dirs spawnAgent made, removed when the test process exits: not at stop(), since a test may
+ * start a second agent on the first one's dir to see what it restores.
+ */
+const madeDirs = new Set<string>();
+process.once("exit", () => {
+  for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 export function builtAgentExists(): boolean {
   return existsSync(MAIN);
 }
@@ -58,7 +67,11 @@ export function spawnAgent(
 ): AgentProcess {
   if (!builtAgentExists()) throw new Error(`${MAIN} is missing: run npm run build first`);
   const id = options.id ?? `f${process.pid}x${++counter}`;
-  const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), "lamp-fault-"));
+  let dir = options.dir;
+  if (dir === undefined) {
+    dir = mkdtempSync(path.join(tmpdir(), "lamp-fault-"));
+    madeDirs.add(dir);
+  }
   const stateFile = env.STATE_FILE ?? path.join(dir, "state.json");
   const traceFile = path.join(dir, "trace.jsonl");
   const child = spawn(process.execPath, [MAIN], {
