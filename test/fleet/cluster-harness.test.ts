@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { describe, expect, it } from "vitest";
 import { type AedesCluster, startAedesCluster } from "../helpers/aedes-cluster.js";
-import { hasNatsServer, hasRedisServer, type TestCluster, within } from "../helpers/cluster.js";
+import { hasNatsServer, hasRedisServer, type TestCluster, whileKilled, within } from "../helpers/cluster.js";
 import { Recorder } from "../helpers/mqtt-client.js";
 import { startNatsCluster } from "../helpers/nats-cluster.js";
 import { teardown } from "../helpers/teardown.js";
@@ -100,8 +100,7 @@ for (const { engine, missing, start } of engines) {
         expect(granted[0]?.qos).toBe(1);
         first.on("error", () => {});
 
-        await cluster.kill(1);
-        try {
+        await whileKilled(cluster, 1, async () => {
           expect(cluster.pid(1)).toBeUndefined();
           first.end(true);
           // The sender behaves as a real controller does: NATS may hold a survivor's connections for about
@@ -122,10 +121,7 @@ for (const { engine, missing, start } of engines) {
           back.on("message", (t, payload) => t === topic && arrived(payload.toString()));
           expect(await within(message, 45_000, "the message sent while away")).toBe("while away");
           await within(acknowledged, 45_000, "the PUBACK of the message sent while away");
-        } finally {
-          // Restarted even when the check failed, so the tests after this one find the cluster whole.
-          await cluster.start(1);
-        }
+        });
         expect(cluster.pid(1)).toBeGreaterThan(0);
       },
       SLOW,
@@ -144,16 +140,13 @@ for (const { engine, missing, start } of engines) {
           });
           victim.on("error", () => {});
           const killedAt = Date.now();
-          await cluster.kill(2);
-          try {
+          await whileKilled(cluster, 2, async () => {
             const will = await watcher.wait(willTopic, () => true, 10 * aedes.heartbeatInterval + 5000);
             victim.end(true);
             expect(will.text).toBe("0");
             // Late, not at the death: no survivor acts before the dead node misses its heartbeats.
             expect(will.at - killedAt).toBeGreaterThanOrEqual(aedes.heartbeatInterval);
-          } finally {
-            await cluster.start(2);
-          }
+          });
         },
         SLOW,
       );
@@ -178,17 +171,14 @@ for (const { engine, missing, start } of engines) {
           control.stream.destroy();
           await watcher.wait(willTopic, (text) => text === "control");
           // ...and not when the node dies.
-          await cluster.kill(2);
-          try {
+          await whileKilled(cluster, 2, async () => {
             victim.end(true);
             await new Promise((resolve) => setTimeout(resolve, 5000));
             // QoS 1 is at least once: the control Will may come twice. The victim's `0` must not come at all.
             const heard = watcher.on(willTopic).map((m) => m.text);
             expect(heard).toContain("control");
             expect(heard).not.toContain("0");
-          } finally {
-            await cluster.start(2);
-          }
+          });
         },
         SLOW,
       );

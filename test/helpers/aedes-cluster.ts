@@ -4,7 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, waitForPort } from "./broker.js";
 import { nodeAt, type TestCluster, waitMqttReady } from "./cluster.js";
-import { type NodeProcess, spawnNode } from "./cluster-node.js";
+import { type NodeProcess, nodeSet, spawnNode } from "./cluster-node.js";
 
 const NODE_SCRIPT = fileURLToPath(new URL("./aedes-node.mjs", import.meta.url));
 
@@ -60,43 +60,36 @@ export async function startAedesCluster(options: AedesClusterOptions = {}): Prom
   const ports: number[] = [];
   for (let i = 0; i < count; i++) ports.push(await freePort());
   const urls = ports.map((port) => `mqtt://127.0.0.1:${port}`);
-  const nodes: (NodeProcess | undefined)[] = new Array(count).fill(undefined);
   // What each node said about its clients, from its stdout; a node that dies takes its set with it.
   const clients: Set<string>[] = ports.map(() => new Set());
-
-  const launch = async (i: number): Promise<void> => {
-    if (nodes[i]) throw new Error(`aedes node ${i} is already running`);
-    clients[i] = new Set();
-    const held = clients[i];
-    const node = spawnNode(process.execPath, [NODE_SCRIPT], {
-      env: {
-        PATH: process.env.PATH,
-        AEDES_PORT: String(nodeAt(ports, i)),
-        REDIS_PORT: String(redis.port),
-        AEDES_NAME: `n${i}`,
-        HEARTBEAT_MS: String(heartbeatInterval),
-      },
-      onLine(line) {
-        if (!line.startsWith("{")) return;
-        const event = JSON.parse(line) as { event: string; client?: string };
-        if (event.event === "connect" && event.client) held.add(event.client);
-        if (event.event === "disconnect" && event.client) held.delete(event.client);
-      },
-    });
-    nodes[i] = node;
-    try {
-      await waitForPort(nodeAt(ports, i), 15_000);
-    } catch (error) {
-      throw new Error(`aedes node ${i} did not start:\n${node.output()}`, { cause: error });
-    }
-  };
-  const ready = (i: number) => waitMqttReady(nodeAt(urls, i), 30_000);
-  const stop = async (i: number, signal: NodeJS.Signals): Promise<void> => {
-    const node = nodes[i];
-    nodes[i] = undefined;
-    await node?.stop(signal);
-    clients[i] = new Set();
-  };
+  const nodes = nodeSet({
+    engine: "aedes",
+    count,
+    spawn(i) {
+      clients[i] = new Set();
+      const held = clients[i];
+      return spawnNode(process.execPath, [NODE_SCRIPT], {
+        env: {
+          PATH: process.env.PATH,
+          AEDES_PORT: String(nodeAt(ports, i)),
+          REDIS_PORT: String(redis.port),
+          AEDES_NAME: `n${i}`,
+          HEARTBEAT_MS: String(heartbeatInterval),
+        },
+        onLine(line) {
+          if (!line.startsWith("{")) return;
+          const event = JSON.parse(line) as { event: string; client?: string };
+          if (event.event === "connect" && event.client) held.add(event.client);
+          if (event.event === "disconnect" && event.client) held.delete(event.client);
+        },
+      });
+    },
+    port: (i) => nodeAt(ports, i),
+    ready: (i) => waitMqttReady(nodeAt(urls, i), 30_000),
+    stopped(i) {
+      clients[i] = new Set();
+    },
+  });
   const cluster: AedesCluster = {
     engine: "aedes",
     urls,
@@ -104,7 +97,7 @@ export async function startAedesCluster(options: AedesClusterOptions = {}): Prom
     url: (i) => nodeAt(urls, i),
     redisPort: redis.port,
     heartbeatInterval,
-    pid: (i) => nodes[i]?.pid,
+    pid: nodes.pid,
     async clientsOf(i) {
       return [...nodeAt(clients, i)];
     },
@@ -112,28 +105,18 @@ export async function startAedesCluster(options: AedesClusterOptions = {}): Prom
       const i = clients.findIndex((held) => held.has(clientId));
       return i < 0 ? undefined : i;
     },
-    kill: (i) => stop(i, "SIGKILL"),
-    async start(i) {
-      await launch(i);
-      await ready(i);
-    },
-    async stopAll(signal = "SIGTERM") {
-      await Promise.all(nodes.map((_, i) => stop(i, signal)));
-    },
-    async restartAll() {
-      await cluster.stopAll();
-      await Promise.all(nodes.map((_, i) => launch(i)));
-      await Promise.all(nodes.map((_, i) => ready(i)));
-    },
+    kill: nodes.kill,
+    start: nodes.start,
+    stopAll: nodes.stopAll,
+    restartAll: nodes.restartAll,
     async close() {
-      await cluster.stopAll("SIGKILL");
+      await nodes.stopAll("SIGKILL");
       await redis.node.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
   try {
-    await Promise.all(nodes.map((_, i) => launch(i)));
-    await Promise.all(nodes.map((_, i) => ready(i)));
+    await nodes.startAll();
   } catch (error) {
     await cluster.close();
     throw error;

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { waitForPort } from "./broker.js";
 
 /** One server process of a test cluster (a NATS node, an Aedes node, Redis), its output kept for errors. */
 export interface NodeProcess {
@@ -45,4 +46,81 @@ export function spawnNode(
       await exited;
     },
   };
+}
+
+/** What a cluster helper tells nodeSet() about its engine. */
+export interface NodeSetOptions {
+  /** "nats", "aedes": for the error when a node does not start. */
+  readonly engine: string;
+  readonly count: number;
+  /** Spawns node i (spawnNode with its config). */
+  spawn(i: number): NodeProcess;
+  /** The port node i listens on once it runs. */
+  port(i: number): number;
+  /** Resolves once node i serves MQTT (waitMqttReady). */
+  ready(i: number): Promise<void>;
+  /** Called once node i is down, for what the helper kept about it. */
+  stopped?(i: number): void;
+}
+
+/** The nodes of a test cluster, by index: started, killed and restarted the same way for every engine. */
+export interface NodeSet {
+  pid(i: number): number | undefined;
+  /** SIGKILL node i and wait for its exit. */
+  kill(i: number): Promise<void>;
+  /** Starts node i and waits until every running node serves MQTT. */
+  start(i: number): Promise<void>;
+  /** Every node started at once, resolved when each serves MQTT (a failed start stops them all). */
+  startAll(): Promise<void>;
+  stopAll(signal?: NodeJS.Signals): Promise<void>;
+  /** stopAll() (SIGTERM), then startAll(). */
+  restartAll(): Promise<void>;
+}
+
+export function nodeSet(options: NodeSetOptions): NodeSet {
+  const nodes: (NodeProcess | undefined)[] = new Array(options.count).fill(undefined);
+  const indexes = nodes.map((_, i) => i);
+  const launch = async (i: number): Promise<void> => {
+    if (nodes[i]) throw new Error(`${options.engine} node ${i} is already running`);
+    const node = options.spawn(i);
+    nodes[i] = node;
+    try {
+      await waitForPort(options.port(i), 15_000);
+    } catch (error) {
+      throw new Error(`${options.engine} node ${i} did not start:\n${node.output()}`, { cause: error });
+    }
+  };
+  const stop = async (i: number, signal: NodeJS.Signals): Promise<void> => {
+    const node = nodes[i];
+    nodes[i] = undefined;
+    await node?.stop(signal);
+    options.stopped?.(i);
+  };
+  const set: NodeSet = {
+    pid: (i) => nodes[i]?.pid,
+    kill: (i) => stop(i, "SIGKILL"),
+    async start(i) {
+      await launch(i);
+      // Every node, not only the new one: while a peer rejoins, the others may still refuse a QoS 1
+      // SUBSCRIBE (NATS answers SUBACK 0x80), and the next test must find the whole cluster serving.
+      await Promise.all(indexes.filter((n) => nodes[n]).map((n) => options.ready(n)));
+    },
+    async startAll() {
+      try {
+        await Promise.all(indexes.map(launch));
+        await Promise.all(indexes.map((i) => options.ready(i)));
+      } catch (error) {
+        await set.stopAll("SIGKILL");
+        throw error;
+      }
+    },
+    async stopAll(signal = "SIGTERM") {
+      await Promise.all(indexes.map((i) => stop(i, signal)));
+    },
+    async restartAll() {
+      await set.stopAll();
+      await set.startAll();
+    },
+  };
+  return set;
 }

@@ -29,6 +29,19 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
+/**
+ * Kills node i, runs `check`, then starts the node again even when the check failed, so the tests
+ * after it find the cluster whole.
+ */
+export async function whileKilled<T>(cluster: TestCluster, i: number, check: () => Promise<T>): Promise<T> {
+  await cluster.kill(i);
+  try {
+    return await check();
+  } finally {
+    await cluster.start(i);
+  }
+}
+
 /** list[i] for a node index, or a RangeError naming it. */
 export function nodeAt<T>(list: readonly T[], i: number): T {
   const value = list[i];

@@ -1,9 +1,9 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freePort, waitForPort } from "./broker.js";
+import { freePort } from "./broker.js";
 import { NATS_SERVER, nodeAt, type ProbeAuth, type TestCluster, waitMqttReady } from "./cluster.js";
-import { type NodeProcess, spawnNode } from "./cluster-node.js";
+import { nodeSet, spawnNode } from "./cluster-node.js";
 
 /** One connection in a node's `/connz` monitoring answer (only the fields the tests read). */
 export interface NatsConnection {
@@ -91,24 +91,13 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     return config;
   });
   const urls = ports.map((p) => `mqtt://127.0.0.1:${p.mqtt}`);
-  const nodes: (NodeProcess | undefined)[] = new Array(count).fill(undefined);
-
-  const launch = async (i: number): Promise<void> => {
-    if (nodes[i]) throw new Error(`nats node ${i} is already running`);
-    const node = spawnNode(NATS_SERVER, ["-c", path.join(dir, `n${i}`, "nats-server.conf")]);
-    nodes[i] = node;
-    try {
-      await waitForPort(nodeAt(ports, i).mqtt, 15_000);
-    } catch (error) {
-      throw new Error(`nats node ${i} did not start:\n${node.output()}`, { cause: error });
-    }
-  };
-  const ready = (i: number) => waitMqttReady(nodeAt(urls, i), 90_000, options.probeAuth);
-  const stop = async (i: number, signal: NodeJS.Signals): Promise<void> => {
-    const node = nodes[i];
-    nodes[i] = undefined;
-    await node?.stop(signal);
-  };
+  const nodes = nodeSet({
+    engine: "nats",
+    count,
+    spawn: (i) => spawnNode(NATS_SERVER, ["-c", path.join(dir, `n${i}`, "nats-server.conf")]),
+    port: (i) => nodeAt(ports, i).mqtt,
+    ready: (i) => waitMqttReady(nodeAt(urls, i), 90_000, options.probeAuth),
+  });
   const connz = async (i: number): Promise<{ connections: NatsConnection[] }> => {
     const response = await fetch(`http://127.0.0.1:${nodeAt(ports, i).http}/connz?limit=100000`);
     if (!response.ok) throw new Error(`connz of node ${i}: HTTP ${response.status}`);
@@ -116,7 +105,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     return { connections: body.connections ?? [] };
   };
   const clientsOf = async (i: number): Promise<string[]> => {
-    if (!nodes[i]) return [];
+    if (nodes.pid(i) === undefined) return [];
     const { connections } = await connz(i);
     return connections.flatMap((c) => (c.mqtt_client ? [c.mqtt_client] : []));
   };
@@ -125,7 +114,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     urls,
     mqttUrl: urls.join(","),
     url: (i) => nodeAt(urls, i),
-    pid: (i) => nodes[i]?.pid,
+    pid: nodes.pid,
     config: (i) => nodeAt(configs, i),
     connz,
     clientsOf,
@@ -133,29 +122,17 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
       for (let i = 0; i < count; i++) if ((await clientsOf(i)).includes(clientId)) return i;
       return undefined;
     },
-    kill: (i) => stop(i, "SIGKILL"),
-    async start(i) {
-      await launch(i);
-      // Every node, not only the new one: while a peer rejoins, the others may still refuse a QoS 1
-      // SUBSCRIBE (SUBACK 0x80), and the next test must find the whole cluster serving.
-      await Promise.all(nodes.map((node, n) => (node ? ready(n) : undefined)));
-    },
-    async stopAll(signal = "SIGTERM") {
-      await Promise.all(nodes.map((_, i) => stop(i, signal)));
-    },
-    async restartAll() {
-      await cluster.stopAll();
-      await Promise.all(nodes.map((_, i) => launch(i)));
-      await Promise.all(nodes.map((_, i) => ready(i)));
-    },
+    kill: nodes.kill,
+    start: nodes.start,
+    stopAll: nodes.stopAll,
+    restartAll: nodes.restartAll,
     async close() {
-      await cluster.stopAll("SIGKILL");
+      await nodes.stopAll("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     },
   };
   try {
-    await Promise.all(nodes.map((_, i) => launch(i)));
-    await Promise.all(nodes.map((_, i) => ready(i)));
+    await nodes.startAll();
   } catch (error) {
     await cluster.close();
     throw error;
