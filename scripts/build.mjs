@@ -42,10 +42,15 @@ const LAZY = [
   { importer: /dotenv\/lib\/main\.js$/, request: "crypto", functions: ["createDecipheriv"] },
 ];
 
+/** Every request in LAZY, and nothing else. */
+const LAZY_REQUEST = new RegExp(
+  `^(${LAZY.map((l) => l.request.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|")})$`,
+);
+
 const lazyRequires = {
   name: "lazy-requires",
   setup(build) {
-    build.onResolve({ filter: /^(\.\/ws|\.\/socks|\.\/tls|worker-timers|crypto)$/ }, (args) => {
+    build.onResolve({ filter: LAZY_REQUEST }, (args) => {
       const lazy = LAZY.find((l) => l.request === args.path && l.importer.test(args.importer));
       if (!lazy) return undefined;
       const real = createRequire(args.importer)(args.path);

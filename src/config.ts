@@ -607,10 +607,9 @@ function unknownVariables(
     // Not a short one: the environment has names like `_` and `D` that would start one of ours. And only
     // a typo's distance: the environment is everyone's, and OpenSSL's SSL_CERT_FILE is 4 edits from ours.
     const near = name.length >= 4 ? typoCandidates(upper) : [];
-    const guess = near.length > 0 ? suggest(upper, near) : undefined;
     const ours =
       OUR_PREFIXES.some((prefix) => upper.startsWith(prefix)) ||
-      (guess !== undefined && distance(upper, guess) <= ENVIRONMENT_TYPO);
+      near.some((known) => distance(upper, known) <= ENVIRONMENT_TYPO);
     if (ours) warnings.push(unknownWarning(name, "environment"));
   }
   return { problems, warnings };
