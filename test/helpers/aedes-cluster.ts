@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, waitForPort } from "./broker.js";
-import { nodeAt, type TestCluster, waitMqttReady } from "./cluster.js";
+import { nodeAt, retryingPortClash, type TestCluster, waitMqttReady } from "./cluster.js";
 import { type NodeProcess, nodeSet, spawnNode } from "./cluster-node.js";
 
 const NODE_SCRIPT = fileURLToPath(new URL("./aedes-node.mjs", import.meta.url));
@@ -52,7 +52,11 @@ async function startRedis(dir: string): Promise<{ port: number; node: NodeProces
  * A real Aedes cluster: one Redis and `nodes` Aedes processes (test/helpers/aedes-node.mjs), each on its
  * own port. Resolves once every node has passed an MQTT round trip.
  */
-export async function startAedesCluster(options: AedesClusterOptions = {}): Promise<AedesCluster> {
+export function startAedesCluster(options: AedesClusterOptions = {}): Promise<AedesCluster> {
+  return retryingPortClash(() => startOnce(options));
+}
+
+async function startOnce(options: AedesClusterOptions): Promise<AedesCluster> {
   const count = options.nodes ?? 3;
   const heartbeatInterval = options.heartbeatInterval ?? 1000;
   const dir = mkdtempSync(path.join(tmpdir(), "lamp-aedes-"));

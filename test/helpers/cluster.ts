@@ -42,6 +42,20 @@ export async function whileKilled<T>(cluster: TestCluster, i: number, check: () 
   }
 }
 
+/**
+ * `start()` again, on new ports, when a node could not bind one: freePort() only finds a port free a
+ * moment before the node takes it, and another program on the machine may take it first.
+ */
+export async function retryingPortClash<T>(start: () => Promise<T>, tries = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (error) {
+      if (attempt >= tries || !/address already in use/i.test(String(error))) throw error;
+    }
+  }
+}
+
 /** list[i] for a node index, or a RangeError naming it. */
 export function nodeAt<T>(list: readonly T[], i: number): T {
   const value = list[i];

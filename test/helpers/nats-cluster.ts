@@ -2,7 +2,14 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { freePort } from "./broker.js";
-import { NATS_SERVER, nodeAt, type ProbeAuth, type TestCluster, waitMqttReady } from "./cluster.js";
+import {
+  NATS_SERVER,
+  nodeAt,
+  type ProbeAuth,
+  retryingPortClash,
+  type TestCluster,
+  waitMqttReady,
+} from "./cluster.js";
 import { nodeSet, spawnNode } from "./cluster-node.js";
 
 /** One connection in a node's `/connz` monitoring answer (only the fields the tests read). */
@@ -77,7 +84,11 @@ export interface NatsClusterOptions {
   readonly probeAuth?: ProbeAuth;
 }
 
-export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
+export function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
+  return retryingPortClash(() => startOnce(options));
+}
+
+async function startOnce(options: NatsClusterOptions): Promise<NatsCluster> {
   const count = options.nodes ?? 3;
   const dir = mkdtempSync(path.join(tmpdir(), "lamp-nats-"));
   const ports: NatsPorts[] = [];
