@@ -89,9 +89,15 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
       "spreads over the nodes and reads online",
       async () => {
         cluster = track(await start());
+        const startedAt = Date.now();
         fleet = track(startFleet({ count: LAMPS, mqttUrl: cluster.mqttUrl }));
         watcher = track(await watchPresence(cluster.url(0), fleet.ids));
-        await watcher.waitAllOnline(90_000);
+        try {
+          await watcher.waitAllOnline(90_000);
+        } catch (error) {
+          // Seen once in CI on NATS: one lamp of 30 never read at all. What it read and logged.
+          throw new Error(`${String(error)}\n${offlineReport(fleet, watcher, startedAt)}`, { cause: error });
+        }
         const held = await Promise.all([0, 1, 2].map((i) => cluster.clientsOf(i)));
         const ours = held.map((ids) => ids.filter((c) => lampIdOf(c, fleet) !== undefined).length);
         expect(ours.reduce((a, b) => a + b, 0)).toBe(LAMPS);
