@@ -17,6 +17,13 @@ const STABLE_MS = 10_000;
  */
 const CONNECT_TIMEOUT_MS = 5000;
 /**
+ * A try given up on stays open this long for the node to read our DISCONNECT (see giveUp()), then is
+ * destroyed whatever happened.
+ */
+const GIVE_UP_LINGER_MS = 30_000;
+/** MQTT's DISCONNECT, 3.1.1 and 5 alike (reason code 0 and no properties may be left out in 5). */
+const DISCONNECT = Buffer.from([0xe0, 0x00]);
+/**
  * Taken over this many times in a row, it is another client for sure, and the long wait
  * (MQTT_TAKEOVER_RETRY_MS) begins. On 3.1.1 a takeover is a guess from quick closes (takeover.ts).
  */
@@ -87,6 +94,8 @@ export interface ConnectionOptions {
   /** Reconnect backoff (tests shorten it); otherwise MQTT_RECONNECT_MIN_MS and MQTT_RECONNECT_MAX_MS. */
   readonly backoff?: Backoff;
   readonly random?: () => number;
+  /** How long one try waits for its CONNACK (tests shorten it); CONNECT_TIMEOUT_MS otherwise. */
+  readonly connectTimeoutMs?: number;
 }
 
 /**
@@ -110,6 +119,9 @@ export class MqttConnection {
   private readonly random: () => number;
   private readonly maxDelayMs: number;
   private readonly initialDelayMs: number;
+  private readonly connectTimeoutMs: number;
+  /** Tries given up on, still open until their node has read our DISCONNECT: closed for good by stop(). */
+  private readonly abandoned = new Set<MqttClient>();
   private reconnectTimer: NodeJS.Timeout | undefined;
   private connectedAt = 0;
   /** Takeovers in a row since the other client last went away. */
@@ -146,6 +158,7 @@ export class MqttConnection {
     this.takeoverRetryMs = config.mqtt.takeoverRetryMs;
     this.maxDelayMs = backoff.maxMs;
     this.initialDelayMs = backoff.initialMs;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
     // The other client comes back within its wait (+20 % jitter); well past that, it is gone.
     this.takeover = new TakeoverDetector(STABLE_MS, 3 * Math.max(backoff.maxMs, this.takeoverRetryMs));
   }
@@ -249,6 +262,7 @@ export class MqttConnection {
   async stop(timeoutMs = 2000): Promise<void> {
     this.stopping = true;
     clearTimeout(this.reconnectTimer);
+    for (const abandoned of this.abandoned) abandoned.end(true);
     const client = this.client;
     if (!client) return;
     await new Promise<void>((resolve) => {
@@ -285,7 +299,10 @@ export class MqttConnection {
     }
     const client = mqtt.connect(node.url, options);
     this.client = client;
+    const giveUp = setTimeout(() => this.giveUp(client), this.connectTimeoutMs);
     client.on("connect", (connack) => {
+      clearTimeout(giveUp);
+      if (this.client !== client) return;
       // MQTT.js leaves Nagle's algorithm on (it opens the socket without noDelay). A state publish
       // written while our PUBACK for the command is still unacknowledged then waits for the broker's
       // delayed ACK: 40 ms stalls on loopback, and a reconnect backlog (sent 20 at a time, each batch
@@ -314,22 +331,57 @@ export class MqttConnection {
       });
     });
     client.on("message", (topic, payload, packet) => {
+      if (this.client !== client) return;
       if (topic === this.config.topics.presence && payload.length === 1 && payload[0] === 0x30) {
         this.ownWillAt = Date.now();
       }
       this.events.onMessage(topic, payload, packet);
     });
     client.on("disconnect", (packet) => {
-      this.disconnectReason = packet.reasonCode ?? 0;
+      if (this.client === client) this.disconnectReason = packet.reasonCode ?? 0;
     });
-    client.on("error", (error) => this.onError(node, error));
+    client.on("error", (error) => {
+      if (this.client === client) this.onError(node, error);
+    });
     client.on("close", () => {
+      clearTimeout(giveUp);
       // Each client is used for one connection: MQTT.js must not reconnect it behind our back.
       client.removeAllListeners("close");
       client.on("error", () => undefined);
       client.end(true);
       if (this.client === client) this.onClose();
     });
+  }
+
+  /**
+   * Gives up a try whose CONNACK did not come in time, with a DISCONNECT rather than a bare close. A node
+   * that holds CONNECTs (NATS while JetStream loads, about 14 s after a restart) processes ours later
+   * anyway; closed without a DISCONNECT, that late connection publishes our Will, a retained `0`, while
+   * the lamp is live on another node. MQTT allows packets after CONNECT before its CONNACK, so the node
+   * reads CONNECT then DISCONNECT and ends the connection cleanly. The socket is half-closed, not
+   * destroyed: a reset could reach the node before it read the DISCONNECT, and it closes its side itself.
+   */
+  private giveUp(client: MqttClient): void {
+    if (client.connected || this.client !== client) return;
+    // Our handlers ignore a client that is no longer this.client: a late CONNACK connects nothing.
+    this.client = undefined;
+    this.abandoned.add(client);
+    const linger = setTimeout(() => client.end(true), GIVE_UP_LINGER_MS);
+    linger.unref();
+    client.once("close", () => {
+      clearTimeout(linger);
+      this.abandoned.delete(client);
+      client.end(true);
+    });
+    const stream = client.stream as { writable?: boolean; end(chunk: Buffer): unknown };
+    if (stream.writable) stream.end(DISCONNECT);
+    else client.end(true);
+    this.report(
+      new Error(
+        `${this.node} accepted the connection but did not answer its MQTT CONNECT within ${this.connectTimeoutMs / 1000} s: is the broker starting up, or overloaded?`,
+      ),
+    );
+    this.onClose();
   }
 
   private clientOptions(protocol: 4 | 5): IClientOptions {
@@ -350,7 +402,8 @@ export class MqttConnection {
       // so presence waits for the subscriptions.
       reconnectPeriod: 0,
       resubscribe: false,
-      connectTimeout: CONNECT_TIMEOUT_MS,
+      // Our own, shorter timeout gives a try up (giveUp); this only bounds a try that has no socket yet.
+      connectTimeout: GIVE_UP_LINGER_MS,
       // Nothing piles up while offline: state is republished whole on reconnect instead.
       queueQoSZero: false,
       will: { topic: topics.presence, payload: Buffer.from("0"), qos: 1, retain: true },

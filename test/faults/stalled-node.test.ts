@@ -1,0 +1,103 @@
+// A cluster node that holds a CONNECT past the agent's connect timeout and then processes it anyway (NATS
+// while JetStream loads). The agent has moved on to another node by then; the late connection must end
+// without firing the lamp's Will, or the lamp reads offline (a retained `0`) while it is live elsewhere.
+import net from "node:net";
+import mqttPacket, { type Packet } from "mqtt-packet";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
+import { type ConnectInfo, MqttConnection } from "../../src/mqtt/connection.js";
+import { startBroker, type TestBroker } from "../helpers/broker.js";
+import { HoldingProxy } from "../helpers/holding-proxy.js";
+import { captureLogger } from "../helpers/log.js";
+import { Recorder, sleep } from "../helpers/mqtt-client.js";
+import { teardown } from "../helpers/teardown.js";
+
+const HOLD_MS = 1500;
+const CONNECT_TIMEOUT_MS = 400;
+
+const track = teardown("each");
+let held: TestBroker;
+let other: TestBroker;
+
+beforeAll(async () => {
+  [held, other] = await Promise.all([startBroker(), startBroker()]);
+  return async () => {
+    await Promise.all([held.close(), other.close()]);
+  };
+});
+
+function packets(bytes: Buffer): Packet["cmd"][] {
+  const parser = mqttPacket.parser({ protocolVersion: 5 });
+  const cmds: Packet["cmd"][] = [];
+  parser.on("packet", (packet: Packet) => cmds.push(packet.cmd));
+  parser.parse(bytes);
+  return cmds;
+}
+
+describe("a node that holds the CONNECT past the connect timeout", () => {
+  it("gets a DISCONNECT after it, so the late connection fires no Will while the lamp is live on another node", async () => {
+    const proxy = track(await new HoldingProxy(held.port, HOLD_MS).start());
+    const id = `stall${process.pid}`;
+    const { config } = loadConfig({
+      dotenv: false,
+      env: { MQTT_URL: `${proxy.url},${other.url}`, LAMP_ID: id, GPIO_DRIVER: "mock" },
+    });
+    const watcher = track(await Recorder.connect(held.url, [`state/${id}`]));
+    const { logger, lines } = captureLogger("debug");
+    const connects: ConnectInfo[] = [];
+    const connection = new MqttConnection(
+      config,
+      { onConnect: (info) => connects.push(info), onMessage: () => undefined },
+      logger,
+      // 0.99 keeps the order of MQTT_URL: the holding node first.
+      { random: () => 0.99, backoff: { initialMs: 10, maxMs: 50 }, connectTimeoutMs: CONNECT_TIMEOUT_MS },
+    );
+    track({ stop: () => connection.stop() });
+    connection.start();
+
+    await expect.poll(() => connects.map((c) => c.node), { timeout: 5000 }).toEqual([other.url]);
+    expect(lines.map((l) => String(l.cause ?? ""))).toContainEqual(
+      expect.stringContaining(`did not answer its MQTT CONNECT within ${CONNECT_TIMEOUT_MS / 1000} s`),
+    );
+    // The held node reads the CONNECT, then the DISCONNECT that followed it on the same connection.
+    await sleep(HOLD_MS + 1000);
+    expect(watcher.on(`state/${id}`).map((m) => m.text)).toEqual([]);
+    expect(proxy.sent.map(packets)[0]).toEqual(["connect", "disconnect"]);
+    expect(connection.connected).toBe(true);
+  });
+
+  it("a node that takes the connection but never answers the TLS handshake is left too, and stop() closes it", async () => {
+    const silent = net.createServer();
+    const open = new Set<net.Socket>();
+    silent.on("connection", (socket) => {
+      open.add(socket);
+      // Read (and drop) what comes, so the client's close is seen.
+      socket.resume();
+      socket.on("close", () => open.delete(socket));
+    });
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    track({ close: () => new Promise((resolve) => silent.close(resolve)) });
+    const { port } = silent.address() as net.AddressInfo;
+    const { config } = loadConfig({
+      dotenv: false,
+      env: {
+        MQTT_URL: `mqtts://127.0.0.1:${port},${other.url}`,
+        LAMP_ID: `tls${process.pid}`,
+        GPIO_DRIVER: "mock",
+      },
+    });
+    const { logger } = captureLogger("debug");
+    const connects: ConnectInfo[] = [];
+    const connection = new MqttConnection(
+      config,
+      { onConnect: (info) => connects.push(info), onMessage: () => undefined },
+      logger,
+      { random: () => 0.99, backoff: { initialMs: 10, maxMs: 50 }, connectTimeoutMs: CONNECT_TIMEOUT_MS },
+    );
+    connection.start();
+    await expect.poll(() => connects.map((c) => c.node), { timeout: 5000 }).toEqual([other.url]);
+    expect(open.size).toBe(1);
+    await connection.stop();
+    await expect.poll(() => open.size).toBe(0);
+  });
+});
