@@ -23,6 +23,8 @@ const CONNECT_TIMEOUT_MS = 5000;
 const GIVE_UP_LINGER_MS = 30_000;
 /** MQTT's DISCONNECT, 3.1.1 and 5 alike (reason code 0 and no properties may be left out in 5). */
 const DISCONNECT = Buffer.from([0xe0, 0x00]);
+/** A SUBSCRIBE unanswered this long: the node is not serving us (see unanswered()). */
+const SUBACK_TIMEOUT_MS = 10_000;
 /**
  * Taken over this many times in a row, it is another client for sure, and the long wait
  * (MQTT_TAKEOVER_RETRY_MS) begins. On 3.1.1 a takeover is a guess from quick closes (takeover.ts).
@@ -96,6 +98,8 @@ export interface ConnectionOptions {
   readonly random?: () => number;
   /** How long one try waits for its CONNACK (tests shorten it); CONNECT_TIMEOUT_MS otherwise. */
   readonly connectTimeoutMs?: number;
+  /** How long a SUBSCRIBE waits for its SUBACK (tests shorten it); SUBACK_TIMEOUT_MS otherwise. */
+  readonly subackTimeoutMs?: number;
 }
 
 /**
@@ -120,6 +124,7 @@ export class MqttConnection {
   private readonly maxDelayMs: number;
   private readonly initialDelayMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly subackTimeoutMs: number;
   /** Tries given up on, still open until their node has read our DISCONNECT: closed for good by stop(). */
   private readonly abandoned = new Set<MqttClient>();
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -159,6 +164,7 @@ export class MqttConnection {
     this.maxDelayMs = backoff.maxMs;
     this.initialDelayMs = backoff.initialMs;
     this.connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+    this.subackTimeoutMs = options.subackTimeoutMs ?? SUBACK_TIMEOUT_MS;
     // The other client comes back within its wait (+20 % jitter); well past that, it is gone.
     this.takeover = new TakeoverDetector(STABLE_MS, 3 * Math.max(backoff.maxMs, this.takeoverRetryMs));
   }
@@ -221,7 +227,12 @@ export class MqttConnection {
     if (!client?.connected) return Promise.reject(new Error("not connected"));
     const options = this.current.protocol === 5 ? { qos: 1 as const, nl: noLocal } : { qos: 1 as const };
     return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error("no answer from the broker"));
+        this.unanswered(client, topic);
+      }, this.subackTimeoutMs);
       client.subscribe(topic, options, (error, granted) => {
+        clearTimeout(timer);
         // MQTT 3.1.1 has one failure code, 128; MQTT 5 says why (135: not authorized, by an ACL).
         // MQTT.js reports a refusal as an error carrying the SUBACK, or (older versions) in `granted`.
         const suback = (error as { packet?: { granted?: unknown[] } } | null)?.packet?.granted ?? [];
@@ -297,6 +308,7 @@ export class MqttConnection {
       this.scheduleReconnect(this.backoff.next());
       return;
     }
+    const triedAt = Date.now();
     const client = mqtt.connect(node.url, options);
     this.client = client;
     const giveUp = setTimeout(() => this.giveUp(client), this.connectTimeoutMs);
@@ -319,6 +331,9 @@ export class MqttConnection {
           ...(this.nodes.length > 1 && { node: this.node }),
           protocol: protocolName(node.protocol),
           sessionPresent: connack.sessionPresent,
+          // From the try's start to the CONNACK: a node that holds CONNECTs (NATS after a restart)
+          // shows here, and a fleet's tries can be told from the node's answers.
+          tookMs: this.connectedAt - triedAt,
         },
         "connected to the broker",
       );
@@ -354,16 +369,45 @@ export class MqttConnection {
   }
 
   /**
-   * Gives up a try whose CONNACK did not come in time, with a DISCONNECT rather than a bare close. A node
-   * that holds CONNECTs (NATS while JetStream loads, about 14 s after a restart) processes ours later
-   * anyway; closed without a DISCONNECT, that late connection publishes our Will, a retained `0`, while
-   * the lamp is live on another node. MQTT allows packets after CONNECT before its CONNACK, so the node
-   * reads CONNECT then DISCONNECT and ends the connection cleanly. The socket is half-closed, not
-   * destroyed: a reset could reach the node before it read the DISCONNECT, and it closes its side itself.
+   * Gives up a try whose CONNACK did not come in time, with a DISCONNECT rather than a bare close (see
+   * leave()): a node that holds CONNECTs (NATS while JetStream loads, about 14 s after a restart)
+   * processes ours later anyway, and that late connection, closed bare, would publish our Will, a
+   * retained `0`, while the lamp is live on another node.
    */
   private giveUp(client: MqttClient): void {
     if (client.connected || this.client !== client) return;
-    // Our handlers ignore a client that is no longer this.client: a late CONNACK connects nothing.
+    this.report(
+      new Error(
+        `${this.node} accepted the connection but did not answer its MQTT CONNECT within ${this.connectTimeoutMs / 1000} s: is the broker starting up, or overloaded?`,
+      ),
+    );
+    this.leave(client);
+    this.onClose();
+  }
+
+  /**
+   * A node that leaves a SUBSCRIBE unanswered would leave the lamp connected and deaf (seen on NATS at a
+   * cluster's start: no SUBACK for 90 s). Another node is tried, with the backoff of a failed try.
+   */
+  private unanswered(client: MqttClient, filter: string): void {
+    if (this.stopping || this.client !== client || !client.connected) return;
+    this.logger.warn(
+      { topic: filter, ...(this.nodes.length > 1 && { node: this.node }) },
+      `the broker did not answer our subscription within ${this.subackTimeoutMs / 1000} s; reconnecting, to another node if there is one`,
+    );
+    this.leave(client);
+    this.connectedAt = 0;
+    this.position++;
+    this.scheduleReconnect(this.backoff.next());
+  }
+
+  /**
+   * Leaves a connection with a DISCONNECT (MQTT allows one even before the CONNACK), so the node ends it
+   * without publishing our Will. The socket is half-closed, not destroyed: a reset could reach the node
+   * before it read the DISCONNECT, and it closes its side itself; GIVE_UP_LINGER_MS bounds the wait.
+   * From here on our handlers ignore this client: a late CONNACK or message does nothing.
+   */
+  private leave(client: MqttClient): void {
     this.client = undefined;
     this.abandoned.add(client);
     const linger = setTimeout(() => client.end(true), GIVE_UP_LINGER_MS);
@@ -376,12 +420,6 @@ export class MqttConnection {
     const stream = client.stream as { writable?: boolean; end(chunk: Buffer): unknown };
     if (stream.writable) stream.end(DISCONNECT);
     else client.end(true);
-    this.report(
-      new Error(
-        `${this.node} accepted the connection but did not answer its MQTT CONNECT within ${this.connectTimeoutMs / 1000} s: is the broker starting up, or overloaded?`,
-      ),
-    );
-    this.onClose();
   }
 
   private clientOptions(protocol: 4 | 5): IClientOptions {

@@ -10,6 +10,7 @@ import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { HoldingProxy } from "../helpers/holding-proxy.js";
 import { captureLogger } from "../helpers/log.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
+import { RefusingBroker } from "../helpers/refusing-broker.js";
 import { teardown } from "../helpers/teardown.js";
 
 const HOLD_MS = 1500;
@@ -99,5 +100,38 @@ describe("a node that holds the CONNECT past the connect timeout", () => {
     expect(open.size).toBe(1);
     await connection.stop();
     await expect.poll(() => open.size).toBe(0);
+  });
+
+  it("a node that never answers a SUBSCRIBE is left with a DISCONNECT, and the lamp subscribes on another", async () => {
+    const silent = track(await new RefusingBroker("silent").start());
+    const { config } = loadConfig({
+      dotenv: false,
+      env: { MQTT_URL: `${silent.url},${other.url}`, LAMP_ID: `deaf${process.pid}`, GPIO_DRIVER: "mock" },
+    });
+    const { logger, lines } = captureLogger("debug");
+    const subscribed: string[] = [];
+    const refused: string[] = [];
+    const connection: MqttConnection = new MqttConnection(
+      config,
+      {
+        onConnect: (info) => {
+          connection.subscribe("lamp/x/set_config").then(
+            () => subscribed.push(info.node),
+            (error: Error) => refused.push(`${info.node}: ${error.message}`),
+          );
+        },
+        onMessage: () => undefined,
+      },
+      logger,
+      { random: () => 0.99, backoff: { initialMs: 10, maxMs: 50 }, subackTimeoutMs: 300 },
+    );
+    track({ stop: () => connection.stop() });
+    connection.start();
+    await expect.poll(() => subscribed, { timeout: 5000 }).toEqual([other.url]);
+    expect(refused).toEqual([`${silent.url}: no answer from the broker`]);
+    expect(lines.map((l) => l.msg)).toContainEqual(
+      expect.stringContaining("the broker did not answer our subscription within 0.3 s"),
+    );
+    await expect.poll(() => silent.received[0]).toEqual(["connect", "subscribe", "disconnect"]);
   });
 });

@@ -5,12 +5,17 @@ import mqttPacket, { type Packet } from "mqtt-packet";
  * A scripted MQTT broker that accepts the connection and every publish but refuses every subscription,
  * the way HiveMQ, EMQX or VerneMQ answer a subscription their ACL denies: SUBACK 0x87 "not authorized"
  * in MQTT 5, 0x80 "failure" in 3.1.1. Mosquitto 2.0 cannot be used for this: it grants a denied
- * subscription and silently drops the messages instead.
+ * subscription and silently drops the messages instead. With `silent`, it never answers a SUBSCRIBE at
+ * all, as a NATS node was seen to do at a cluster's start.
  */
 export class RefusingBroker {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  /** Every packet type each connection sent, in order, one list per connection. */
+  readonly received: Packet["cmd"][][] = [];
   port = 0;
+
+  constructor(private readonly mode: "refuse" | "silent" = "refuse") {}
 
   async start(): Promise<this> {
     this.server = net.createServer((socket) => {
@@ -19,14 +24,18 @@ export class RefusingBroker {
       socket.on("error", () => socket.destroy());
       let protocolVersion: 4 | 5 = 4;
       const parser = mqttPacket.parser({ protocolVersion: 5 });
+      const received: Packet["cmd"][] = [];
+      this.received.push(received);
       const send = (packet: Packet) => socket.write(mqttPacket.generate(packet, { protocolVersion }));
       parser.on("packet", (packet: Packet) => {
+        received.push(packet.cmd);
         switch (packet.cmd) {
           case "connect":
             protocolVersion = packet.protocolVersion === 5 ? 5 : 4;
             send({ cmd: "connack", returnCode: 0, reasonCode: 0, sessionPresent: false });
             break;
           case "subscribe":
+            if (this.mode === "silent") break;
             send({
               cmd: "suback",
               messageId: packet.messageId,
