@@ -38,6 +38,9 @@ export class Presence implements Feature {
   private held: NodeJS.Timeout | undefined;
   private pending: NodeJS.Timeout | undefined;
   private onlineAt = 0;
+  private connectedAt = 0;
+  /** A live `0` came between our CONNACK and our `1`: see message(). */
+  private rivalBeforeOnline = false;
 
   constructor(private readonly context: PresenceContext) {
     // No Local off: the Will is published in our client id's name, and that is what we watch for.
@@ -46,6 +49,8 @@ export class Presence implements Feature {
 
   connected(_info: ConnectInfo): void {
     this.online_ = false;
+    this.connectedAt = Date.now();
+    this.rivalBeforeOnline = false;
     clearTimeout(this.held);
     clearTimeout(this.pending);
     this.pending = undefined;
@@ -55,12 +60,23 @@ export class Presence implements Feature {
     this.online_ = true;
     this.onlineAt = Date.now();
     this.say(ONLINE, "presence");
+    if (this.rivalBeforeOnline && this.context.mqtt.connected) this.context.onRival?.();
+    this.rivalBeforeOnline = false;
   }
 
   message(_topic: string, payload: Buffer, packet: IPublishPacket): void {
     // Whatever its retain flag: brokers differ in how they flag a retained message published while we
     // are subscribed, and a replayed `0` from before this connection costs one more `1` at most.
-    if (!this.online_ || payload.toString() !== OFFLINE || this.pending) return;
+    if (payload.toString() !== OFFLINE) return;
+    if (!this.online_) {
+      // A kept session's subscriptions are live from the CONNACK on, so the Will of the connection our
+      // CONNECT took over (Aedes publishes it) can come before our `1`: no answer needed, the `1` is
+      // coming, but it is the same sign of a twin as one just after it (missed, a twin on Aedes took
+      // the session back within a second instead of waiting).
+      if (!packet.retain && Date.now() - this.connectedAt < RIVAL_WINDOW_MS) this.rivalBeforeOnline = true;
+      return;
+    }
+    if (this.pending) return;
     // Live, not the replay of a retained `0` at (re)subscribe (a broker's shutdown Will, say).
     const early = !packet.retain && Date.now() - this.onlineAt < RIVAL_WINDOW_MS;
     // A moment first: a broker that is shutting down publishes our Will to us too, just before it closes
