@@ -1,5 +1,15 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
+import {
+  closeSync,
+  fsync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import path from "node:path";
 import * as z from "zod/mini";
 import type { LampState } from "./lamp/state.js";
@@ -126,25 +136,40 @@ export class StateStore {
     });
   }
 
+  /**
+   * Only the two fsyncs, which wait for the disk, go to libuv's thread pool. The rest (open, a write of
+   * about 90 bytes, close, rename) only touches the page cache and is done in place: the same steps as
+   * fs/promises took, but with 2 trips to the thread pool and back instead of 8, which cost more CPU
+   * than the disk work itself (0.9 against 0.45 ms per save, measured on the VM; a lamp commanded
+   * once a second saves once a second).
+   */
   private async write(): Promise<void> {
     const state = this.pending;
     if (!state) return;
     this.pending = undefined;
     const temp = `${this.file}.${process.pid}.tmp`;
     try {
-      const handle = await this.openTemp(temp);
+      const fd = this.openTemp(temp);
       try {
-        await handle.writeFile(`${JSON.stringify({ version: 1, state })}\n`);
-        await handle.sync();
+        const bytes = Buffer.from(`${JSON.stringify({ version: 1, state })}\n`);
+        // A full disk can take part of a write without an error: that file must never be renamed.
+        const written = writeSync(fd, bytes);
+        if (written !== bytes.length)
+          throw new Error(`wrote ${written} of ${bytes.length} bytes: is the disk full?`);
+        await sync(fd);
       } finally {
-        await handle.close();
+        closeSync(fd);
       }
-      await rename(temp, this.file);
+      renameSync(temp, this.file);
       await syncDirectory(path.dirname(this.file));
       if (this.failing) this.logger.info({ file: this.file }, "saving the state works again");
       this.failing = false;
     } catch (error) {
-      await unlink(temp).catch(() => undefined);
+      try {
+        unlinkSync(temp);
+      } catch {
+        // Never made, or already renamed.
+      }
       // A read-only or full disk is logged once, not on every change; the lamp keeps working.
       if (!this.failing) {
         this.logger.error({ file: this.file, err: error }, "cannot save the state; will keep trying");
@@ -161,26 +186,30 @@ export class StateStore {
    * takes. It is made again only when it has gone since (or prepare() never ran): ENOENT, or ENOTDIR
    * when a file took its place, where mkdir then reports what is wrong (EEXIST), as it did before.
    */
-  private async openTemp(temp: string): Promise<FileHandle> {
+  private openTemp(temp: string): number {
     try {
-      return await open(temp, "w", 0o644);
+      return openSync(temp, "w", 0o644);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
-      await mkdir(path.dirname(this.file), { recursive: true });
-      return open(temp, "w", 0o644);
+      mkdirSync(path.dirname(this.file), { recursive: true });
+      return openSync(temp, "w", 0o644);
     }
   }
 }
 
+function sync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
+}
+
 // The rename is only durable once the directory entry is on disk too.
 async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
+  const fd = openSync(dir, "r");
   try {
-    await handle.sync();
+    await sync(fd);
   } catch {
     // Some filesystems refuse fsync on a directory; the rename is then as durable as they allow.
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }

@@ -8,7 +8,7 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import * as fsp from "node:fs/promises";
+import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -17,12 +17,12 @@ import { StateStore } from "../../src/store.js";
 import { captureLogger, LEVEL, silentLogger } from "../helpers/log.js";
 
 // Pass-through spies, so a test can count how many times the store actually replaced the file.
-vi.mock("node:fs/promises", async (importOriginal) => {
-  const actual = await importOriginal<typeof import("node:fs/promises")>();
-  return { ...actual, rename: vi.fn(actual.rename), mkdir: vi.fn(actual.mkdir) };
+vi.mock("node:fs", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:fs")>();
+  return { ...actual, renameSync: vi.fn(actual.renameSync), mkdirSync: vi.fn(actual.mkdirSync) };
 });
-const rename = vi.mocked(fsp.rename);
-const mkdir = vi.mocked(fsp.mkdir);
+const rename = vi.mocked(fs.renameSync);
+const mkdir = vi.mocked(fs.mkdirSync);
 
 let dir: string;
 beforeEach(() => {
@@ -160,6 +160,8 @@ describe("StateStore: the directory", () => {
     const file = path.join(dir, "sub", "state.json");
     const store = new StateStore(file, silentLogger());
     store.prepare();
+    expect(mkdir).toHaveBeenCalledTimes(1);
+    mkdir.mockClear();
     store.save(red);
     await store.flush();
     store.save(blue);
@@ -174,6 +176,7 @@ describe("StateStore: the directory", () => {
     const { logger, lines } = captureLogger();
     const store = new StateStore(file, logger);
     store.prepare();
+    mkdir.mockClear();
     rmSync(sub, { recursive: true });
     store.save(red);
     await store.flush();
