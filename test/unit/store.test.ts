@@ -1,3 +1,4 @@
+import * as fs from "node:fs";
 import {
   chmodSync,
   existsSync,
@@ -8,7 +9,6 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
