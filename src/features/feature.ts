@@ -7,6 +7,8 @@ export type { ConnectInfo };
 export interface MqttPort {
   readonly connected: boolean;
   publish(topic: string, payload: string, options: PublishOptions): Promise<void>;
+  /** publish(), calling `done` inside the broker's acknowledgement rather than a tick later. */
+  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void;
 }
 
 /** A subscription a feature asks the router for. */

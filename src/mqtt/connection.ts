@@ -206,14 +206,27 @@ export class MqttConnection {
 
   /** Publishes; resolves once the broker acknowledged (QoS 1) or the packet was written (QoS 0). */
   publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.publishThen(topic, payload, options, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  /**
+   * publish() with a callback, which MQTT.js calls while it handles the PUBACK. The state publisher frees
+   * its slot there: a command that arrived in the same read as that PUBACK then has its state written
+   * together with our PUBACK for it, one write instead of two (a promise would free the slot only after
+   * the whole read was handled).
+   */
+  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void {
     const client = this.client;
-    if (!client?.connected) return Promise.reject(new Error("not connected"));
+    if (!client?.connected) {
+      done(new Error("not connected"));
+      return;
+    }
     const { userProperties, ...rest } = options;
     const packet =
       this.current.protocol === 5 && userProperties ? { ...rest, properties: { userProperties } } : rest;
-    return new Promise((resolve, reject) => {
-      client.publish(topic, payload, packet, (error) => (error ? reject(error) : resolve()));
-    });
+    client.publish(topic, payload, packet, (error) => done(error ?? undefined));
   }
 
   /**

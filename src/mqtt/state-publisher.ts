@@ -12,7 +12,7 @@ export class StatePublisher {
   private generation = 0;
 
   constructor(
-    private readonly connection: Pick<MqttConnection, "publish" | "connected">,
+    private readonly connection: Pick<MqttConnection, "publishThen" | "connected">,
     private readonly topic: string,
     private readonly logger: Logger,
     /** Told about every payload actually sent (the feedback guard's echo ledger). */
@@ -41,18 +41,16 @@ export class StatePublisher {
     this.inFlight = true;
     const generation = this.generation;
     this.onSend(payload);
-    this.connection
-      .publish(this.topic, payload, { qos: 1, retain: true })
-      .catch((error: unknown) => {
+    this.connection.publishThen(this.topic, payload, { qos: 1, retain: true }, (error) => {
+      if (error) {
         this.logger.warn(
           { topic: this.topic, cause: describeMqttError(error) },
           "could not publish the state",
         );
-      })
-      .finally(() => {
-        if (generation !== this.generation) return;
-        this.inFlight = false;
-        this.send();
-      });
+      }
+      if (generation !== this.generation) return;
+      this.inFlight = false;
+      this.send();
+    });
   }
 }

@@ -29,6 +29,9 @@ class FakeConnection {
   connected = true;
   readonly sent: Sent[] = [];
   readonly subscribed: string[] = [];
+  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void {
+    this.publish(topic, payload, options).then(() => done(), done);
+  }
   publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
     if (!this.connected) return Promise.reject(new Error("not connected"));
     this.sent.push({ topic, payload, options });

@@ -10,6 +10,9 @@ class FakeConnection {
   connected = true;
   readonly sent: { topic: string; payload: string; options: PublishOptions }[] = [];
   private pending: (() => void)[] = [];
+  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void {
+    this.publish(topic, payload, options).then(() => done(), done);
+  }
   publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
     this.sent.push({ topic, payload, options });
     return Promise.resolve();

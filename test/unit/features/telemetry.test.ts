@@ -11,6 +11,9 @@ import { captureLogger } from "../../helpers/log.js";
 class FakeConnection {
   connected = true;
   readonly sent: { topic: string; payload: string; options: PublishOptions }[] = [];
+  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void {
+    this.publish(topic, payload, options).then(() => done(), done);
+  }
   publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
     this.sent.push({ topic, payload, options });
     return Promise.resolve();

@@ -8,9 +8,9 @@ function fakeConnection() {
   const pending: { payload: string; resolve: () => void; reject: (e: Error) => void }[] = [];
   const connection = {
     connected: true,
-    publish: vi.fn(
-      (_topic: string, payload: string, _options: PublishOptions) =>
-        new Promise<void>((resolve, reject) => pending.push({ payload, resolve, reject })),
+    publishThen: vi.fn(
+      (_topic: string, payload: string, _options: PublishOptions, done: (e?: Error) => void) =>
+        pending.push({ payload, resolve: () => done(), reject: (e) => done(e) }),
     ),
   };
   return { connection, pending };
@@ -24,7 +24,12 @@ describe("StatePublisher", () => {
     const onSend = vi.fn();
     const publisher = new StatePublisher(connection, "lamp/x/changed", silentLogger(), onSend);
     publisher.publish("A");
-    expect(connection.publish).toHaveBeenCalledWith("lamp/x/changed", "A", { qos: 1, retain: true });
+    expect(connection.publishThen).toHaveBeenCalledWith(
+      "lamp/x/changed",
+      "A",
+      { qos: 1, retain: true },
+      expect.any(Function),
+    );
     expect(onSend).toHaveBeenCalledWith("A");
   });
 
@@ -36,14 +41,24 @@ describe("StatePublisher", () => {
     publisher.publish("B");
     publisher.publish("C");
     publisher.publish("D");
-    expect(connection.publish).toHaveBeenCalledTimes(1);
+    expect(connection.publishThen).toHaveBeenCalledTimes(1);
     pending.shift()?.resolve();
     await tick();
-    expect(connection.publish.mock.calls.map((c) => c[1])).toEqual(["A", "D"]);
+    expect(connection.publishThen.mock.calls.map((c) => c[1])).toEqual(["A", "D"]);
     pending.shift()?.resolve();
     await tick();
-    expect(connection.publish).toHaveBeenCalledTimes(2);
+    expect(connection.publishThen).toHaveBeenCalledTimes(2);
     expect(onSend.mock.calls.map((c) => c[0])).toEqual(["A", "D"]);
+  });
+
+  it("frees its slot inside the acknowledgement: a state published in the same tick goes out at once", () => {
+    const { connection, pending } = fakeConnection();
+    const publisher = new StatePublisher(connection, "t", silentLogger(), () => undefined);
+    publisher.publish("A");
+    // The PUBACK for A and the next command come in one read: no tick between them.
+    pending.shift()?.resolve();
+    publisher.publish("B");
+    expect(connection.publishThen.mock.calls.map((c) => c[1])).toEqual(["A", "B"]);
   });
 
   it("goes on after a failed publish, with a warning", async () => {
@@ -60,7 +75,7 @@ describe("StatePublisher", () => {
       msg: "could not publish the state",
       cause: "broker said no",
     });
-    expect(connection.publish.mock.calls.map((c) => c[1])).toEqual(["A", "B"]);
+    expect(connection.publishThen.mock.calls.map((c) => c[1])).toEqual(["A", "B"]);
   });
 
   it("sends nothing while disconnected", () => {
@@ -68,7 +83,7 @@ describe("StatePublisher", () => {
     connection.connected = false;
     const publisher = new StatePublisher(connection, "t", silentLogger(), () => undefined);
     publisher.publish("A");
-    expect(connection.publish).not.toHaveBeenCalled();
+    expect(connection.publishThen).not.toHaveBeenCalled();
   });
 
   it("after reset, a fresh publish is not stuck behind one the old connection never acknowledged", async () => {
@@ -78,14 +93,14 @@ describe("StatePublisher", () => {
     publisher.publish("queued");
     publisher.reset(); // reconnect: "old" may never be acknowledged; "queued" is stale
     publisher.publish("fresh");
-    expect(connection.publish.mock.calls.map((c) => c[1])).toEqual(["old", "fresh"]);
+    expect(connection.publishThen.mock.calls.map((c) => c[1])).toEqual(["old", "fresh"]);
     // The old acknowledgement arriving late must not start a second publish alongside "fresh".
     pending.shift()?.resolve();
     await tick();
     publisher.publish("next");
-    expect(connection.publish).toHaveBeenCalledTimes(2);
+    expect(connection.publishThen).toHaveBeenCalledTimes(2);
     pending.shift()?.resolve();
     await tick();
-    expect(connection.publish.mock.calls.map((c) => c[1])).toEqual(["old", "fresh", "next"]);
+    expect(connection.publishThen.mock.calls.map((c) => c[1])).toEqual(["old", "fresh", "next"]);
   });
 });
