@@ -20,8 +20,13 @@ export function baseClientOptions(settings: MqttSettings, logger: Logger): IClie
   if (settings.username !== undefined) options.username = settings.username;
   if (settings.password !== undefined) options.password = settings.password;
   const secrets = [settings.password, ...settings.urls.map(safeUrlPassword)].filter((s): s is string => !!s);
+  // MQTT.js calls this for every packet: below trace, a function that does nothing (the level is fixed
+  // for the life of the process).
+  if (!logger.isLevelEnabled("trace")) {
+    options.log = () => undefined;
+    return options;
+  }
   options.log = (...args: unknown[]) => {
-    if (!logger.isLevelEnabled("trace")) return;
     let text = format(...args.map((arg) => hidePasswordField(arg)));
     for (const secret of secrets) text = text.replaceAll(secret, "********");
     logger.trace({ mqttjs: text }, "mqtt.js");
