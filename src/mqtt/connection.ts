@@ -17,10 +17,10 @@ const STABLE_MS = 10_000;
  */
 const CONNECT_TIMEOUT_MS = 5000;
 /**
- * A try given up on stays open this long for the node to read our DISCONNECT (see giveUp()), then is
+ * A connection we leave stays open this long for the node to read our DISCONNECT (see leave()), then is
  * destroyed whatever happened.
  */
-const GIVE_UP_LINGER_MS = 30_000;
+const LEAVE_LINGER_MS = 30_000;
 /** MQTT's DISCONNECT, 3.1.1 and 5 alike (reason code 0 and no properties may be left out in 5). */
 const DISCONNECT = Buffer.from([0xe0, 0x00]);
 /** A SUBSCRIBE unanswered this long: the node is not serving us (see unanswered()). */
@@ -417,13 +417,13 @@ export class MqttConnection {
   /**
    * Leaves a connection with a DISCONNECT (MQTT allows one even before the CONNACK), so the node ends it
    * without publishing our Will. The socket is half-closed, not destroyed: a reset could reach the node
-   * before it read the DISCONNECT, and it closes its side itself; GIVE_UP_LINGER_MS bounds the wait.
+   * before it read the DISCONNECT, and it closes its side itself; LEAVE_LINGER_MS bounds the wait.
    * From here on our handlers ignore this client: a late CONNACK or message does nothing.
    */
   private leave(client: MqttClient): void {
     this.client = undefined;
     this.abandoned.add(client);
-    const linger = setTimeout(() => client.end(true), GIVE_UP_LINGER_MS);
+    const linger = setTimeout(() => client.end(true), LEAVE_LINGER_MS);
     linger.unref();
     client.once("close", () => {
       clearTimeout(linger);
@@ -454,7 +454,7 @@ export class MqttConnection {
       reconnectPeriod: 0,
       resubscribe: false,
       // Our own, shorter timeout gives a try up (giveUp); this only bounds a try that has no socket yet.
-      connectTimeout: GIVE_UP_LINGER_MS,
+      connectTimeout: LEAVE_LINGER_MS,
       // Nothing piles up while offline: state is republished whole on reconnect instead.
       queueQoSZero: false,
       will: { topic: topics.presence, payload: Buffer.from("0"), qos: 1, retain: true },
