@@ -5,7 +5,7 @@ import net from "node:net";
 import mqttPacket, { type Packet } from "mqtt-packet";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { type ConnectInfo, MqttConnection } from "../../src/mqtt/connection.js";
+import { type ConnectInfo, type ConnectionOptions, MqttConnection } from "../../src/mqtt/connection.js";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { HoldingProxy } from "../helpers/holding-proxy.js";
 import { captureLogger } from "../helpers/log.js";
@@ -35,24 +35,43 @@ function packets(bytes: Buffer): Packet["cmd"][] {
   return cmds;
 }
 
+/**
+ * The agent's connection for lamp `id` on MQTT_URL `urls`, tried in the order written (random 0.99 keeps
+ * it), with a short backoff; its connects and log lines. `onConnect` runs after each connect is counted.
+ */
+function lampConnection(
+  urls: string,
+  id: string,
+  timeouts: Pick<ConnectionOptions, "connectTimeoutMs" | "subackTimeoutMs"> = {
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+  },
+  onConnect: (info: ConnectInfo, connection: MqttConnection) => void = () => undefined,
+) {
+  const { config } = loadConfig({ dotenv: false, env: { MQTT_URL: urls, LAMP_ID: id, GPIO_DRIVER: "mock" } });
+  const { logger, lines } = captureLogger("debug");
+  const connects: ConnectInfo[] = [];
+  const connection: MqttConnection = new MqttConnection(
+    config,
+    {
+      onConnect: (info) => {
+        connects.push(info);
+        onConnect(info, connection);
+      },
+      onMessage: () => undefined,
+    },
+    logger,
+    { random: () => 0.99, backoff: { initialMs: 10, maxMs: 50 }, ...timeouts },
+  );
+  return { connection, connects, lines };
+}
+
 describe("a node that holds the CONNECT past the connect timeout", () => {
   it("gets a DISCONNECT after it, so the late connection fires no Will while the lamp is live on another node", async () => {
     const proxy = track(await new HoldingProxy(held.port, HOLD_MS).start());
     const id = `stall${process.pid}`;
-    const { config } = loadConfig({
-      dotenv: false,
-      env: { MQTT_URL: `${proxy.url},${other.url}`, LAMP_ID: id, GPIO_DRIVER: "mock" },
-    });
     const watcher = track(await Recorder.connect(held.url, [`state/${id}`]));
-    const { logger, lines } = captureLogger("debug");
-    const connects: ConnectInfo[] = [];
-    const connection = new MqttConnection(
-      config,
-      { onConnect: (info) => connects.push(info), onMessage: () => undefined },
-      logger,
-      // 0.99 keeps the order of MQTT_URL: the holding node first.
-      { random: () => 0.99, backoff: { initialMs: 10, maxMs: 50 }, connectTimeoutMs: CONNECT_TIMEOUT_MS },
-    );
+    // The holding node first.
+    const { connection, connects, lines } = lampConnection(`${proxy.url},${other.url}`, id);
     track({ stop: () => connection.stop() });
     connection.start();
 
@@ -79,21 +98,9 @@ describe("a node that holds the CONNECT past the connect timeout", () => {
     await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
     track({ close: () => new Promise((resolve) => silent.close(resolve)) });
     const { port } = silent.address() as net.AddressInfo;
-    const { config } = loadConfig({
-      dotenv: false,
-      env: {
-        MQTT_URL: `mqtts://127.0.0.1:${port},${other.url}`,
-        LAMP_ID: `tls${process.pid}`,
-        GPIO_DRIVER: "mock",
-      },
-    });
-    const { logger } = captureLogger("debug");
-    const connects: ConnectInfo[] = [];
-    const connection = new MqttConnection(
-      config,
-      { onConnect: (info) => connects.push(info), onMessage: () => undefined },
-      logger,
-      { random: () => 0.99, backoff: { initialMs: 10, maxMs: 50 }, connectTimeoutMs: CONNECT_TIMEOUT_MS },
+    const { connection, connects } = lampConnection(
+      `mqtts://127.0.0.1:${port},${other.url}`,
+      `tls${process.pid}`,
     );
     connection.start();
     await expect.poll(() => connects.map((c) => c.node), { timeout: 5000 }).toEqual([other.url]);
@@ -104,26 +111,18 @@ describe("a node that holds the CONNECT past the connect timeout", () => {
 
   it("a node that never answers a SUBSCRIBE is left with a DISCONNECT, and the lamp subscribes on another", async () => {
     const silent = track(await new RefusingBroker("silent").start());
-    const { config } = loadConfig({
-      dotenv: false,
-      env: { MQTT_URL: `${silent.url},${other.url}`, LAMP_ID: `deaf${process.pid}`, GPIO_DRIVER: "mock" },
-    });
-    const { logger, lines } = captureLogger("debug");
     const subscribed: string[] = [];
     const refused: string[] = [];
-    const connection: MqttConnection = new MqttConnection(
-      config,
-      {
-        onConnect: (info) => {
-          connection.subscribe("lamp/x/set_config").then(
-            () => subscribed.push(info.node),
-            (error: Error) => refused.push(`${info.node}: ${error.message}`),
-          );
-        },
-        onMessage: () => undefined,
+    const { connection, lines } = lampConnection(
+      `${silent.url},${other.url}`,
+      `deaf${process.pid}`,
+      { subackTimeoutMs: 300 },
+      (info, connection) => {
+        connection.subscribe("lamp/x/set_config").then(
+          () => subscribed.push(info.node),
+          (error: Error) => refused.push(`${info.node}: ${error.message}`),
+        );
       },
-      logger,
-      { random: () => 0.99, backoff: { initialMs: 10, maxMs: 50 }, subackTimeoutMs: 300 },
     );
     track({ stop: () => connection.stop() });
     connection.start();
