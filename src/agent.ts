@@ -149,6 +149,7 @@ export class Agent {
         mqtt,
         logger,
         clientId: config.mqtt.clientId,
+        onRival: () => mqtt.rivalSeen(),
         lamp: {
           id: config.lampId,
           name: config.name,

@@ -1,7 +1,9 @@
+import { randomBytes } from "node:crypto";
+import type { IPublishPacket } from "mqtt";
 import type { Logger } from "../log.js";
 import { protocolName } from "../mqtt/client-options.js";
 import { describeMqttError } from "../mqtt/errors.js";
-import type { InfoMessage } from "../protocol/payloads.js";
+import { type InfoMessage, parseInfo } from "../protocol/payloads.js";
 import type { ConnectInfo, Feature, MqttPort } from "./feature.js";
 
 export interface InfoContext {
@@ -9,9 +11,14 @@ export interface InfoContext {
   readonly mqtt: MqttPort;
   readonly logger: Logger;
   /** What the lamp is, fixed for the life of the process. */
-  readonly lamp: Omit<InfoMessage, "broker" | "mqtt" | "problem">;
+  readonly lamp: Omit<InfoMessage, "broker" | "mqtt" | "problem" | "instance">;
   /** The client id: named in the problem when another client takes it over. */
   readonly clientId: string;
+  /**
+   * Told when another process published this lamp's info since this one did: another agent runs with
+   * this LAMP_ID (see message()).
+   */
+  readonly onRival?: () => void;
 }
 
 /**
@@ -21,10 +28,18 @@ export interface InfoContext {
  */
 export class Info implements Feature {
   readonly name = "info";
-  readonly filters = [];
+  readonly filters;
+  /** Ours alone: see InfoMessage.instance. */
+  readonly instance = randomBytes(6).toString("hex");
   private link: Pick<InfoMessage, "broker" | "mqtt" | "problem"> | undefined;
+  /** The broker has acknowledged an info of ours: from then on, a retained one not ours came later. */
+  private announced = false;
 
-  constructor(private readonly context: InfoContext) {}
+  constructor(private readonly context: InfoContext) {
+    // Read back on every connect (the router subscribes each time, and the broker replays what it
+    // retained). No Local off: a twin publishes with our client id.
+    this.filters = [{ filter: context.topic, noLocal: false }];
+  }
 
   connected(info: ConnectInfo): void {
     this.link = {
@@ -40,11 +55,34 @@ export class Info implements Feature {
   online(): void {
     const { mqtt, topic, logger, lamp } = this.context;
     if (!this.link || !mqtt.connected) return;
-    const payload = JSON.stringify({ ...lamp, ...this.link } satisfies InfoMessage);
+    const payload = JSON.stringify({ ...lamp, ...this.link, instance: this.instance } satisfies InfoMessage);
     // Every time, not only when it changed: a broker without persistence forgets what it retained.
-    mqtt.publish(topic, payload, { qos: 1, retain: true }).catch((error: unknown) => {
-      if (mqtt.connected)
-        logger.warn({ topic, cause: describeMqttError(error) }, "could not publish the info");
-    });
+    mqtt.publish(topic, payload, { qos: 1, retain: true }).then(
+      () => {
+        this.announced = true;
+      },
+      (error: unknown) => {
+        if (mqtt.connected)
+          logger.warn({ topic, cause: describeMqttError(error) }, "could not publish the info");
+      },
+    );
+  }
+
+  /**
+   * Another agent with our LAMP_ID shows itself here whatever the broker does on a takeover (a Will, a
+   * DISCONNECT reason, nothing): each of the two publishes its info after every connect, so the one
+   * that connects next reads the other's, retained, when it subscribes. Only once ours was acknowledged:
+   * on the first connect what the broker retained is our own previous run's. A live one (the two
+   * connected at once, on two nodes of a cluster for a moment) is the other process there and then.
+   */
+  message(_topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const other = parseInfo(payload.toString())?.instance;
+    if (other === undefined || other === this.instance) return;
+    if (packet.retain && !this.announced) return;
+    this.context.logger.debug(
+      { instance: other, retained: packet.retain },
+      "another process published this lamp's info",
+    );
+    this.context.onRival?.();
   }
 }

@@ -120,6 +120,8 @@ export class MqttConnection {
   private readonly backoff: ReconnectBackoff;
   private readonly takeover: TakeoverDetector;
   private readonly takeoverRetryMs: number;
+  /** A connection held this long: another client with our client id, if any, stopped coming back. */
+  private readonly settledMs: number;
   private readonly random: () => number;
   private readonly maxDelayMs: number;
   private readonly initialDelayMs: number;
@@ -166,7 +168,8 @@ export class MqttConnection {
     this.connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
     this.subackTimeoutMs = options.subackTimeoutMs ?? SUBACK_TIMEOUT_MS;
     // The other client comes back within its wait (+20 % jitter); well past that, it is gone.
-    this.takeover = new TakeoverDetector(STABLE_MS, 3 * Math.max(backoff.maxMs, this.takeoverRetryMs));
+    this.settledMs = 3 * Math.max(backoff.maxMs, this.takeoverRetryMs);
+    this.takeover = new TakeoverDetector(STABLE_MS, this.settledMs);
   }
 
   get connected(): boolean {
@@ -260,7 +263,8 @@ export class MqttConnection {
 
   /**
    * Proof that another client uses our client id: right after we connected, the broker published the
-   * Will of the connection our CONNECT took over (Aedes does; Mosquitto 2.0 does not). From here on a
+   * Will of the connection our CONNECT took over (Aedes does; Mosquitto 2.0 does not), or we read
+   * another process's info retained since we published ours (features/info.ts). From here on a
    * close is that client taking the session back, whatever else it looks like (Aedes sends the loser
    * its own Will, as a broker shutting down does), until a try fails or a connection holds.
    */
@@ -503,6 +507,8 @@ export class MqttConnection {
     }
     // Another node next: the one we had may be dead, and a cluster's others are as good.
     this.position++;
+    // The twin was switched off or given its own id: a close now is the broker's, not a takeover.
+    if (lasted !== undefined && lasted >= this.settledMs) this.rivalStreak = 0;
     if (lasted === undefined) {
       this.takeover.failedAttempt();
       this.takeovers = 0;

@@ -51,6 +51,11 @@ export interface InfoMessage {
   readonly telemetry_interval: number;
   /** What is wrong with this lamp's setup, when the agent knows (another client with its client id). */
   readonly problem?: string;
+  /**
+   * Random per process: two agents given one LAMP_ID publish this topic in turns, and each can tell the
+   * other's message from its own (features/info.ts).
+   */
+  readonly instance: string;
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -100,6 +105,7 @@ export function parseInfo(text: string): Partial<InfoMessage> | undefined {
     ...(Array.isArray(json.groups) && { groups: json.groups.filter((g) => typeof g === "string") }),
     ...(typeof json.telemetry_interval === "number" && { telemetry_interval: json.telemetry_interval }),
     ...(typeof json.problem === "string" && { problem: json.problem }),
+    ...(typeof json.instance === "string" && { instance: json.instance }),
   };
 }
 

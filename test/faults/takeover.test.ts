@@ -40,6 +40,12 @@ describe.each(["5", "3.1.1"])("MQTT %s", (protocol) => {
     expect(line?.level).toBe(50);
     expect(line?.msg).toMatch(/LAMP_ID \(or MQTT_CLIENT_ID\)/);
 
+    // Whatever the broker says on a takeover (Mosquitto: nothing), each reads the other's info, retained
+    // since its own, when it connects again.
+    const readOther = (a: AgentProcess) =>
+      a.logs.some((l) => l.msg === "another process published this lamp's info");
+    await vi.waitFor(() => expect(pair.every(readOther)).toBe(true), { timeout: 10_000, interval: 50 });
+
     // A few takeovers in a row at the longest reconnect delay make it sure (a broker restarted twice
     // within seconds looks the same on 3.1.1); then the long wait, MQTT_TAKEOVER_RETRY_MS, begins.
     const settledWait = (a: AgentProcess) =>

@@ -1,0 +1,122 @@
+import { describe, expect, it, vi } from "vitest";
+import { FeatureHouse } from "../../../src/features/house.js";
+import { Info } from "../../../src/features/info.js";
+import type { PublishOptions } from "../../../src/mqtt/connection.js";
+import { TopicRouter } from "../../../src/mqtt/router.js";
+import { captureLogger } from "../../helpers/log.js";
+
+/** Subscriptions granted at once; each publish is acknowledged when `ack()` is called. */
+class FakeConnection {
+  connected = true;
+  readonly sent: { topic: string; payload: string; options: PublishOptions }[] = [];
+  private acks: (() => void)[] = [];
+  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void {
+    this.publish(topic, payload, options).then(() => done(), done);
+  }
+  publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
+    this.sent.push({ topic, payload, options });
+    return new Promise((resolve) => this.acks.push(resolve));
+  }
+  subscribe(): Promise<void> {
+    return Promise.resolve();
+  }
+  async ack(): Promise<void> {
+    for (const resolve of this.acks.splice(0)) resolve();
+    await Promise.resolve();
+  }
+}
+
+const TOPIC = "lamp/abc/info";
+const lamp = {
+  id: "abc",
+  name: "abc",
+  version: "1.0.0",
+  driver: "mock",
+  pins: [17],
+  groups: ["all"],
+  board: null,
+  node: "20.0.0",
+  started_at: "2026-12-06T00:00:00.000Z",
+  telemetry_interval: 60,
+};
+const connect = {
+  protocol: 4,
+  sessionPresent: false,
+  node: "mqtt://a",
+  reconnects: 0,
+  takenOver: false,
+} as const;
+
+function build() {
+  const connection = new FakeConnection();
+  const { logger, lines } = captureLogger("debug");
+  const onRival = vi.fn();
+  const info = new Info({ topic: TOPIC, mqtt: connection, logger, lamp, clientId: "lamp-abc", onRival });
+  const house = new FeatureHouse([info], new TopicRouter(connection, logger), logger);
+  return { connection, house, info, onRival, lines };
+}
+
+/** What the broker delivers on the info topic: `retain` as it flags it. */
+function deliver(house: FeatureHouse, instance: string | undefined, retain: boolean): void {
+  const payload = Buffer.from(JSON.stringify({ ...lamp, broker: "mqtt://a", mqtt: "3.1.1", instance }));
+  house.onMessage(TOPIC, payload, { retain } as never);
+}
+
+describe("info", () => {
+  it("publishes what the lamp is, retained at QoS 1, with this process's own instance", async () => {
+    const { connection, house, info } = build();
+    house.onConnect(connect);
+    await vi.waitFor(() => expect(connection.sent).toHaveLength(1));
+    const [sent] = connection.sent;
+    expect(sent?.topic).toBe(TOPIC);
+    expect(sent?.options).toMatchObject({ qos: 1, retain: true });
+    expect(JSON.parse(sent?.payload ?? "")).toMatchObject({ id: "abc", instance: info.instance });
+    expect(info.instance).toMatch(/^[0-9a-f]{12}$/);
+    expect(
+      new Info({ topic: TOPIC, mqtt: connection, logger: captureLogger().logger, lamp, clientId: "x" })
+        .instance,
+    ).not.toBe(info.instance);
+  });
+
+  it("takes a retained info of another process on the first connect for this lamp's previous run", async () => {
+    const { connection, house, onRival } = build();
+    house.onConnect(connect);
+    deliver(house, "0123456789ab", true);
+    await vi.waitFor(() => expect(connection.sent).toHaveLength(1));
+    expect(onRival).not.toHaveBeenCalled();
+  });
+
+  it("tells of another agent with this id when another process's info was retained after ours", async () => {
+    const { connection, house, info, onRival, lines } = build();
+    house.onConnect(connect);
+    await vi.waitFor(() => expect(connection.sent).toHaveLength(1));
+    await connection.ack();
+    // Our own info, and what is not an info at all (a --forget clears it), say nothing.
+    deliver(house, info.instance, true);
+    house.onMessage(TOPIC, Buffer.from(""), { retain: true } as never);
+    deliver(house, undefined, true);
+    expect(onRival).not.toHaveBeenCalled();
+    // The next connect replays what the broker kept: the twin's, published while it held the session.
+    house.onConnect({ ...connect, reconnects: 1 });
+    deliver(house, "0123456789ab", true);
+    expect(onRival).toHaveBeenCalledTimes(1);
+    expect(lines.some((l) => l.msg === "another process published this lamp's info")).toBe(true);
+  });
+
+  it("tells of another agent at once when its info comes live, even before ours is acknowledged", () => {
+    const { house, onRival } = build();
+    house.onConnect(connect);
+    deliver(house, "0123456789ab", false);
+    expect(onRival).toHaveBeenCalledTimes(1);
+  });
+
+  it("does not count an info of ours that the broker never acknowledged", async () => {
+    const { connection, house, onRival } = build();
+    house.onConnect(connect);
+    await vi.waitFor(() => expect(connection.sent).toHaveLength(1));
+    // Connection lost before the PUBACK: what the broker retained may still be the previous run's.
+    house.onConnect({ ...connect, reconnects: 1 });
+    deliver(house, "0123456789ab", true);
+    expect(onRival).not.toHaveBeenCalled();
+  });
+});
