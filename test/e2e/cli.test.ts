@@ -361,11 +361,13 @@ suite("lampctl on a par with the agent", () => {
     await vi.waitFor(() => expect(watch.stdout()).toContain("state/quiet 1"), { timeout: 10_000 });
     await recorder.end();
     await broker.stop();
-    // In the broker's place, a port that hangs up on every attempt, counting them.
+    // In the broker's place, a port that hangs up on every attempt, counting them. With a reset: a bare
+    // close can reach lampctl before its CONNECT is written, and then reads as a plain close, not ECONNRESET
+    // (seen under load).
     let attempts = 0;
     const hangUp = net.createServer((socket) => {
       attempts++;
-      socket.destroy();
+      socket.resetAndDestroy();
     });
     await new Promise<void>((resolve) => hangUp.listen(broker.port, "127.0.0.1", resolve));
     await vi.waitFor(() => expect(attempts).toBeGreaterThanOrEqual(3), { timeout: 10_000 });
