@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { startAedesCluster } from "../helpers/aedes-cluster.js";
 import { type AgentProcess, spawnAgent, white } from "../helpers/agent-process.js";
 import { hasNatsServer, hasRedisServer, type TestCluster, within } from "../helpers/cluster.js";
-import { type Fleet, startFleet } from "../helpers/fleet.js";
+import { type Fleet, type FleetLamp, startFleet } from "../helpers/fleet.js";
 import type { LogLine } from "../helpers/log.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
 import { startNatsCluster } from "../helpers/nats-cluster.js";
@@ -154,9 +154,17 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
         expect(missingLamps, `not back within 30 s of the kill`).toEqual([]);
         await acknowledged;
 
-        // The command queued in its session while it was away: applied when it is back, once.
-        const applied = await changed.wait(`lamp/${commanded}/changed`, (t) => t.includes(during), 30_000);
-        expect(JSON.parse(applied.text)).toMatchObject({ on: true, brightness: 0.37, client: during });
+        // The command queued in its session while it was away: applied when it is back, once. Its state
+        // names the sender as a rule; but a NATS survivor can close the lamp's connection in the same
+        // 10 s, before that publish went out, and on the reconnect the lamp states itself whole in its own
+        // name (CONTRACT section 2). Either way the UI reads the command's brightness.
+        const applied = await changed.wait(
+          `lamp/${commanded}/changed`,
+          (t) => (JSON.parse(t) as { brightness?: number }).brightness === 0.37,
+          30_000,
+        );
+        expect(JSON.parse(applied.text)).toMatchObject({ on: true, brightness: 0.37 });
+        expect([during, `lamp-${commanded}`]).toContain(JSON.parse(applied.text).client);
         const agent = fleet.lamp(commanded).agent;
         await expect.poll(() => [...agent.duties().values()], { timeout: 5000 }).toEqual([0.37, 0.37, 0.37]);
         // Long enough for a redelivery (the session's QoS 1 retry) to have come and been applied again.
@@ -164,7 +172,8 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
         const live = changed
           .on(`lamp/${commanded}/changed`)
           .filter((m) => !m.retain && m.text.includes(during));
-        expect(live).toHaveLength(1);
+        expect(live.length).toBeLessThanOrEqual(1);
+        // Once: the agent's own log, whatever reached this UI.
         const changes = agent.logs.filter((l) => l.msg === "state changed" && l.client === during);
         expect(changes.map((l) => l.changes ?? 1)).toEqual([1]);
       },
@@ -177,16 +186,30 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
         await sleep(Math.max(0, killedAt + WILL_SWEEP_MS - Date.now()));
         await watcher.waitAllOnline(5000);
         const worst = watcher.worstOfflineWhileAlive(fleet.alive, killedAt);
+        // On failure: what that lamp read and logged since the kill, in ms from it.
         expect(
           worst.ms,
-          `lamp ${worst.id} read offline from ${new Date(worst.from).toISOString()}`,
+          `lamp ${worst.id} read offline from ${worst.from - killedAt} ms after the kill\n${
+            worst.id === "" ? "" : lampReport(fleet.lamp(worst.id), watcher, killedAt)
+          }`,
         ).toBeLessThan(5000);
-        if (engine === "aedes") {
-          // The late Wills did come (else this proved nothing): some lamp of the dead node read 0 since.
-          const slandered = victims.filter((id) =>
-            watcher.timeline(id).some((s) => s.at > killedAt && s.value === "0"),
-          );
-          expect(slandered.length).toBeGreaterThan(0);
+        // The late Wills came as a rule on Aedes (else this proved nothing): some lamp of the dead node
+        // read 0 since. NATS publishes none, and Aedes none for a lamp that was back before the sweep
+        // (all of them, in one run here): then the sweep's message by hand, a retained 0 on a live lamp,
+        // which it must answer in time too.
+        const slandered = victims.filter((id) =>
+          watcher.timeline(id).some((s) => s.at > killedAt && s.value === "0"),
+        );
+        if (slandered.length === 0) {
+          const id = victims[0] as string;
+          const sweeper = track(await Recorder.connect(cluster.url(0), [], V4));
+          const sentAt = Date.now();
+          await sweeper.publish(`state/${id}`, "0", { qos: 1, retain: true });
+          const since = (value: string) =>
+            watcher.timeline(id).find((s) => s.at >= sentAt && s.value === value)?.at;
+          await expect.poll(() => since("0"), { timeout: 5000 }).toBeDefined();
+          await expect.poll(() => since("1"), { timeout: 5000 }).toBeDefined();
+          expect((since("1") as number) - (since("0") as number)).toBeLessThan(5000);
         }
       },
       SLOW,
@@ -317,11 +340,9 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
     );
 
     // On Aedes a takeover also sends the old connection its own Will, which alone reads like a broker
-    // shutting down; the agent tells a twin by the Will the new connection receives (connection.ts),
-    // live, before or just after its `1` (presence.ts). That settled the pair in 6 runs of 7 here, but
-    // CI still saw two connects within one retry window after 20 s: skipped on Aedes until it settles
-    // every time (reported, docs/fleet.md).
-    it.skipIf(engine === "aedes")(
+    // shutting down. Each agent tells a twin by signs that need no timing: the other's info, retained
+    // since its own (features/info.ts), and the Will the new connection receives (presence.ts).
+    it(
       "two agents given one LAMP_ID: one lamp, steadily online, at most one takeover per MQTT_TAKEOVER_RETRY_MS, each says so once",
       async () => {
         const id = `twin${tag()}`;
@@ -373,19 +394,22 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
 function offlineReport(fleet: Fleet, watcher: PresenceWatcher, since: number): string {
   return fleet.lamps
     .filter((lamp) => watcher.current(lamp.id) !== "1")
-    .map((lamp) => {
-      const presence = watcher
-        .timeline(lamp.id)
-        .map((s) => `${s.at - since}:${s.value}${s.retain ? "r" : ""}`);
-      const lines = lamp.agent.logs
-        .filter((l) => (l.time as number) >= since)
-        .map(
-          (l) =>
-            `  ${(l.time as number) - since} ${l.level} ${l.msg} ${JSON.stringify(l.node ?? l.cause ?? "")}`,
-        );
-      return [`${lamp.id} presence ${presence.join(" ")}`, ...lines].join("\n");
-    })
+    .map((lamp) => lampReport(lamp, watcher, since))
     .join("\n");
+}
+
+/** One lamp's presence messages and log lines since `since`, in ms from it. */
+function lampReport(lamp: FleetLamp, watcher: PresenceWatcher, since: number): string {
+  const presence = watcher
+    .timeline(lamp.id)
+    .filter((s) => s.at >= since - 1000)
+    .map((s) => `${s.at - since}:${s.value}${s.retain ? "r" : ""}`);
+  const lines = lamp.agent.logs
+    .filter((l) => (l.time as number) >= since)
+    .map(
+      (l) => `  ${(l.time as number) - since} ${l.level} ${l.msg} ${JSON.stringify(l.node ?? l.cause ?? "")}`,
+    );
+  return [`${lamp.id} presence ${presence.join(" ")}`, ...lines].join("\n");
 }
 
 function showing(agent: AgentProcess): boolean {
