@@ -79,17 +79,21 @@ export class Presence implements Feature {
     if (this.pending) return;
     // Live, not the replay of a retained `0` at (re)subscribe (a broker's shutdown Will, say).
     const early = !packet.retain && Date.now() - this.onlineAt < RIVAL_WINDOW_MS;
+    // Into a kept session the `1` goes out at once, before the subscriptions are renewed, and the broker
+    // then replays what it held: as a rule this lamp's own `0` from its last stop. Worth a `1`, not a
+    // warning on every restart.
+    const replay = packet.retain && Date.now() - this.connectedAt < RIVAL_WINDOW_MS;
     // A moment first: a broker that is shutting down publishes our Will to us too, just before it closes
     // the connection; that is no Will to answer. Still well within CONTRACT section 13's 2 s.
     this.pending = setTimeout(() => {
       this.pending = undefined;
       if (!this.online_ || !this.context.mqtt.connected) return;
       if (early) this.context.onRival?.();
-      this.answer();
+      this.answer(replay);
     }, ANSWER_AFTER_MS);
   }
 
-  private answer(): void {
+  private answer(replay: boolean): void {
     if (!this.answers.take()) {
       this.logger.debug("presence 0 again; answering later");
       this.held ??= setTimeout(() => {
@@ -98,10 +102,16 @@ export class Presence implements Feature {
       }, 10_000);
       return;
     }
-    this.logger.warn(
-      { topic: this.context.topic },
-      "the broker published presence 0 while this lamp is connected (a late Will from a cluster node, or a takeover); saying 1 again",
-    );
+    if (replay)
+      this.logger.debug(
+        { topic: this.context.topic },
+        "the broker replayed a retained presence 0 from before this connection; saying 1 again",
+      );
+    else
+      this.logger.warn(
+        { topic: this.context.topic },
+        "the broker published presence 0 while this lamp is connected (a late Will from a cluster node, or a takeover); saying 1 again",
+      );
     this.say(ONLINE, "presence");
   }
 

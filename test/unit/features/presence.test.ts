@@ -97,6 +97,27 @@ describe("presence", () => {
     expect(connection.ones()).toBe(5);
   });
 
+  it("answers the replay of its own retained 0 from its last stop with 1, without a warning", async () => {
+    vi.useFakeTimers();
+    const { connection, house, lines } = build();
+    // Into a kept session: the 1 first, then the renewed subscription replays what the broker held.
+    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 0, takenOver: false });
+    await vi.advanceTimersByTimeAsync(0);
+    house.onMessage("state/abc", Buffer.from("0"), { retain: true } as never);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(connection.ones()).toBe(2);
+    expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+    expect(lines.some((l) => /replayed a retained presence 0/.test(l.msg))).toBe(true);
+    // Later, a 0 is news (a Will published late, whatever its retain flag): a warning.
+    await vi.advanceTimersByTimeAsync(5000);
+    house.onMessage("state/abc", Buffer.from("0"), { retain: true } as never);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(connection.ones()).toBe(3);
+    expect(
+      lines.filter((l) => l.level === 40 && /presence 0 while this lamp is connected/.test(l.msg)),
+    ).toHaveLength(1);
+  });
+
   it("takes a live 0 just after its 1 for the Will of a connection it took over (a twin), not a retained one", async () => {
     vi.useFakeTimers();
     const { house, onRival } = build();
