@@ -90,6 +90,16 @@ export function nodeSet(options: NodeSetOptions): NodeSet {
       throw new Error(`${options.engine} node ${i} did not start:\n${node.output()}`, { cause: error });
     }
   };
+  // A node that listened and then died (seen once: ECONNREFUSED for 30 s) says why in its own output.
+  const ready = async (i: number): Promise<void> => {
+    try {
+      await options.ready(i);
+    } catch (error) {
+      throw new Error(`${String(error)}\n${options.engine} node ${i} said:\n${nodes[i]?.output() ?? ""}`, {
+        cause: error,
+      });
+    }
+  };
   const stop = async (i: number, signal: NodeJS.Signals): Promise<void> => {
     const node = nodes[i];
     nodes[i] = undefined;
@@ -103,12 +113,12 @@ export function nodeSet(options: NodeSetOptions): NodeSet {
       await launch(i);
       // Every node, not only the new one: while a peer rejoins, the others may still refuse a QoS 1
       // SUBSCRIBE (NATS answers SUBACK 0x80), and the next test must find the whole cluster serving.
-      await Promise.all(indexes.filter((n) => nodes[n]).map((n) => options.ready(n)));
+      await Promise.all(indexes.filter((n) => nodes[n]).map(ready));
     },
     async startAll() {
       try {
         await Promise.all(indexes.map(launch));
-        await Promise.all(indexes.map((i) => options.ready(i)));
+        await Promise.all(indexes.map(ready));
       } catch (error) {
         await set.stopAll("SIGKILL");
         throw error;
