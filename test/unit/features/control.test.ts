@@ -13,38 +13,10 @@ import { Lamp } from "../../../src/lamp/lamp.js";
 import { Output } from "../../../src/lamp/output.js";
 import { makeState } from "../../../src/lamp/state.js";
 import type { Logger } from "../../../src/log.js";
-import type { PublishOptions } from "../../../src/mqtt/connection.js";
 import { TopicRouter } from "../../../src/mqtt/router.js";
 import { statePayload } from "../../../src/protocol/payloads.js";
+import { FakeConnection } from "../../helpers/fake-connection.js";
 import { captureLogger, LEVEL, silentLogger } from "../../helpers/log.js";
-
-interface Sent {
-  readonly topic: string;
-  readonly payload: string;
-  readonly options: PublishOptions;
-}
-
-/** The small part of MqttConnection the link uses; every publish is acknowledged at once. */
-class FakeConnection {
-  connected = true;
-  readonly sent: Sent[] = [];
-  readonly subscribed: string[] = [];
-  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void {
-    this.publish(topic, payload, options).then(() => done(), done);
-  }
-  publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
-    if (!this.connected) return Promise.reject(new Error("not connected"));
-    this.sent.push({ topic, payload, options });
-    return Promise.resolve();
-  }
-  subscribe(topic: string, _options?: { noLocal?: boolean }): Promise<void> {
-    this.subscribed.push(topic);
-    return Promise.resolve();
-  }
-  on(topic: string): Sent[] {
-    return this.sent.filter((s) => s.topic === topic);
-  }
-}
 
 const dirs: string[] = [];
 afterEach(() => {

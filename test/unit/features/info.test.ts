@@ -1,30 +1,9 @@
 import { describe, expect, it, vi } from "vitest";
 import { FeatureHouse } from "../../../src/features/house.js";
 import { Info } from "../../../src/features/info.js";
-import type { PublishOptions } from "../../../src/mqtt/connection.js";
 import { TopicRouter } from "../../../src/mqtt/router.js";
+import { FakeConnection } from "../../helpers/fake-connection.js";
 import { captureLogger } from "../../helpers/log.js";
-
-/** Subscriptions granted at once; each publish is acknowledged when `ack()` is called. */
-class FakeConnection {
-  connected = true;
-  readonly sent: { topic: string; payload: string; options: PublishOptions }[] = [];
-  private acks: (() => void)[] = [];
-  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void {
-    this.publish(topic, payload, options).then(() => done(), done);
-  }
-  publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
-    this.sent.push({ topic, payload, options });
-    return new Promise((resolve) => this.acks.push(resolve));
-  }
-  subscribe(): Promise<void> {
-    return Promise.resolve();
-  }
-  async ack(): Promise<void> {
-    for (const resolve of this.acks.splice(0)) resolve();
-    await Promise.resolve();
-  }
-}
 
 const TOPIC = "lamp/abc/info";
 const lamp = {
@@ -48,7 +27,7 @@ const connect = {
 } as const;
 
 function build() {
-  const connection = new FakeConnection();
+  const connection = new FakeConnection({ acks: true });
   const { logger, lines } = captureLogger("debug");
   const onRival = vi.fn();
   const info = new Info({ topic: TOPIC, mqtt: connection, logger, lamp, clientId: "lamp-abc", onRival });

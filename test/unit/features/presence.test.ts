@@ -1,37 +1,17 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { FeatureHouse } from "../../../src/features/house.js";
 import { Presence } from "../../../src/features/presence.js";
-import type { PublishOptions } from "../../../src/mqtt/connection.js";
 import { TopicRouter } from "../../../src/mqtt/router.js";
+import { FakeConnection } from "../../helpers/fake-connection.js";
 import { captureLogger } from "../../helpers/log.js";
 
-/** Publishes are acknowledged at once; subscriptions are granted when `grant()` is called. */
-class FakeConnection {
-  connected = true;
-  readonly sent: { topic: string; payload: string; options: PublishOptions }[] = [];
-  private pending: (() => void)[] = [];
-  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void {
-    this.publish(topic, payload, options).then(() => done(), done);
-  }
-  publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
-    this.sent.push({ topic, payload, options });
-    return Promise.resolve();
-  }
-  subscribe(): Promise<void> {
-    return new Promise((resolve) => this.pending.push(resolve));
-  }
-  grant(): void {
-    for (const resolve of this.pending.splice(0)) resolve();
-  }
-  ones(): number {
-    return this.sent.filter((s) => s.payload === "1").length;
-  }
-}
+/** How many times the lamp said 1. */
+const ones = (connection: FakeConnection) => connection.sent.filter((s) => s.payload === "1").length;
 
 const live = { retain: false } as never;
 
 function build() {
-  const connection = new FakeConnection();
+  const connection = new FakeConnection({ grants: true });
   const { logger, lines } = captureLogger("debug");
   const onRival = vi.fn();
   const presence = new Presence({ topic: "state/abc", mqtt: connection, logger, onRival });
@@ -55,7 +35,7 @@ describe("presence", () => {
       takenOver: false,
     });
     await vi.advanceTimersByTimeAsync(100);
-    expect(connection.ones()).toBe(0);
+    expect(ones(connection)).toBe(0);
     connection.grant();
     await vi.advanceTimersByTimeAsync(0);
     expect(connection.sent).toEqual([
@@ -68,7 +48,7 @@ describe("presence", () => {
     const { connection, house } = build();
     house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 0, takenOver: false });
     await vi.advanceTimersByTimeAsync(0);
-    expect(connection.ones()).toBe(1);
+    expect(ones(connection)).toBe(1);
   });
 
   it("answers a 0 it did not send (a late Will) with 1 within 2 s, rate-limited, and catches up later", async () => {
@@ -77,24 +57,24 @@ describe("presence", () => {
     house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 0, takenOver: false });
     await vi.advanceTimersByTimeAsync(0);
     house.onMessage("state/abc", Buffer.from("1"), live);
-    expect(connection.ones()).toBe(1);
+    expect(ones(connection)).toBe(1);
     // A sweep of Wills: many at once are one answer.
     for (let i = 0; i < 10; i++) house.onMessage("state/abc", Buffer.from("0"), live);
     await vi.advanceTimersByTimeAsync(2000);
-    expect(connection.ones()).toBe(2);
+    expect(ones(connection)).toBe(2);
     // Three answers at once, then one every 10 s however often it comes.
     for (let i = 0; i < 4; i++) {
       house.onMessage("state/abc", Buffer.from("0"), live);
       await vi.advanceTimersByTimeAsync(500);
     }
-    expect(connection.ones()).toBe(4);
+    expect(ones(connection)).toBe(4);
     expect(
       lines.filter((l) => l.level === 40 && /presence 0 while this lamp is connected/.test(l.msg)),
     ).toHaveLength(3);
     await vi.advanceTimersByTimeAsync(10_000);
-    expect(connection.ones()).toBe(5);
+    expect(ones(connection)).toBe(5);
     await vi.advanceTimersByTimeAsync(60_000);
-    expect(connection.ones()).toBe(5);
+    expect(ones(connection)).toBe(5);
   });
 
   it("answers the replay of its own retained 0 from its last stop with 1, without a warning", async () => {
@@ -105,14 +85,14 @@ describe("presence", () => {
     await vi.advanceTimersByTimeAsync(0);
     house.onMessage("state/abc", Buffer.from("0"), { retain: true } as never);
     await vi.advanceTimersByTimeAsync(1000);
-    expect(connection.ones()).toBe(2);
+    expect(ones(connection)).toBe(2);
     expect(lines.filter((l) => l.level >= 40)).toEqual([]);
     expect(lines.some((l) => /replayed a retained presence 0/.test(l.msg))).toBe(true);
     // Later, a 0 is news (a Will published late, whatever its retain flag): a warning.
     await vi.advanceTimersByTimeAsync(5000);
     house.onMessage("state/abc", Buffer.from("0"), { retain: true } as never);
     await vi.advanceTimersByTimeAsync(1000);
-    expect(connection.ones()).toBe(3);
+    expect(ones(connection)).toBe(3);
     expect(
       lines.filter((l) => l.level === 40 && /presence 0 while this lamp is connected/.test(l.msg)),
     ).toHaveLength(1);
@@ -146,7 +126,7 @@ describe("presence", () => {
     expect(onRival).not.toHaveBeenCalled();
     connection.grant();
     await vi.advanceTimersByTimeAsync(0);
-    expect(connection.ones()).toBe(1);
+    expect(ones(connection)).toBe(1);
     expect(onRival).toHaveBeenCalledTimes(1);
     // A new connection starts clean: nothing carried over.
     house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 1, takenOver: false });
@@ -162,7 +142,7 @@ describe("presence", () => {
     house.onMessage("state/abc", Buffer.from("0"), live);
     connection.connected = false;
     await vi.advanceTimersByTimeAsync(20_000);
-    expect(connection.ones()).toBe(1);
+    expect(ones(connection)).toBe(1);
   });
 
   it("does not answer a 0 before it is online, nor after it stopped (its own clean-stop 0)", async () => {
@@ -176,7 +156,7 @@ describe("presence", () => {
       takenOver: false,
     });
     house.onMessage("state/abc", Buffer.from("0"), live);
-    expect(connection.ones()).toBe(0);
+    expect(ones(connection)).toBe(0);
     connection.grant();
     await vi.advanceTimersByTimeAsync(0);
     await house.stop();
@@ -199,6 +179,6 @@ describe("presence", () => {
     await vi.advanceTimersByTimeAsync(0);
     connection.grant();
     await vi.advanceTimersByTimeAsync(0);
-    expect(connection.ones()).toBe(1);
+    expect(ones(connection)).toBe(1);
   });
 });

@@ -4,27 +4,13 @@ import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { FeatureHouse } from "../../../src/features/house.js";
 import { Telemetry } from "../../../src/features/telemetry.js";
-import type { PublishOptions } from "../../../src/mqtt/connection.js";
 import { TopicRouter } from "../../../src/mqtt/router.js";
+import { FakeConnection } from "../../helpers/fake-connection.js";
 import { captureLogger } from "../../helpers/log.js";
 
-class FakeConnection {
-  connected = true;
-  readonly sent: { topic: string; payload: string; options: PublishOptions }[] = [];
-  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void {
-    this.publish(topic, payload, options).then(() => done(), done);
-  }
-  publish(topic: string, payload: string, options: PublishOptions): Promise<void> {
-    this.sent.push({ topic, payload, options });
-    return Promise.resolve();
-  }
-  subscribe(): Promise<void> {
-    return Promise.resolve();
-  }
-  messages(): Record<string, unknown>[] {
-    return this.sent.map((s) => JSON.parse(s.payload) as Record<string, unknown>);
-  }
-}
+/** Every message published, parsed. */
+const messages = (connection: FakeConnection) =>
+  connection.sent.map((s) => JSON.parse(s.payload) as Record<string, unknown>);
 
 function build(interval = 10) {
   connects = 0;
@@ -90,7 +76,7 @@ describe("telemetry", () => {
     expect(connection.sent).toHaveLength(5);
     expect(connection.sent.every((s) => s.topic === "lamp/abc/telemetry")).toBe(true);
     expect(connection.sent.every((s) => s.options.qos === 0 && !s.options.retain)).toBe(true);
-    expect(connection.messages()[1]).toEqual({
+    expect(messages(connection)[1]).toEqual({
       uptime_s: 10,
       reconnects: 0,
       rss_mib: expect.any(Number),
@@ -98,7 +84,7 @@ describe("telemetry", () => {
       wifi_rssi_dbm: -55,
       load1: expect.any(Number),
     });
-    expect(Object.keys(connection.messages()[0] ?? {})).toEqual([
+    expect(Object.keys(messages(connection)[0] ?? {})).toEqual([
       "uptime_s",
       "reconnects",
       "rss_mib",
@@ -122,10 +108,10 @@ describe("telemetry", () => {
     expect(telemetry.reconnects).toBe(1);
     await vi.advanceTimersByTimeAsync(0);
     expect(connection.sent).toHaveLength(before + 1);
-    expect(connection.messages().at(-1)?.reconnects).toBe(1);
+    expect(messages(connection).at(-1)?.reconnects).toBe(1);
     house.onConnect(connect());
     await vi.advanceTimersByTimeAsync(10_000);
-    expect(connection.messages().at(-1)?.reconnects).toBe(2);
+    expect(messages(connection).at(-1)?.reconnects).toBe(2);
   });
 
   it("no timer between a connect and its online; none at all after stop()", async () => {
