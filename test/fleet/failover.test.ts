@@ -7,7 +7,8 @@ import { type Fleet, type FleetLamp, startFleet } from "../helpers/fleet.js";
 import type { LogLine } from "../helpers/log.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
 import { startNatsCluster } from "../helpers/nats-cluster.js";
-import { type OfflineSpan, type PresenceWatcher, watchPresence } from "../helpers/presence-watcher.js";
+import { worstOfflineWhileConnected } from "../helpers/offline.js";
+import { type PresenceWatcher, watchPresence } from "../helpers/presence-watcher.js";
 import { teardown } from "../helpers/teardown.js";
 
 // Issue 18 on both engines: a fleet of built agents, each given every node of a real 3-node cluster,
@@ -400,52 +401,6 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
     );
   });
 });
-
-/**
- * When a lamp was connected, by its own log: from each CONNACK to its loss, or to the start of the next
- * successful try when the loss went unlogged (a takeover's, say).
- */
-function connectedSpans(logs: readonly LogLine[], until: number): { from: number; to: number }[] {
-  const spans: { from: number; to: number }[] = [];
-  let from: number | undefined;
-  for (const line of logs) {
-    const at = line.time as number;
-    if (line.msg === "connected to the broker") {
-      if (from !== undefined) spans.push({ from, to: at - Number(line.tookMs ?? 0) });
-      from = at;
-    } else if (from !== undefined && line.msg.startsWith("lost the broker connection")) {
-      spans.push({ from, to: at });
-      from = undefined;
-    }
-  }
-  if (from !== undefined) spans.push({ from, to: until });
-  return spans;
-}
-
-/** The longest time any lamp read anything but `1` while it was connected, from `since` on. */
-function worstOfflineWhileConnected(fleet: Fleet, watcher: PresenceWatcher, since: number): OfflineSpan {
-  let worst: OfflineSpan = { id: "", ms: 0, from: since };
-  for (const lamp of fleet.lamps) {
-    const samples = watcher.timeline(lamp.id);
-    for (const span of connectedSpans(lamp.agent.logs, lamp.exitedAt() ?? Date.now())) {
-      const from = Math.max(span.from, since);
-      if (span.to <= from) continue;
-      // What it read as the span began: the last message before it.
-      let value = samples.filter((s) => s.at <= from).at(-1)?.value ?? "";
-      let offFrom = from;
-      const consider = (until: number) => {
-        if (until - offFrom > worst.ms) worst = { id: lamp.id, ms: until - offFrom, from: offFrom };
-      };
-      for (const sample of samples.filter((s) => s.at > from && s.at <= span.to)) {
-        if (value !== "1" && sample.value === "1") consider(sample.at);
-        if (value === "1" && sample.value !== "1") offFrom = sample.at;
-        value = sample.value;
-      }
-      if (value !== "1") consider(span.to);
-    }
-  }
-  return worst;
-}
 
 /** Each lamp not reading `1`: its presence messages and log lines since `since`, in ms from it. */
 function offlineReport(fleet: Fleet, watcher: PresenceWatcher, since: number): string {

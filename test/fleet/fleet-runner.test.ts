@@ -2,7 +2,9 @@ import mqtt from "mqtt";
 import { describe, expect, it } from "vitest";
 import { hasNatsServer } from "../helpers/cluster.js";
 import { type Fleet, startFleet } from "../helpers/fleet.js";
+import type { LogLine } from "../helpers/log.js";
 import { type NatsCluster, startNatsCluster } from "../helpers/nats-cluster.js";
+import { connectedSpans, worstOfflineWhileConnected } from "../helpers/offline.js";
 import { type PresenceWatcher, watchPresence } from "../helpers/presence-watcher.js";
 import { teardown } from "../helpers/teardown.js";
 
@@ -49,6 +51,10 @@ describe.skipIf(missing !== "")(`a fleet of built agents on one NATS node${missi
     const worst = watcher.worstOfflineWhileAlive(fleet.alive, from);
     expect(worst.id).toBe(slandered);
     expect(worst.ms).toBeGreaterThan(0);
+    // It was connected all along, so it counts there too; the dead lamp's 0 came after its end.
+    const whileConnected = worstOfflineWhileConnected(fleet, watcher, from);
+    expect(whileConnected.id).toBe(slandered);
+    expect(whileConnected.ms).toBeGreaterThan(0);
   });
 
   it(
@@ -62,4 +68,26 @@ describe.skipIf(missing !== "")(`a fleet of built agents on one NATS node${missi
     },
     SLOW,
   );
+});
+
+describe("connectedSpans", () => {
+  const line = (time: number, msg: string, extra: Record<string, unknown> = {}): LogLine =>
+    ({ level: 30, time, msg, ...extra }) as LogLine;
+
+  it("runs from each CONNACK to its logged loss, or to the start of the next successful try", () => {
+    const logs = [
+      line(100, "lamp ready"),
+      line(1000, "connected to the broker", { tookMs: 50 }),
+      line(5000, "lost the broker connection; the lamp keeps working and will reconnect"),
+      line(9000, "connected to the broker", { tookMs: 3000 }),
+      // A loss that was not logged at info (a takeover's): the next try started at 14000.
+      line(15000, "connected to the broker", { tookMs: 1000 }),
+    ];
+    expect(connectedSpans(logs, 20000)).toEqual([
+      { from: 1000, to: 5000 },
+      { from: 9000, to: 14000 },
+      { from: 15000, to: 20000 },
+    ]);
+    expect(connectedSpans([line(100, "lamp ready")], 20000)).toEqual([]);
+  });
 });

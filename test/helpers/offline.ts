@@ -1,0 +1,53 @@
+import type { Fleet } from "./fleet.js";
+import type { LogLine } from "./log.js";
+import type { OfflineSpan, PresenceWatcher } from "./presence-watcher.js";
+
+/**
+ * When a lamp was connected, by its own log: from each CONNACK to its loss, or to the start of the next
+ * successful try when the loss went unlogged (a takeover's, say).
+ */
+export function connectedSpans(logs: readonly LogLine[], until: number): { from: number; to: number }[] {
+  const spans: { from: number; to: number }[] = [];
+  let from: number | undefined;
+  for (const line of logs) {
+    const at = line.time as number;
+    if (line.msg === "connected to the broker") {
+      if (from !== undefined) spans.push({ from, to: at - Number(line.tookMs ?? 0) });
+      from = at;
+    } else if (from !== undefined && line.msg.startsWith("lost the broker connection")) {
+      spans.push({ from, to: at });
+      from = undefined;
+    }
+  }
+  if (from !== undefined) spans.push({ from, to: until });
+  return spans;
+}
+
+/** The longest time any lamp read anything but `1` while it was connected, from `since` on. */
+export function worstOfflineWhileConnected(
+  fleet: Fleet,
+  watcher: PresenceWatcher,
+  since: number,
+): OfflineSpan {
+  let worst: OfflineSpan = { id: "", ms: 0, from: since };
+  for (const lamp of fleet.lamps) {
+    const samples = watcher.timeline(lamp.id);
+    for (const span of connectedSpans(lamp.agent.logs, lamp.exitedAt() ?? Date.now())) {
+      const from = Math.max(span.from, since);
+      if (span.to <= from) continue;
+      // What it read as the span began: the last message before it.
+      let value = samples.filter((s) => s.at <= from).at(-1)?.value ?? "";
+      let offFrom = from;
+      const consider = (until: number) => {
+        if (until - offFrom > worst.ms) worst = { id: lamp.id, ms: until - offFrom, from: offFrom };
+      };
+      for (const sample of samples.filter((s) => s.at > from && s.at <= span.to)) {
+        if (value !== "1" && sample.value === "1") consider(sample.at);
+        if (value === "1" && sample.value !== "1") offFrom = sample.at;
+        value = sample.value;
+      }
+      if (value !== "1") consider(span.to);
+    }
+  }
+  return worst;
+}
