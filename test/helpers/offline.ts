@@ -31,22 +31,9 @@ export function worstOfflineWhileConnected(
 ): OfflineSpan {
   let worst: OfflineSpan = { id: "", ms: 0, from: since };
   for (const lamp of fleet.lamps) {
-    const samples = watcher.timeline(lamp.id);
     for (const span of connectedSpans(lamp.agent.logs, lamp.exitedAt() ?? Date.now())) {
-      const from = Math.max(span.from, since);
-      if (span.to <= from) continue;
-      // What it read as the span began: the last message before it.
-      let value = samples.filter((s) => s.at <= from).at(-1)?.value ?? "";
-      let offFrom = from;
-      const consider = (until: number) => {
-        if (until - offFrom > worst.ms) worst = { id: lamp.id, ms: until - offFrom, from: offFrom };
-      };
-      for (const sample of samples.filter((s) => s.at > from && s.at <= span.to)) {
-        if (value !== "1" && sample.value === "1") consider(sample.at);
-        if (value === "1" && sample.value !== "1") offFrom = sample.at;
-        value = sample.value;
-      }
-      if (value !== "1") consider(span.to);
+      const offline = watcher.worstOfflineWithin(lamp.id, Math.max(span.from, since), span.to);
+      if (offline.ms > worst.ms) worst = offline;
     }
   }
   return worst;

@@ -30,6 +30,8 @@ export interface PresenceWatcher {
    * from `from` (default: the watcher's start) to now. A lamp with no message yet counts as offline.
    */
   worstOfflineWhileAlive(alive: (id: string) => { from: number; to: number }, from?: number): OfflineSpan;
+  /** The longest time `id` read anything but "1" between `from` and `to` (what it read before counts). */
+  worstOfflineWithin(id: string, from: number, to: number): OfflineSpan;
   /** Disconnects the subscriber (what teardown calls). */
   end(): Promise<void>;
 }
@@ -75,6 +77,22 @@ export async function watchPresence(
     return found;
   };
   const current = (id: string) => timeline(id).at(-1)?.value;
+  const worstOfflineWithin = (id: string, start: number, to: number): OfflineSpan => {
+    let worst: OfflineSpan = { id, ms: 0, from: start };
+    let value = "";
+    let since = start;
+    const consider = (until: number) => {
+      if (value !== "1" && until - since > worst.ms) worst = { id, ms: until - since, from: since };
+    };
+    for (const sample of timeline(id)) {
+      if (sample.at > to) break;
+      if (sample.at > start) consider(sample.at);
+      if (sample.value !== value) since = Math.max(start, sample.at);
+      value = sample.value;
+    }
+    consider(to);
+    return worst;
+  };
   const offline = () => ids.filter((id) => current(id) !== "1");
   return {
     timeline,
@@ -94,22 +112,12 @@ export async function watchPresence(
       let worst: OfflineSpan = { id: "", ms: 0, from };
       for (const id of ids) {
         const life = alive(id);
-        const start = Math.max(from, life.from);
-        let value = "";
-        let since = start;
-        const consider = (until: number) => {
-          if (value !== "1" && until - since > worst.ms) worst = { id, ms: until - since, from: since };
-        };
-        for (const sample of timeline(id)) {
-          if (sample.at > life.to) break;
-          if (sample.at > start) consider(sample.at);
-          if (sample.value !== value) since = Math.max(start, sample.at);
-          value = sample.value;
-        }
-        consider(life.to);
+        const span = worstOfflineWithin(id, Math.max(from, life.from), life.to);
+        if (span.ms > worst.ms) worst = span;
       }
       return worst;
     },
+    worstOfflineWithin,
     async end() {
       await client.endAsync(true);
     },
