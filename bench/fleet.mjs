@@ -39,8 +39,7 @@ await build({
       'export { startNatsCluster } from "./nats-cluster.ts";',
       'export { startAedesCluster } from "./aedes-cluster.ts";',
       'export { hasNatsServer, hasRedisServer } from "./cluster.ts";',
-      'export { startFleet } from "./fleet.ts";',
-      'export { watchPresence } from "./presence-watcher.ts";',
+      'export { startWatchedFleet } from "./fleet.ts";',
       'export { worstOfflineWhileConnected } from "./offline.ts";',
       'export { Recorder } from "./mqtt-client.ts";',
       'export { white } from "./agent-process.ts";',
@@ -96,15 +95,12 @@ async function waitStable(fleet) {
 async function measure(engine) {
   const cluster =
     engine === "nats" ? await h.startNatsCluster({ nodes: 3 }) : await h.startAedesCluster({ nodes: 3 });
-  // The watcher first, its subscription known on every node before any lamp says 1 (on NATS a `1` said
-  // on one node while a subscription was being made on another was missed: docs/fleet.md).
-  const prefix = `fb${process.pid}`;
-  const watcher = await h.watchPresence(
-    cluster.url(0),
-    Array.from({ length: LAMPS }, (_, n) => `${prefix}-${n}`),
-  );
-  await sleep(1000);
-  const fleet = h.startFleet({ count: LAMPS, mqttUrl: cluster.mqttUrl, idPrefix: prefix });
+  // The watcher subscribes before any lamp starts (startWatchedFleet says why).
+  const { fleet, watcher } = await h.startWatchedFleet({
+    count: LAMPS,
+    mqttUrl: cluster.mqttUrl,
+    watchUrl: cluster.url(0),
+  });
   const result = { engine, lamps: LAMPS };
   try {
     await watcher.waitAllOnline(120_000);

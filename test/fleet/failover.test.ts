@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { startAedesCluster } from "../helpers/aedes-cluster.js";
 import { type AgentProcess, spawnAgent, white } from "../helpers/agent-process.js";
 import { hasNatsServer, hasRedisServer, type TestCluster, within } from "../helpers/cluster.js";
-import { type Fleet, type FleetLamp, startFleet } from "../helpers/fleet.js";
+import { type Fleet, type FleetLamp, startWatchedFleet } from "../helpers/fleet.js";
 import type { LogLine } from "../helpers/log.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
 import { startNatsCluster } from "../helpers/nats-cluster.js";
@@ -95,17 +95,15 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
       "spreads over the nodes and reads online",
       async () => {
         cluster = track(await start());
-        // The watcher first, its subscription known on every node before any lamp says 1. A NATS node
-        // forwards a live message only to the interest it already knows of, and the retained replay of a
-        // subscription made meanwhile on another node may not hold it yet: one lamp of 30 read nothing
-        // for 90 s here while it obeyed the group command (the watcher had subscribed just after).
-        const prefix = `fl${tag()}`;
-        const ids = Array.from({ length: LAMPS }, (_, n) => `${prefix}-${n}`);
-        watcher = track(await watchPresence(cluster.url(0), ids));
-        await sleep(1000);
+        // The watcher subscribes before any lamp starts (see startWatchedFleet).
         const startedAt = Date.now();
-        fleet = track(startFleet({ count: LAMPS, mqttUrl: cluster.mqttUrl, idPrefix: prefix }));
-        expect(fleet.ids).toEqual(ids);
+        const watched = await startWatchedFleet({
+          count: LAMPS,
+          mqttUrl: cluster.mqttUrl,
+          watchUrl: cluster.url(0),
+        });
+        fleet = track(watched.fleet);
+        watcher = track(watched.watcher);
         try {
           await watcher.waitAllOnline(90_000);
         } catch (error) {

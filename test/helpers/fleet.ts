@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { type AgentProcess, spawnAgent } from "./agent-process.js";
+import { type PresenceWatcher, watchPresence } from "./presence-watcher.js";
 
 /** A lamp of the fleet: the built agent as a real process, with when it ran. */
 export interface FleetLamp {
@@ -39,10 +40,9 @@ export interface FleetOptions {
  * LAMP_ID and temp dir (state file, pin trace). Logs at info: thirty agents at debug load two cores.
  */
 export function startFleet(options: FleetOptions): Fleet {
-  const prefix = options.idPrefix ?? `fl${randomBytes(3).toString("hex")}`;
+  const prefix = options.idPrefix ?? newPrefix();
   const lamps: FleetLamp[] = [];
-  for (let n = 0; n < options.count; n++) {
-    const id = `${prefix}-${n}`;
+  for (const id of fleetIds(prefix, options.count)) {
     const agent = spawnAgent(options.mqttUrl, { LOG_LEVEL: "info", ...options.env }, { id });
     let exitedAt: number | undefined;
     void agent.exited.then(() => {
@@ -73,4 +73,22 @@ export function startFleet(options: FleetOptions): Fleet {
       await Promise.all(lamps.map((l) => l.agent.stop()));
     },
   };
+}
+
+const newPrefix = () => `fl${randomBytes(3).toString("hex")}`;
+const fleetIds = (prefix: string, count: number) => Array.from({ length: count }, (_, n) => `${prefix}-${n}`);
+
+/**
+ * startFleet() with a presence watcher on `watchUrl`, the watcher subscribed first and given a second
+ * before any lamp starts. A NATS node forwards a live message only to the interest it already knows of,
+ * and the retained replay of a subscription made meanwhile on another node may not hold it yet: one lamp
+ * of 30 read nothing for 90 s while it obeyed the group command, its watcher having subscribed just after.
+ */
+export async function startWatchedFleet(
+  options: FleetOptions & { readonly watchUrl: string },
+): Promise<{ fleet: Fleet; watcher: PresenceWatcher }> {
+  const prefix = options.idPrefix ?? newPrefix();
+  const watcher = await watchPresence(options.watchUrl, fleetIds(prefix, options.count));
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  return { fleet: startFleet({ ...options, idPrefix: prefix }), watcher };
 }
