@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { IPublishPacket } from "mqtt";
 import type { Logger } from "../log.js";
 import { protocolName } from "../mqtt/client-options.js";
@@ -29,8 +28,13 @@ export interface InfoContext {
 export class Info implements Feature {
   readonly name = "info";
   readonly filters;
-  /** Ours alone: see InfoMessage.instance. */
-  readonly instance = randomBytes(6).toString("hex");
+  /**
+   * Ours alone: see InfoMessage.instance. Math.random, not node:crypto: it only has to differ from one
+   * other agent's, and crypto would start OpenSSL in every agent (2.6 MiB; docs/performance.md).
+   */
+  readonly instance = Math.floor(Math.random() * 2 ** 48)
+    .toString(16)
+    .padStart(12, "0");
   private link: Pick<InfoMessage, "broker" | "mqtt" | "problem"> | undefined;
   /** The broker has acknowledged an info of ours: from then on, a retained one not ours came later. */
   private announced = false;
