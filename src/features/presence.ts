@@ -79,21 +79,21 @@ export class Presence implements Feature {
     if (this.pending) return;
     // Live, not the replay of a retained `0` at (re)subscribe (a broker's shutdown Will, say).
     const early = !packet.retain && Date.now() - this.onlineAt < RIVAL_WINDOW_MS;
-    // Into a kept session the `1` goes out at once, before the subscriptions are renewed, and the broker
-    // then replays what it held: as a rule this lamp's own `0` from its last stop. Worth a `1`, not a
-    // warning on every restart.
-    const replay = packet.retain && Date.now() - this.connectedAt < RIVAL_WINDOW_MS;
+    // A `0` as the connection begins is from before it: the Will of our last connection (a kill -9, a
+    // dropped link) queued in the kept session, or the retained `0` the renewed subscription replays.
+    // Worth a `1`, not a warning on every restart.
+    const fromBefore = Date.now() - this.connectedAt < RIVAL_WINDOW_MS;
     // A moment first: a broker that is shutting down publishes our Will to us too, just before it closes
     // the connection; that is no Will to answer. Still well within CONTRACT section 13's 2 s.
     this.pending = setTimeout(() => {
       this.pending = undefined;
       if (!this.online_ || !this.context.mqtt.connected) return;
       if (early) this.context.onRival?.();
-      this.answer(replay);
+      this.answer(fromBefore);
     }, ANSWER_AFTER_MS);
   }
 
-  private answer(replay: boolean): void {
+  private answer(fromBefore: boolean): void {
     if (!this.answers.take()) {
       this.logger.debug("presence 0 again; answering later");
       this.held ??= setTimeout(() => {
@@ -102,10 +102,10 @@ export class Presence implements Feature {
       }, 10_000);
       return;
     }
-    if (replay)
+    if (fromBefore)
       this.logger.debug(
         { topic: this.context.topic },
-        "the broker replayed a retained presence 0 from before this connection; saying 1 again",
+        "a presence 0 from before this connection came as it began; saying 1 again",
       );
     else
       this.logger.warn(

@@ -58,6 +58,8 @@ describe("presence", () => {
     await vi.advanceTimersByTimeAsync(0);
     house.onMessage("state/abc", Buffer.from("1"), live);
     expect(ones(connection)).toBe(1);
+    // Late: well after the connection began (a 0 as it begins is from before it: see below).
+    await vi.advanceTimersByTimeAsync(3000);
     // A sweep of Wills: many at once are one answer.
     for (let i = 0; i < 10; i++) house.onMessage("state/abc", Buffer.from("0"), live);
     await vi.advanceTimersByTimeAsync(2000);
@@ -77,22 +79,26 @@ describe("presence", () => {
     expect(ones(connection)).toBe(5);
   });
 
-  it("answers the replay of its own retained 0 from its last stop with 1, without a warning", async () => {
+  it("answers a 0 from before the connection (its last run's Will, a retained 0) with 1, without a warning", async () => {
     vi.useFakeTimers();
     const { connection, house, lines } = build();
-    // Into a kept session: the 1 first, then the renewed subscription replays what the broker held.
+    // Into a kept session: the 1 first, then what the session queued and what the broker retained.
     house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 0, takenOver: false });
     await vi.advanceTimersByTimeAsync(0);
+    // The Will of the last run, killed, queued in the session: live.
+    house.onMessage("state/abc", Buffer.from("0"), live);
+    await vi.advanceTimersByTimeAsync(400);
+    // The retained 0 the renewed subscription replays.
     house.onMessage("state/abc", Buffer.from("0"), { retain: true } as never);
-    await vi.advanceTimersByTimeAsync(1000);
-    expect(ones(connection)).toBe(2);
+    await vi.advanceTimersByTimeAsync(600);
+    expect(ones(connection)).toBe(3);
     expect(lines.filter((l) => l.level >= 40)).toEqual([]);
-    expect(lines.some((l) => /replayed a retained presence 0/.test(l.msg))).toBe(true);
+    expect(lines.filter((l) => /from before this connection came as it began/.test(l.msg))).toHaveLength(2);
     // Later, a 0 is news (a Will published late, whatever its retain flag): a warning.
     await vi.advanceTimersByTimeAsync(5000);
     house.onMessage("state/abc", Buffer.from("0"), { retain: true } as never);
     await vi.advanceTimersByTimeAsync(1000);
-    expect(ones(connection)).toBe(3);
+    expect(ones(connection)).toBe(4);
     expect(
       lines.filter((l) => l.level === 40 && /presence 0 while this lamp is connected/.test(l.msg)),
     ).toHaveLength(1);
