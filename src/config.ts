@@ -128,6 +128,18 @@ interface Context {
 }
 
 type Rule<T> = z.ZodMiniType<T>;
+/** A rule is built when a variable is given: most are unset, and building all of them cost every start
+ * more than the parsing did (zod builds each schema object by object). */
+type Lazy<T> = (context: Context) => Rule<T>;
+
+/** A rule that does not depend on the context, built once on first use. */
+function once<T>(build: () => Rule<T>): Lazy<T> {
+  let rule: Rule<T> | undefined;
+  return () => {
+    rule ??= build();
+    return rule;
+  };
+}
 type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly allowed: string };
 
 /** One row of the table: how the text becomes a value, and the value when the variable is unset. */
@@ -138,24 +150,21 @@ interface Variable<T> {
   readonly secret: boolean;
 }
 
-function parser<T>(rule: Rule<T> | ((context: Context) => Rule<T>)) {
+function parser<T>(rule: Lazy<T>) {
   return (text: string, context: Context): Parsed<T> => {
-    const result = (typeof rule === "function" ? rule(context) : rule).safeParse(text);
+    const result = rule(context).safeParse(text);
     if (result.success) return { ok: true, value: result.data };
     return { ok: false, allowed: result.error.issues[0]?.message ?? "invalid" };
   };
 }
 
 /** A variable with a default: its value is always a T. */
-function setting<T>(rule: Rule<T>, fallback: (context: Context) => T): Variable<T> {
+function setting<T>(rule: Lazy<T>, fallback: (context: Context) => T): Variable<T> {
   return { parse: parser(rule), fallback, secret: false };
 }
 
 /** A variable without a default: unset means none. */
-function optional<T>(
-  rule: Rule<T> | ((context: Context) => Rule<T>),
-  options: { secret?: boolean } = {},
-): Variable<T | undefined> {
+function optional<T>(rule: Lazy<T>, options: { secret?: boolean } = {}): Variable<T | undefined> {
   return { parse: parser(rule), fallback: () => undefined, secret: options.secret ?? false };
 }
 
@@ -165,20 +174,26 @@ const DECIMAL = /^\s*-?\d+(\.\d+)?\s*$/;
 const TRUTHY = new Set(["true", "1", "yes", "on"]);
 const FALSY = new Set(["false", "0", "no", "off"]);
 
-const text = z.string();
-const nonEmpty = z.string().check(z.minLength(1));
+const text = once(() => z.string());
+const nonEmpty = once(() => z.string().check(z.minLength(1)));
 const normal = (v: string) => v.trim().toLowerCase();
-const boolean: Rule<boolean> = z.pipe(
-  z.string().check(z.refine((v) => TRUTHY.has(normal(v)) || FALSY.has(normal(v)), "allowed: true or false")),
-  z.transform((v: string) => TRUTHY.has(normal(v))),
+const boolean = once(() =>
+  z.pipe(
+    z
+      .string()
+      .check(z.refine((v) => TRUTHY.has(normal(v)) || FALSY.has(normal(v)), "allowed: true or false")),
+    z.transform((v: string) => TRUTHY.has(normal(v))),
+  ),
 );
-function number(min: number, max: number, unit = "", whole = false): Rule<number> {
+function number(min: number, max: number, unit = "", whole = false): Lazy<number> {
   const allowed = `allowed: ${whole ? "a whole number" : "a number"} from ${min} to ${max}${unit}`;
-  const range = [z.minimum(min, allowed), z.maximum(max, allowed)];
-  return z.pipe(
-    z.pipe(z.string().check(z.regex(DECIMAL, allowed)), z.transform(Number)),
-    whole ? z.int(allowed).check(...range) : z.number().check(...range),
-  );
+  return once(() => {
+    const range = [z.minimum(min, allowed), z.maximum(max, allowed)];
+    return z.pipe(
+      z.pipe(z.string().check(z.regex(DECIMAL, allowed)), z.transform(Number)),
+      whole ? z.int(allowed).check(...range) : z.number().check(...range),
+    );
+  });
 }
 const integer = (min: number, max: number, unit = "") => number(min, max, unit, true);
 /** One of a list of names, the default among them. */
@@ -186,7 +201,10 @@ function choice<const T extends readonly [string, ...string[]]>(
   values: T,
   fallback: T[number],
 ): Variable<T[number]> {
-  const variable = setting(z.enum(values, { error: `allowed: ${values.join(", ")}` }), () => fallback);
+  const variable = setting(
+    once(() => z.enum(values, { error: `allowed: ${values.join(", ")}` })),
+    () => fallback,
+  );
   return {
     ...variable,
     // "pigpo": name the value meant, as for a misspelt variable or option. Not for one character, which
@@ -201,18 +219,23 @@ function choice<const T extends readonly [string, ...string[]]>(
     },
   };
 }
-const topic = z.string().check(
-  z.regex(TOPIC, "allowed: 1 to 256 characters without the wildcards + and #"),
-  z.refine((v) => !v.includes("\0"), "allowed: no NUL character"),
+const topic = once(() =>
+  z.string().check(
+    z.regex(TOPIC, "allowed: 1 to 256 characters without the wildcards + and #"),
+    z.refine((v) => !v.includes("\0"), "allowed: no NUL character"),
+  ),
 );
-const readableFile = z.string().check(z.refine(readable, "allowed: a path to a readable file"));
+const readableFileRule = () => z.string().check(z.refine(readable, "allowed: a path to a readable file"));
+const readableFile = once(readableFileRule);
 // systemd's LoadCredential= puts files in $CREDENTIALS_DIRECTORY; a bare name refers to one there.
-const credential = ({ env }: Context) =>
+const credential: Lazy<string> = (context) =>
   z.pipe(
     z.transform((file: string) =>
-      env.CREDENTIALS_DIRECTORY && !path.isAbsolute(file) ? path.join(env.CREDENTIALS_DIRECTORY, file) : file,
+      context.env.CREDENTIALS_DIRECTORY && !path.isAbsolute(file)
+        ? path.join(context.env.CREDENTIALS_DIRECTORY, file)
+        : file,
     ),
-    readableFile,
+    readableFileRule(),
   );
 const isBrokerUrl = (value: string) => {
   try {
@@ -223,48 +246,54 @@ const isBrokerUrl = (value: string) => {
 };
 const splitList = (v: string) => v.split(",").map((item) => item.trim());
 // One broker, or the nodes of one cluster, comma-separated (CONTRACT section 13).
-const mqttUrls: Rule<string[]> = z.pipe(
-  z
-    .string()
-    .check(
-      z.refine(
-        (v) => splitList(v).every(isBrokerUrl),
-        "allowed: a URL like mqtt://host:1883, mqtts://, ws:// or wss://, or a comma-separated list of the nodes of one cluster",
-      ),
-    ),
-  z.transform(splitList),
-);
-const groupList: Rule<string[]> = z.pipe(
-  z
-    .string()
-    .check(
-      z.refine(
-        (v) => v.trim() === "" || splitList(v).every((g) => NAME_PATTERN.test(g)),
-        "allowed: comma-separated group names of 1 to 64 of A-Z a-z 0-9 _ -, or empty for none",
-      ),
-    ),
-  z.transform((v: string) => (v.trim() === "" ? [] : [...new Set(splitList(v))])),
-);
-const pinList = (v: string) => v.split(",").map((p) => p.trim());
-const pins: Rule<number[]> = z
-  .pipe(
+const mqttUrls = once(() =>
+  z.pipe(
     z
       .string()
       .check(
         z.refine(
-          (v) => pinList(v).every((p) => /^\d+$/.test(p) && Number(p) <= 27),
-          "allowed: BCM pin numbers 0 to 27",
+          (v) => splitList(v).every(isBrokerUrl),
+          "allowed: a URL like mqtt://host:1883, mqtts://, ws:// or wss://, or a comma-separated list of the nodes of one cluster",
         ),
       ),
-    z.transform((v: string) => pinList(v).map(Number)),
-  )
-  .check(
-    z.refine(
-      (list) => list.length === 1 || list.length === 3,
-      "allowed: one pin (mono) or three (red,green,blue)",
+    z.transform(splitList),
+  ),
+);
+const groupList = once(() =>
+  z.pipe(
+    z
+      .string()
+      .check(
+        z.refine(
+          (v) => v.trim() === "" || splitList(v).every((g) => NAME_PATTERN.test(g)),
+          "allowed: comma-separated group names of 1 to 64 of A-Z a-z 0-9 _ -, or empty for none",
+        ),
+      ),
+    z.transform((v: string) => (v.trim() === "" ? [] : [...new Set(splitList(v))])),
+  ),
+);
+const pinList = (v: string) => v.split(",").map((p) => p.trim());
+const pins = once(() =>
+  z
+    .pipe(
+      z
+        .string()
+        .check(
+          z.refine(
+            (v) => pinList(v).every((p) => /^\d+$/.test(p) && Number(p) <= 27),
+            "allowed: BCM pin numbers 0 to 27",
+          ),
+        ),
+      z.transform((v: string) => pinList(v).map(Number)),
+    )
+    .check(
+      z.refine(
+        (list) => list.length === 1 || list.length === 3,
+        "allowed: one pin (mono) or three (red,green,blue)",
+      ),
+      z.refine((list) => new Set(list).size === list.length, "allowed: each pin once"),
     ),
-    z.refine((list) => new Set(list).size === list.length, "allowed: each pin once"),
-  );
+);
 
 function defaultStateFile({ env, cwd }: Context): string {
   // systemd may pass several directories separated by colons; ours is the first.
@@ -278,17 +307,19 @@ function defaultStateFile({ env, cwd }: Context): string {
  */
 const TABLE = {
   LAMP_ID: setting(
-    text.check(z.regex(NAME_PATTERN, "allowed: 1 to 64 of A-Z a-z 0-9 _ -")),
+    once(() => z.string().check(z.regex(NAME_PATTERN, "allowed: 1 to 64 of A-Z a-z 0-9 _ -"))),
     ({ sysfsRoot }) => defaultLampId(sysfsRoot),
   ),
   LAMP_NAME: setting(
-    text.check(
-      z.minLength(1, "allowed: 1 to 64 characters, no control characters"),
-      z.maxLength(64, "allowed: 1 to 64 characters, no control characters"),
-      // Printable only: the name goes into Home Assistant, a terminal table and JSON.
-      z.refine(
-        (v) => ![...v].some((c) => c < " " || c === "\u007f"),
-        "allowed: 1 to 64 characters, no control characters",
+    once(() =>
+      z.string().check(
+        z.minLength(1, "allowed: 1 to 64 characters, no control characters"),
+        z.maxLength(64, "allowed: 1 to 64 characters, no control characters"),
+        // Printable only: the name goes into Home Assistant, a terminal table and JSON.
+        z.refine(
+          (v) => ![...v].some((c) => c < " " || c === "\u007f"),
+          "allowed: 1 to 64 characters, no control characters",
+        ),
       ),
     ),
     ({ lampId }) => lampId,
@@ -303,7 +334,9 @@ const TABLE = {
   MQTT_CERT_FILE: optional(readableFile),
   MQTT_KEY_FILE: optional(readableFile),
   MQTT_CLIENT_ID: setting(
-    text.check(z.regex(/^[\x21-\x7e]{1,64}$/, "allowed: 1 to 64 printable characters, no spaces")),
+    once(() =>
+      z.string().check(z.regex(/^[\x21-\x7e]{1,64}$/, "allowed: 1 to 64 printable characters, no spaces")),
+    ),
     ({ lampId }) => `lamp-${lampId}`,
   ),
   MQTT_KEEPALIVE: setting(integer(1, 3600, " seconds"), () => 10),

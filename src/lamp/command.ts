@@ -24,15 +24,20 @@ export class CommandError extends Error {
 }
 
 // zod/mini, as in config.ts: the bundle then carries only the checks used, not all of zod (docs/performance.md).
-const schema = z.strictObject({
-  on: z.optional(z.boolean()),
-  color: z.optional(z.strictObject({ h: z.optional(unit), s: z.optional(unit) })),
-  brightness: z.optional(unit),
-  transition: z.optional(z.number().check(z.minimum(0), z.maximum(3600))),
-  // null is what the lamp itself reports for an unnamed sender; a UI echoing a state back may send it.
-  client: z.optional(z.nullable(z.string().check(z.minLength(1), z.maxLength(64)))),
-  identify: z.optional(z.boolean()),
-});
+// Built on the first refusal: a valid command never reaches it (see validate()), and building it cost
+// every start a millisecond.
+let schema: ReturnType<typeof buildSchema> | undefined;
+function buildSchema() {
+  return z.strictObject({
+    on: z.optional(z.boolean()),
+    color: z.optional(z.strictObject({ h: z.optional(unit), s: z.optional(unit) })),
+    brightness: z.optional(unit),
+    transition: z.optional(z.number().check(z.minimum(0), z.maximum(3600))),
+    // null is what the lamp itself reports for an unnamed sender; a UI echoing a state back may send it.
+    client: z.optional(z.nullable(z.string().check(z.minLength(1), z.maxLength(64)))),
+    identify: z.optional(z.boolean()),
+  });
+}
 
 /** A validated command: only the fields the sender gave. */
 export interface Command {
@@ -147,6 +152,7 @@ export function validCommand(json: object): Command | undefined {
 export function checkWithSchema(json: object): Command {
   // The sender is named in the error even when another field is bad, so its UI can show the error.
   const client = clientField(json);
+  schema ??= buildSchema();
   const result = schema.safeParse(json);
   if (!result.success) {
     const issues = result.error.issues.map(describe);
