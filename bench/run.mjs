@@ -159,6 +159,18 @@ function launch(system, id, url) {
   };
 }
 
+/** How an agent's code was compiled, from its start line ("used", "written", ...), if it says. */
+function codeCacheOf(id) {
+  try {
+    const line = readFileSync(path.join(dir, `${id}.log`), "utf8")
+      .split("\n")
+      .find((text) => text.includes('"lamp-agent starting"'));
+    return line ? JSON.parse(line).codeCache : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Start-up to presence 1 and RSS after IDLE_MS, then a clean stop. */
 async function footprint(system, recorder, url, id) {
   const presence = recorder.next(`state/${id}`, (t) => t === "1");
@@ -167,7 +179,7 @@ async function footprint(system, recorder, url, id) {
   await sleep(IDLE_MS);
   const { rss } = memory(run.child.pid);
   await run.stop();
-  return { startMs: up.at - run.started, idleRssMiB: rss };
+  return { startMs: up.at - run.started, idleRssMiB: rss, codeCache: codeCacheOf(id) };
 }
 
 async function nodeBaseline() {
@@ -247,16 +259,25 @@ async function main() {
   const results = Object.fromEntries(
     [...FOOTPRINT.map((s) => s.key), "node"].map((k) => [
       k,
-      { starts: [], idleRss: [], coldBurst: [], burst: [], backlog: [] },
+      { starts: [], idleRss: [], codeCache: [], coldBurst: [], burst: [], backlog: [] },
     ]),
   );
 
+  // A lamp's every start after the first since an install uses V8's code cache (src/code-cache.ts),
+  // which the first run writes once it has run 5 s: one such run first, so the starts measured are
+  // those. Each sample records how its agent's code was compiled.
+  for (const system of FOOTPRINT.filter((s) => s.pins && s.key.startsWith("agent"))) {
+    const run = launch(system, `warm${system.key}`, broker.url);
+    await sleep(6000);
+    await run.stop();
+  }
   log(`footprint: ${STARTS} starts each`);
   for (let round = 0; round < STARTS; round++) {
     for (const system of rotate(FOOTPRINT, round)) {
       const sample = await footprint(system, recorder, broker.url, `fp${round}${system.key}`);
       results[system.key].starts.push(sample.startMs);
       results[system.key].idleRss.push(sample.idleRssMiB);
+      if (sample.codeCache) results[system.key].codeCache.push(sample.codeCache);
     }
     const bare = await nodeBaseline();
     results.node.starts.push(bare.startMs);
@@ -416,6 +437,7 @@ function footprintSummary(results) {
   for (const [key, r] of Object.entries(results)) {
     if (r.starts.length === 0) continue;
     out[key] = { startMs: r1(median(r.starts)), idleRssMiB: r1(median(r.idleRss)) };
+    if (r.codeCache.length > 0) out[key].codeCache = [...new Set(r.codeCache)].join(", ");
   }
   for (const f of Object.values(out)) {
     f.startOverNode = r2(f.startMs / out.node.startMs);
@@ -440,7 +462,7 @@ function report(machine, regimes, footprints, summary) {
     "footprint (medians): start -> presence 1 (node: -e '' to exit), RSS after 2 s idle",
     ...Object.entries(footprints).map(
       ([key, f]) =>
-        `  ${(labels[key] ?? "node").padEnd(36)} start ${f.startMs} ms (${f.startOverNode}x node)  idle RSS ${f.idleRssMiB} MiB (node + ${f.idleRssOverNodeMiB})`,
+        `  ${(labels[key] ?? "node").padEnd(36)} start ${f.startMs} ms (${f.startOverNode}x node)  idle RSS ${f.idleRssMiB} MiB (node + ${f.idleRssOverNodeMiB})${f.codeCache ? `  code cache: ${f.codeCache}` : ""}`,
     ),
     "",
     ...issueTargets(regimes, footprints, aa).map(([name, ok]) => `${ok ? "met " : "MISS"}  ${name}`),

@@ -17,6 +17,8 @@ readonly CONFIG_DIR=/etc/lamp-agent
 readonly ENV_FILE=$CONFIG_DIR/lamp-agent.env
 readonly PASSWORD_FILE=$CONFIG_DIR/mqtt-password
 readonly STATE_DIR=/var/lib/lamp-agent
+# CacheDirectory=: V8's compiled code for the bundle (src/code-cache.ts), made again when missing.
+readonly CACHE_DIR=/var/cache/lamp-agent
 readonly UNIT_DIR=/etc/systemd/system
 readonly UDEV_DIR=/etc/udev/rules.d
 readonly BIN_DIR=/usr/local/bin
@@ -263,8 +265,8 @@ uninstall() {
   fi
   remove_udev_rules
   unlink_commands
-  rm -rf "$dest$PREFIX" "$dest$PREFIX".new.* "$dest$PREFIX.old"
-  say "removed $dest$PREFIX and $NAME.service"
+  rm -rf "$dest$PREFIX" "$dest$PREFIX".new.* "$dest$PREFIX.old" "$dest$CACHE_DIR"
+  say "removed $dest$PREFIX, its code cache and $NAME.service"
 
   if [[ $action == purge ]]; then
     # StateDirectory= may live under /var/lib/private when the unit was ever run with DynamicUser.

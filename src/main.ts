@@ -1,12 +1,10 @@
-#!/usr/bin/env node
+// The agent: bundled into dist/agent.js, which dist/main.js (src/start.ts) runs.
 // First: it must run before any package reads DEBUG.
 import "./debug-guard.js";
 import { Agent, StartError } from "./agent.js";
 import { parseCommandLine, UsageError } from "./cli/args.js";
+import { codeCacheStatus } from "./code-cache.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "./config.js";
-import { check } from "./doctor/check.js";
-import { wiringTest } from "./doctor/wiring-test.js";
-import { forget as forgetLamp } from "./features/forget.js";
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, exitOnBugs, onSignals } from "./lifecycle.js";
 import { createLogger } from "./log.js";
 import { createNotifier } from "./systemd/notify.js";
@@ -43,6 +41,7 @@ function load(): LoadedConfig {
 async function forget(loaded: LoadedConfig): Promise<number> {
   const logger = createLogger({ ...loaded.config.log, stream: process.stderr });
   try {
+    const { forget: forgetLamp } = await import("./features/forget.js");
     const removed = await forgetLamp(loaded.config, logger);
     for (const { topic, what } of removed) process.stdout.write(`removed ${topic} (${what})\n`);
     if (removed.length === 0)
@@ -64,7 +63,7 @@ async function run(loaded: LoadedConfig): Promise<void> {
   const logger = createLogger(config.log);
   exitOnBugs(logger);
   logger.info(
-    { version: VERSION, lampId: config.lampId, node: process.versions.node },
+    { version: VERSION, lampId: config.lampId, node: process.versions.node, codeCache: codeCacheStatus() },
     "lamp-agent starting",
   );
   for (const warning of loaded.warnings) logger.warn(warning);
@@ -115,17 +114,26 @@ function options() {
   }
 }
 
-const values = options();
-if (values.help) {
-  process.stdout.write(`${HELP}\n`);
-} else if (values.version) {
-  process.stdout.write(`${VERSION}\n`);
-} else if (values.check) {
-  process.exitCode = await check(load());
-} else if (values.test) {
-  process.exitCode = await wiringTest(load().config);
-} else if (values.forget) {
-  process.exitCode = await forget(load());
-} else {
-  await run(load());
+async function main(): Promise<void> {
+  const values = options();
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+  } else if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+  } else if (values.check) {
+    // The one-shot modes load their code when chosen: a running agent never needs it.
+    const { check } = await import("./doctor/check.js");
+    process.exitCode = await check(load());
+  } else if (values.test) {
+    const { wiringTest } = await import("./doctor/wiring-test.js");
+    process.exitCode = await wiringTest(load().config);
+  } else if (values.forget) {
+    process.exitCode = await forget(load());
+  } else {
+    await run(load());
+  }
 }
+
+// Not a top-level await: the bundle is CommonJS (scripts/build.mjs says why). A rejection still ends
+// the process with the error, as an unhandled one does.
+void main();

@@ -111,4 +111,5 @@ function restored(state: LampState, file: string): string {
   return `The lamp starts as the last demo left it (${state.on ? "on" : "off"}), from ${shown}; POWER_ON=on npm run demo starts it lit, deleting the file starts afresh.`;
 }
 
-await main();
+// Not a top-level await: the bundle is CommonJS (scripts/build.mjs).
+void main();

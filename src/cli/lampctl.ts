@@ -521,4 +521,5 @@ function isIdentifyOnly(command: Command): boolean {
   return Object.keys(command).every((key) => key === "identify" || key === "client");
 }
 
-await main();
+// Not a top-level await: the bundle is CommonJS (scripts/build.mjs).
+void main();

@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 
 /**
@@ -49,7 +49,9 @@ export function modelPath(sysfsRoot: string): string {
 /** The board model, or null when this is not a device-tree machine (a laptop, a container). */
 export async function readBoardModel(sysfsRoot: string): Promise<string | null> {
   try {
-    return cleanModel(await readFile(modelPath(sysfsRoot), "utf8"));
+    // Synchronously, as the diagnostics read /proc: the kernel answers a device-tree file without a
+    // disk, and fs/promises (with readline behind it) is one more module for every start to load.
+    return cleanModel(readFileSync(modelPath(sysfsRoot), "utf8"));
   } catch {
     return null;
   }

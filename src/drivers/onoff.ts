@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import path from "node:path";
 import { isRaspberryPi, notAPi, readBoardModel } from "./board.js";
 import { bestEffort, checkDuties, errorMessage, PinAccess } from "./contract.js";
@@ -36,21 +37,23 @@ export interface OnoffDeps {
 }
 
 const ONOFF_PACKAGE = "onoff";
+const requireHere = createRequire(import.meta.url);
 
 async function loadOnoff(): Promise<OnoffModule> {
   try {
-    const mod = (await import(ONOFF_PACKAGE)) as { default?: OnoffModule } & Partial<OnoffModule>;
+    // require, not import(): dist/main.js runs the bundle as a script, where import() has no loader.
+    const mod = requireHere(ONOFF_PACKAGE) as { default?: OnoffModule } & Partial<OnoffModule>;
     return mod.default ?? (mod as OnoffModule);
   } catch (error) {
     throw new DriverError("unavailable", onoffLoadProblem(error), { cause: error });
   }
 }
 
-/** What to do when `import("onoff")` fails, in words a user can act on. */
+/** What to do when loading onoff fails, in words a user can act on. */
 export function onoffLoadProblem(error: unknown): string {
   const code = errnoCode(error);
   const message = error instanceof Error ? error.message : String(error);
-  if (code === "ERR_MODULE_NOT_FOUND" && /'onoff'/.test(message)) {
+  if ((code === "MODULE_NOT_FOUND" || code === "ERR_MODULE_NOT_FOUND") && /'onoff'/.test(message)) {
     return "onoff: the optional package is not installed: run `npm install onoff`";
   }
   if (/bindings file|epoll\.node|did not self-register/i.test(message)) {

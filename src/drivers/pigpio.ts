@@ -70,7 +70,8 @@ const requireHere = createRequire(import.meta.url);
 const PIGPIO_PACKAGE = "pigpio";
 
 async function loadPigpio(): Promise<PigpioModule> {
-  const mod = (await import(PIGPIO_PACKAGE)) as { default?: PigpioModule } & Partial<PigpioModule>;
+  // require, not import(): dist/main.js runs the bundle as a script, where import() has no loader.
+  const mod = requireHere(PIGPIO_PACKAGE) as { default?: PigpioModule } & Partial<PigpioModule>;
   return mod.default ?? (mod as PigpioModule);
 }
 

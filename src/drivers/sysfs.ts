@@ -1,5 +1,5 @@
-import { constants } from "node:fs";
-import * as fsp from "node:fs/promises";
+// fs.promises on first use, not node:fs/promises: the mock driver and a laptop never load it.
+import { constants, promises as fsp } from "node:fs";
 
 /**
  * The file operations the sysfs drivers make, and nothing else. The real one is `node:fs/promises`;

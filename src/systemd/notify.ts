@@ -1,5 +1,11 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
 import type { Logger } from "../log.js";
+
+// Loaded on first use: only under a service manager (NOTIFY_SOCKET) is there anything to tell, and
+// child_process brings about ten of Node's modules to a start that has no use for them.
+const load = createRequire(import.meta.url);
+const childProcess = (): typeof import("node:child_process") => load("node:child_process");
 
 /**
  * The service manager's side of the sd_notify protocol (`Type=notify`, `WatchdogSec=`).
@@ -158,7 +164,10 @@ class SystemdNotifier implements Notifier {
     }
     let child: ChildProcess;
     try {
-      child = spawn(this.command, [...fields], { env: this.childEnv, stdio: ["ignore", "ignore", "pipe"] });
+      child = childProcess().spawn(this.command, [...fields], {
+        env: this.childEnv,
+        stdio: ["ignore", "ignore", "pipe"],
+      });
     } catch (error) {
       this.failed(fields, String(error));
       done?.();

@@ -118,13 +118,19 @@ describe("onoff specifics", () => {
     });
   });
 
-  it("explains a missing package", () => {
-    const error = Object.assign(new Error("Cannot find package 'onoff' imported from /x.js"), {
+  it("explains a missing package, as import() and as require() report it", () => {
+    const imported = Object.assign(new Error("Cannot find package 'onoff' imported from /x.js"), {
       code: "ERR_MODULE_NOT_FOUND",
     });
-    expect(onoffLoadProblem(error)).toBe(
-      "onoff: the optional package is not installed: run `npm install onoff`",
-    );
+    // The bundle requires it (dist/main.js runs the bundle as a script, where import() has no loader).
+    const required = Object.assign(new Error("Cannot find module 'onoff'\nRequire stack:\n- /x.js"), {
+      code: "MODULE_NOT_FOUND",
+    });
+    for (const error of [imported, required]) {
+      expect(onoffLoadProblem(error)).toBe(
+        "onoff: the optional package is not installed: run `npm install onoff`",
+      );
+    }
   });
 
   it("a failed export releases the pins it already claimed", async () => {

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +11,7 @@ import { teardown } from "../helpers/teardown.js";
 
 // The bundle as install.sh puts it on a Pi: dist/ alone, no node_modules beside it. scripts/build.mjs
 // replaces MQTT.js's WebSocket transport with a stand-in that loads it on first use; ws:// must still work.
+// dist/main.js runs the agent's bundle through V8's code cache (src/code-cache.ts).
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 const track = teardown("each");
@@ -54,5 +55,33 @@ describe("the bundle (npm run build)", () => {
       const online = await watcher.wait(`state/${agent.id}`, (text) => text === "1", 15_000);
       expect(online.text).toBe("1");
     },
+  );
+
+  it.skipIf(!hasMosquitto())(
+    "starts from V8's code cache: the first run writes it, the next one uses it",
+    async () => {
+      const broker = track(await startBroker());
+      const watcher = track(await Recorder.connect(broker.url, ["state/+"]));
+      const cache = path.join(track(mkdtempSync(path.join(tmpdir(), "lamp-cache-"))), "lamp-agent");
+      const startLine = (agent: ReturnType<typeof spawnAgent>) =>
+        agent.logs.find((line) => line.msg === "lamp-agent starting");
+
+      const first = track(spawnAgent(broker.url, { CACHE_DIRECTORY: cache }));
+      await watcher.wait(`state/${first.id}`, (text) => text === "1", 15_000);
+      expect(startLine(first)).toMatchObject({ codeCache: "written" });
+      // Written once the agent has run for 5 s.
+      const deadline = Date.now() + 15_000;
+      while (!(existsSync(cache) && readdirSync(cache).some((f) => f.endsWith(".v8cache")))) {
+        expect(Date.now(), "no cache written within 15 s").toBeLessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      await first.stop();
+
+      const second = track(spawnAgent(broker.url, { CACHE_DIRECTORY: cache }));
+      await watcher.wait(`state/${second.id}`, (text) => text === "1", 15_000);
+      expect(startLine(second)).toMatchObject({ codeCache: "used" });
+      expect(second.logs.filter((line) => line.level >= 50)).toEqual([]);
+    },
+    40_000,
   );
 });

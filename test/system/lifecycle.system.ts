@@ -275,6 +275,10 @@ describe("lamp-agent deployed on a real systemd", () => {
     await container.sh(`systemctl start ${UNIT}`, { timeoutMs: 40_000 });
     await online;
     await restored;
+    // The run before this one left V8's compiled code in CacheDirectory=, and this start used it.
+    expect(await container.sh("stat -c %U /var/cache/lamp-agent/agent-*.v8cache")).toBe("lamp-agent\n");
+    const starts = await container.sh(`journalctl -u ${UNIT} --no-pager -o cat | grep 'lamp-agent starting'`);
+    expect(starts.trim().split("\n").at(-1)).toContain("codeCache=used");
     const before = await mainPid();
     const restarts = Number((await container.sh(`systemctl show -p NRestarts --value ${UNIT}`)).trim());
     const will = presence().next(PRESENCE, (text) => text === "0", 20_000);
@@ -377,7 +381,7 @@ describe("lamp-agent deployed on a real systemd", () => {
     expect((await container.exec(`systemctl is-active ${UNIT}`)).stdout.trim()).not.toBe("active");
     await container.sh(`test ! -e /etc/systemd/system/${UNIT} && test ! -e /etc/systemd/system/${UNIT}.d`);
     await container.sh(
-      "test ! -e /opt/lamp-agent && test ! -e /usr/local/bin/lamp-agent && test ! -e /usr/local/bin/lampctl",
+      "test ! -e /opt/lamp-agent && test ! -e /var/cache/lamp-agent && test ! -e /usr/local/bin/lamp-agent && test ! -e /usr/local/bin/lampctl",
     );
     await container.sh("test -s /etc/lamp-agent/lamp-agent.env && test -s /var/lib/lamp-agent/state.json");
     expect((await container.exec("ls /etc/systemd/system/multi-user.target.wants/")).stdout).not.toContain(
