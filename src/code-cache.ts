@@ -40,9 +40,20 @@ export function cacheDirectory(env: NodeJS.ProcessEnv): string | undefined {
   return base ? path.join(base, "lamp-agent") : undefined;
 }
 
-/** One file per bundle, Node.js and architecture: V8 checks its own version and flags, not the code. */
-export function cacheFileName(bundleId: string): string {
-  return `${PREFIX}${bundleId}-node${process.versions.node}-${process.arch}${SUFFIX}`;
+/**
+ * One file per bundle, place, Node.js and architecture. V8 checks its own version and flags, not the
+ * code; and a script compiled from a cache keeps the path it was made at, which stack traces then
+ * show, so two copies of one bundle (two clones, a copied dist/) keep a cache each.
+ */
+export function cacheFileName(bundleId: string, bundle: string): string {
+  return `${PREFIX}${bundleId}-${pathHash(bundle)}-node${process.versions.node}-${process.arch}${SUFFIX}`;
+}
+
+/** FNV-1a: a name, not a secret, and node:crypto would start OpenSSL in every agent. */
+function pathHash(text: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  return (hash >>> 0).toString(16).padStart(8, "0");
 }
 
 export interface RunOptions {
@@ -63,7 +74,8 @@ export interface RunOptions {
  */
 export function runBundle(options: RunOptions): CodeCacheStatus {
   const dir = cacheDirectory(options.env);
-  const file = dir === undefined ? undefined : path.join(dir, cacheFileName(options.bundleId));
+  const file =
+    dir === undefined ? undefined : path.join(dir, cacheFileName(options.bundleId, options.bundle));
   const { script, status } = compile(options.bundle, file);
   (globalThis as { [CODE_CACHE_STATUS]?: CodeCacheStatus })[CODE_CACHE_STATUS] = status;
   if (dir !== undefined && file !== undefined && status !== "used") {

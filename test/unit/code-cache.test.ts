@@ -56,20 +56,23 @@ describe("runBundle", () => {
     run();
     expect(readdirSync(dir)).not.toContain("cache");
     vi.advanceTimersByTime(5000);
-    expect(readdirSync(cacheDir())).toEqual([cacheFileName("b1")]);
+    expect(readdirSync(cacheDir())).toEqual([cacheFileName("b1", bundle)]);
     expect(statSync(cacheDir()).mode & 0o777).toBe(0o700);
-    expect(statSync(path.join(cacheDir(), cacheFileName("b1"))).mode & 0o777).toBe(0o600);
+    expect(statSync(path.join(cacheDir(), cacheFileName("b1", bundle))).mode & 0o777).toBe(0o600);
 
     expect(run()).toBe("used");
     expect(ran).toEqual(["n=9", "n=9"]);
     // A start from the cache writes nothing.
     vi.advanceTimersByTime(5000);
-    expect(readdirSync(cacheDir())).toEqual([cacheFileName("b1")]);
+    expect(readdirSync(cacheDir())).toEqual([cacheFileName("b1", bundle)]);
   });
 
   it("compiles from the text when V8 rejects the cache, and replaces it", () => {
     mkdirCache();
-    writeFileSync(path.join(cacheDir(), cacheFileName("b1")), Buffer.from("not a V8 code cache at all"));
+    writeFileSync(
+      path.join(cacheDir(), cacheFileName("b1", bundle)),
+      Buffer.from("not a V8 code cache at all"),
+    );
     expect(run()).toBe("rejected");
     expect(ran).toEqual(["n=9"]);
     vi.advanceTimersByTime(5000);
@@ -82,13 +85,17 @@ describe("runBundle", () => {
     run(undefined, "new");
     vi.advanceTimersByTime(5000);
     // Two builds side by side (a benchmark of two versions) keep both.
-    expect(readdirSync(cacheDir()).sort()).toEqual([cacheFileName("new"), cacheFileName("old")].sort());
+    expect(readdirSync(cacheDir()).sort()).toEqual(
+      [cacheFileName("new", bundle), cacheFileName("old", bundle)].sort(),
+    );
 
     const twoDaysAgo = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
-    utimesSync(path.join(cacheDir(), cacheFileName("old")), twoDaysAgo, twoDaysAgo);
+    utimesSync(path.join(cacheDir(), cacheFileName("old", bundle)), twoDaysAgo, twoDaysAgo);
     run(undefined, "newer");
     vi.advanceTimersByTime(5000);
-    expect(readdirSync(cacheDir()).sort()).toEqual([cacheFileName("new"), cacheFileName("newer")].sort());
+    expect(readdirSync(cacheDir()).sort()).toEqual(
+      [cacheFileName("new", bundle), cacheFileName("newer", bundle)].sort(),
+    );
   });
 
   it("is off without a cache directory, and when NODE_DISABLE_COMPILE_CACHE is set", () => {
@@ -105,6 +112,18 @@ describe("runBundle", () => {
     expect(run()).toBe("written");
     vi.advanceTimersByTime(5000);
     expect(ran).toEqual(["n=9"]);
+  });
+
+  it("keeps a cache per copy of one bundle: a cached script shows the path it was made at", () => {
+    run();
+    vi.advanceTimersByTime(5000);
+    const copy = path.join(dir, "copy", "agent.js");
+    mkdirSync(path.dirname(copy));
+    writeFileSync(copy, BUNDLE);
+    expect(
+      runBundle({ bundle: copy, bundleId: "b1", env: { CACHE_DIRECTORY: cacheDir() }, writeAfterMs: 5000 }),
+    ).toBe("written");
+    expect(cacheFileName("b1", copy)).not.toBe(cacheFileName("b1", bundle));
   });
 });
 
@@ -123,7 +142,7 @@ describe("save", () => {
   it("leaves no partial file behind when it cannot finish", () => {
     const script = new Script("1");
     mkdirCache();
-    const target = path.join(cacheDir(), "missing", cacheFileName("b1"));
+    const target = path.join(cacheDir(), "missing", cacheFileName("b1", bundle));
     expect(save(script, cacheDir(), target)).toBe(false);
     expect(readdirSync(cacheDir())).toEqual([]);
   });
