@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -83,5 +83,40 @@ describe("the bundle (npm run build)", () => {
       expect(second.logs.filter((line) => line.level >= 50)).toEqual([]);
     },
     40_000,
+  );
+
+  it.skipIf(!hasMosquitto())(
+    "loads none of Node's modules that a lamp on mqtt:// never uses",
+    async () => {
+      // What a start used to load for nothing (docs/performance.md): OpenSSL's crypto and tls, the ES
+      // module loader's fs/promises and readline, child_process without systemd, pino's worker_threads
+      // and sonic-boom's assert. Node's own list of what it loaded, written as the agent exits.
+      const dir = track(mkdtempSync(path.join(tmpdir(), "lamp-modules-")));
+      const list = path.join(dir, "modules.txt");
+      const preload = path.join(dir, "list-modules.cjs");
+      writeFileSync(
+        preload,
+        `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join("\\n")));\n`,
+      );
+      const broker = track(await startBroker());
+      const watcher = track(await Recorder.connect(broker.url, ["state/+"]));
+      const agent = track(spawnAgent(broker.url, { NODE_OPTIONS: `--require ${preload}` }));
+      await watcher.wait(`state/${agent.id}`, (text) => text === "1", 15_000);
+      await agent.stop();
+      const loaded = readFileSync(list, "utf8").split("\n");
+      expect(loaded).toContain("NativeModule net");
+      const unwanted = [
+        "NativeModule crypto",
+        "NativeModule tls",
+        "NativeModule fs/promises",
+        "NativeModule internal/readline/interface",
+        "NativeModule child_process",
+        "NativeModule worker_threads",
+        "NativeModule assert",
+        "NativeModule internal/modules/esm/translators",
+      ];
+      expect(loaded.filter((name) => unwanted.includes(name))).toEqual([]);
+    },
+    30_000,
   );
 });
