@@ -107,8 +107,8 @@ const lazyRequires = (outDir) => ({
         pluginData: { lazy, dir: path.dirname(args.importer) },
       };
     });
-    // The separate bundles are found next to the entry point at run time (its `require` is made from
-    // its own URL), never bundled.
+    // The separate bundles are found at run time by the requiring file's own `require`, relative to
+    // it; never bundled.
     build.onResolve({ filter: /\.cjs$/, namespace: "lazy" }, (args) => ({ path: args.path, external: true }));
     build.onLoad({ filter: /.*/, namespace: "lazy" }, ({ pluginData: { lazy, dir } }) => {
       const relative = lazy.file && path.relative(outDir, path.join(outdir, LAZY_DIR, `${lazy.file}.cjs`));
