@@ -558,6 +558,11 @@ export class MqttConnection {
       this.takeover.failedAttempt();
       return false;
     }
+    // On a cluster, quick closes alone are no sign: a node that has just lost a peer drops live
+    // sessions while it moves their state (a NATS survivor closed one lamp twice, each 4 s after its
+    // CONNACK, and the guess kept it away 24 s). A twin there still shows itself: its info or its Will
+    // as we connect (rivalSeen), or MQTT 5's reason code.
+    if (this.nodes.length > 1 && reason !== SESSION_TAKEN_OVER) return false;
     return this.takeover.closed(lasted, reason);
   }
 

@@ -90,4 +90,17 @@ describe("connectedSpans", () => {
     ]);
     expect(connectedSpans([line(100, "lamp ready")], 20000)).toEqual([]);
   });
+
+  it("ends a span where the lamp says it was taken over, not when it is next back", () => {
+    const logs = [
+      line(1000, "connected to the broker", { tookMs: 50 }),
+      // The takeover's own line, then the wait (MQTT_RECONNECT_MAX_MS or MQTT_TAKEOVER_RETRY_MS).
+      line(5000, "another client connected with this client id (lamp-a) and took the session over; ..."),
+      line(30000, "connected to the broker", { tookMs: 10 }),
+    ];
+    expect(connectedSpans(logs, 40000)).toEqual([
+      { from: 1000, to: 5000 },
+      { from: 30000, to: 40000 },
+    ]);
+  });
 });

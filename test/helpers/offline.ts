@@ -2,6 +2,13 @@ import type { Fleet } from "./fleet.js";
 import type { LogLine } from "./log.js";
 import type { OfflineSpan, PresenceWatcher } from "./presence-watcher.js";
 
+/** The agent's log lines that mean its connection just ended: lost, or taken over (and it waits). */
+const ENDS_A_CONNECTION = [
+  "lost the broker connection",
+  "another client connected with this client id",
+  "taken over again",
+];
+
 /**
  * When a lamp was connected, by its own log: from each CONNACK to its loss, or to the start of the next
  * successful try when the loss went unlogged (a takeover's, say).
@@ -14,7 +21,7 @@ export function connectedSpans(logs: readonly LogLine[], until: number): { from:
     if (line.msg === "connected to the broker") {
       if (from !== undefined) spans.push({ from, to: at - Number(line.tookMs ?? 0) });
       from = at;
-    } else if (from !== undefined && line.msg.startsWith("lost the broker connection")) {
+    } else if (from !== undefined && ENDS_A_CONNECTION.some((start) => line.msg.startsWith(start))) {
       spans.push({ from, to: at });
       from = undefined;
     }
