@@ -275,10 +275,18 @@ describe("lamp-agent deployed on a real systemd", () => {
     await container.sh(`systemctl start ${UNIT}`, { timeoutMs: 40_000 });
     await online;
     await restored;
-    // The run before this one left V8's compiled code in CacheDirectory=, and this start used it.
+    // V8's compiled code lands in CacheDirectory= once a run has lasted 5 s (this one, if none before).
+    await waitFor(
+      "the code cache in /var/cache/lamp-agent",
+      async () => (await container.exec("ls /var/cache/lamp-agent")).stdout.includes(".v8cache"),
+      20_000,
+    );
     expect(await container.sh("stat -c %U /var/cache/lamp-agent/agent-*.v8cache")).toBe("lamp-agent\n");
-    const starts = await container.sh(`journalctl -u ${UNIT} --no-pager -o cat | grep 'lamp-agent starting'`);
-    expect(starts.trim().split("\n").at(-1)).toContain("codeCache=used");
+    const startLines = async () =>
+      (await container.sh(`journalctl -u ${UNIT} --no-pager -o cat | grep 'lamp-agent starting' || true`))
+        .split("\n")
+        .filter(Boolean);
+    const startsBefore = (await startLines()).length;
     const before = await mainPid();
     const restarts = Number((await container.sh(`systemctl show -p NRestarts --value ${UNIT}`)).trim());
     const will = presence().next(PRESENCE, (text) => text === "0", 20_000);
@@ -287,6 +295,9 @@ describe("lamp-agent deployed on a real systemd", () => {
     await will;
     await back;
     expect(await mainPid()).not.toBe(before);
+    // The restarted agent compiled nothing it had compiled before: it started from the cache.
+    await waitFor("the restart's start line", async () => (await startLines()).length > startsBefore, 10_000);
+    expect((await startLines()).at(-1)).toContain("codeCache=used");
     expect(Number((await container.sh(`systemctl show -p NRestarts --value ${UNIT}`)).trim())).toBe(
       restarts + 1,
     );
