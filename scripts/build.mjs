@@ -76,6 +76,17 @@ const LAZY_DIR = "lazy";
 /** Where each LAZY module was first required from: its separate bundle is resolved from there. */
 const lazyImporters = new Map();
 
+/** What a stand-in offers that the real module no longer has. */
+function missingExports(lazy, real) {
+  if (lazy.construct) return typeof real === "function" ? [] : ["the module itself"];
+  if (lazy.constants) {
+    return Object.entries(lazy.constants)
+      .filter(([name, value]) => typeof real[name] !== typeof value)
+      .map(([name]) => name);
+  }
+  return lazy.functions.filter((name) => typeof real[name] !== "function");
+}
+
 /** The stand-ins for one entry point, whose bundle is written to `outDir`. */
 const lazyRequires = (outDir) => ({
   name: "lazy-requires",
@@ -85,15 +96,7 @@ const lazyRequires = (outDir) => ({
       if (!lazy) return undefined;
       lazyImporters.set(lazy, args.importer);
       const real = createRequire(args.importer)(args.path);
-      const missing = lazy.construct
-        ? typeof real === "function"
-          ? []
-          : ["the module itself"]
-        : lazy.constants
-          ? Object.entries(lazy.constants)
-              .filter(([name, value]) => typeof real[name] !== typeof value)
-              .map(([name]) => name)
-          : lazy.functions.filter((name) => typeof real[name] !== "function");
+      const missing = missingExports(lazy, real);
       if (missing.length > 0) {
         return {
           errors: [{ text: `${args.path} from ${args.importer} no longer exports ${missing.join(", ")}` }],
