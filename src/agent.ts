@@ -141,7 +141,7 @@ export class Agent {
       logger,
     });
     const features: Feature[] = [
-      new Presence({ topic: config.topics.presence, mqtt, logger, onRival: () => mqtt.rivalSeen() }),
+      new Presence({ topic: config.topics.presence, mqtt, logger }),
       control,
       new Groups({ groups: config.groups, groupTopicBase: config.groupTopicBase, inbox: control }),
       new Info({

@@ -5,6 +5,13 @@ import { describeMqttError } from "../mqtt/errors.js";
 import { type InfoMessage, parseInfo } from "../protocol/payloads.js";
 import type { ConnectInfo, Feature, MqttPort } from "./feature.js";
 
+/**
+ * How long online() waits, on a reconnect, for the broker to replay the info it retained before
+ * publishing ours. Ours would otherwise replace it first: Aedes on Redis replays tens of ms after the
+ * SUBACK, and the twin sign (readOther()) then only ever read our own info back.
+ */
+const REPLAY_WAIT_MS = 500;
+
 export interface InfoContext {
   readonly topic: string;
   readonly mqtt: MqttPort;
@@ -38,6 +45,10 @@ export class Info implements Feature {
   private link: Pick<InfoMessage, "broker" | "mqtt" | "problem"> | undefined;
   /** The broker has acknowledged an info of ours: from then on, a retained one not ours came later. */
   private announced = false;
+  /** An info came on this connection: what the broker retained has been read, ours may replace it. */
+  private replayed = false;
+  /** online() came before the replay: ours goes out when it comes, or after REPLAY_WAIT_MS. */
+  private waiting: NodeJS.Timeout | undefined;
 
   constructor(private readonly context: InfoContext) {
     // Read back on every connect (the router subscribes each time, and the broker replays what it
@@ -46,6 +57,9 @@ export class Info implements Feature {
   }
 
   connected(info: ConnectInfo): void {
+    this.replayed = false;
+    clearTimeout(this.waiting);
+    this.waiting = undefined;
     this.link = {
       broker: info.node,
       mqtt: protocolName(info.protocol),
@@ -57,6 +71,19 @@ export class Info implements Feature {
   }
 
   online(): void {
+    // Before ours was ever acknowledged a replay is no sign (see readOther()): nothing to wait for.
+    if (this.replayed || !this.announced) this.announce();
+    else this.waiting = setTimeout(() => this.announce(), REPLAY_WAIT_MS);
+  }
+
+  stop(): void {
+    clearTimeout(this.waiting);
+    this.waiting = undefined;
+  }
+
+  private announce(): void {
+    clearTimeout(this.waiting);
+    this.waiting = undefined;
     const { mqtt, topic, logger, lamp } = this.context;
     if (!this.link || !mqtt.connected) return;
     const payload = JSON.stringify({ ...lamp, ...this.link, instance: this.instance } satisfies InfoMessage);
@@ -72,6 +99,13 @@ export class Info implements Feature {
     );
   }
 
+  /** The first one on a connection is what the broker retained: read before ours replaces it. */
+  message(_topic: string, payload: Buffer, packet: IPublishPacket): void {
+    this.replayed = true;
+    this.readOther(payload, packet);
+    if (this.waiting) this.announce();
+  }
+
   /**
    * Another agent with our LAMP_ID shows itself here whatever the broker does on a takeover (a Will, a
    * DISCONNECT reason, nothing): each of the two publishes its info after every connect, so the one
@@ -79,7 +113,7 @@ export class Info implements Feature {
    * on the first connect what the broker retained is our own previous run's. A live one (the two
    * connected at once, on two nodes of a cluster for a moment) is the other process there and then.
    */
-  message(_topic: string, payload: Buffer, packet: IPublishPacket): void {
+  private readOther(payload: Buffer, packet: IPublishPacket): void {
     const other = parseInfo(payload.toString())?.instance;
     if (other === undefined || other === this.instance) return;
     if (packet.retain && !this.announced) return;

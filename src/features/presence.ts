@@ -1,4 +1,3 @@
-import type { IPublishPacket } from "mqtt";
 import type { Logger } from "../log.js";
 import { describeMqttError } from "../mqtt/errors.js";
 import { RateLimiter } from "../mqtt/rate-limit.js";
@@ -12,15 +11,13 @@ export interface PresenceContext {
   readonly topic: string;
   readonly mqtt: MqttPort;
   readonly logger: Logger;
-  /**
-   * Told when a `0` came right after this lamp said `1`: the Will of another connection with our client
-   * id, which our CONNECT just took over (two Pis given one LAMP_ID).
-   */
-  readonly onRival?: () => void;
 }
 
-/** A `0` this soon after our `1` is the Will of the connection our CONNECT took over. */
-const RIVAL_WINDOW_MS = 2000;
+/**
+ * A `0` this soon after the CONNACK is from before the connection: our own last Will, queued in the kept
+ * session, or the Will of the connection our CONNECT took over. Answered with a debug line, not a warning.
+ */
+const FROM_BEFORE_MS = 2000;
 
 /**
  * `state/<id>`: the Will `0` is set in CONNECT (mqtt/connection.ts); this says `1` once the lamp listens,
@@ -37,10 +34,7 @@ export class Presence implements Feature {
   private online_ = false;
   private held: NodeJS.Timeout | undefined;
   private pending: NodeJS.Timeout | undefined;
-  private onlineAt = 0;
   private connectedAt = 0;
-  /** A live `0` came between our CONNACK and our `1`: see message(). */
-  private rivalBeforeOnline = false;
 
   constructor(private readonly context: PresenceContext) {
     // No Local off: the Will is published in our client id's name, and that is what we watch for.
@@ -50,7 +44,6 @@ export class Presence implements Feature {
   connected(_info: ConnectInfo): void {
     this.online_ = false;
     this.connectedAt = Date.now();
-    this.rivalBeforeOnline = false;
     clearTimeout(this.held);
     clearTimeout(this.pending);
     this.pending = undefined;
@@ -58,37 +51,27 @@ export class Presence implements Feature {
 
   online(): void {
     this.online_ = true;
-    this.onlineAt = Date.now();
     this.say(ONLINE, "presence");
-    if (this.rivalBeforeOnline && this.context.mqtt.connected) this.context.onRival?.();
-    this.rivalBeforeOnline = false;
   }
 
-  message(_topic: string, payload: Buffer, packet: IPublishPacket): void {
+  message(_topic: string, payload: Buffer): void {
     // Whatever its retain flag: brokers differ in how they flag a retained message published while we
     // are subscribed, and a replayed `0` from before this connection costs one more `1` at most.
     if (payload.toString() !== OFFLINE) return;
-    if (!this.online_) {
-      // A kept session's subscriptions are live from the CONNACK on, so the Will of the connection our
-      // CONNECT took over (Aedes publishes it) can come before our `1`: no answer needed, the `1` is
-      // coming, but it is the same sign of a twin as one just after it (missed, a twin on Aedes took
-      // the session back within a second instead of waiting).
-      if (!packet.retain && Date.now() - this.connectedAt < RIVAL_WINDOW_MS) this.rivalBeforeOnline = true;
-      return;
-    }
+    // Before our `1` (a kept session's subscriptions are live from the CONNACK on): the `1` is coming.
+    // No sign of a twin either way: our own Will, queued by a dropped link, comes just as a twin's does
+    // (features/info.ts tells a twin).
+    if (!this.online_) return;
     if (this.pending) return;
-    // Live, not the replay of a retained `0` at (re)subscribe (a broker's shutdown Will, say).
-    const early = !packet.retain && Date.now() - this.onlineAt < RIVAL_WINDOW_MS;
     // A `0` as the connection begins is from before it: the Will of our last connection (a kill -9, a
     // dropped link) queued in the kept session, or the retained `0` the renewed subscription replays.
     // Worth a `1`, not a warning on every restart.
-    const fromBefore = Date.now() - this.connectedAt < RIVAL_WINDOW_MS;
+    const fromBefore = Date.now() - this.connectedAt < FROM_BEFORE_MS;
     // A moment first: a broker that is shutting down publishes our Will to us too, just before it closes
     // the connection; that is no Will to answer. Still well within CONTRACT section 13's 2 s.
     this.pending = setTimeout(() => {
       this.pending = undefined;
       if (!this.online_ || !this.context.mqtt.connected) return;
-      if (early) this.context.onRival?.();
       this.answer(fromBefore);
     }, ANSWER_AFTER_MS);
   }

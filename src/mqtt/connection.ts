@@ -262,11 +262,11 @@ export class MqttConnection {
   }
 
   /**
-   * Proof that another client uses our client id: right after we connected, the broker published the
-   * Will of the connection our CONNECT took over (Aedes does; Mosquitto 2.0 does not), or we read
-   * another process's info retained since we published ours (features/info.ts). From here on a
-   * close is that client taking the session back, whatever else it looks like (Aedes sends the loser
-   * its own Will, as a broker shutting down does), until a try fails or a connection holds.
+   * Proof that another client uses our client id: we read another process's info, retained since we
+   * published ours (features/info.ts). Not a `0` on our presence topic as we connect, which Aedes sends
+   * on a takeover: our own Will, queued in the kept session by a dropped link, comes just the same. From
+   * here on a close is that client taking the session back, whatever else it looks like (Aedes sends
+   * the loser its own Will, as a broker shutting down does), until a try fails or a connection holds.
    */
   rivalSeen(): void {
     if (this.rivalThisConnection || !this.connected) return;
@@ -274,13 +274,13 @@ export class MqttConnection {
     this.rivalStreak++;
     this.logger.debug(
       { streak: this.rivalStreak },
-      "the Will of another connection with our client id came as we connected",
+      "another process with our client id showed itself as we connected",
     );
   }
 
   /**
-   * Twice in a row: once could be a cluster's late sweep of our own old Wills (Aedes publishes a dead
-   * node's Wills seconds later) that happened to land as we connected; a twin shows itself every time.
+   * Twice in a row: once could be a twin that has since been switched off or given its own id, its info
+   * still retained; a twin that is still there shows itself every time.
    */
   private get rival(): boolean {
     return this.rivalStreak >= 2;
@@ -532,7 +532,7 @@ export class MqttConnection {
         },
         "lost the broker connection; the lamp keeps working and will reconnect",
       );
-      // Not the streak of rival Wills: a takeover that read as a broker shutdown (Aedes sends the loser its
+      // Not the streak of rival signs: a takeover that read as a broker shutdown (Aedes sends the loser its
       // own Will) ends up here, and the next connect tells.
       this.takeovers = 0;
       if (lasted >= STABLE_MS) this.backoff.reset();
@@ -560,8 +560,8 @@ export class MqttConnection {
     }
     // On a cluster, quick closes alone are no sign: a node that has just lost a peer drops live
     // sessions while it moves their state (a NATS survivor closed one lamp twice, each 4 s after its
-    // CONNACK, and the guess kept it away 24 s). A twin there still shows itself: its info or its Will
-    // as we connect (rivalSeen), or MQTT 5's reason code.
+    // CONNACK, and the guess kept it away 24 s). A twin there still shows itself: its info as we
+    // connect (rivalSeen), or MQTT 5's reason code.
     if (this.nodes.length > 1 && reason !== SESSION_TAKEN_OVER) return false;
     return this.takeover.closed(lasted, reason);
   }

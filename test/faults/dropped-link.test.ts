@@ -1,13 +1,9 @@
 // A connection dropped soon after its CONNACK, twice in a row, with no failed try in between: a cluster
 // node moving its sessions after losing a peer (a NATS survivor did so in CI), or a link that breaks.
 // Nobody else has this client id. Each drop leaves our own Will queued in the kept session, which comes
-// as we reconnect: read as a twin's Will (features/presence.ts), two drops make the agent sure of a
-// takeover and it waits MQTT_TAKEOVER_RETRY_MS (5 minutes by default).
-//
-// KNOWN BUG, skipped until fixed: this fails on both variants today. Dropping the Will sign fixes it,
-// but on an Aedes cluster twins then no longer settle (the fleet's twins check failed: the info sign
-// alone did not catch connections that lasted under a second). The fix must tell our own queued Will
-// from a twin's; then remove the skip.
+// as we reconnect just as a twin's Will would on Aedes: it once read as one, and two drops made the
+// agent sure of a takeover, waiting MQTT_TAKEOVER_RETRY_MS (5 minutes by default). Twins are now told
+// by their info alone (features/info.ts), which the fleet's twins check covers on both engines.
 import { describe, expect, it, vi } from "vitest";
 import { type AgentProcess, spawnAgent } from "../helpers/agent-process.js";
 import { startBroker } from "../helpers/broker.js";
@@ -18,7 +14,7 @@ const track = teardown("each");
 const connects = (agent: AgentProcess) => agent.logs.filter((l) => l.msg === "connected to the broker");
 const MAX_MS = 4000;
 
-describe.skip.each([
+describe.each([
   // One broker: two quick closes stay a guess of a takeover there (nothing else tells on 3.1.1), which
   // costs at most the longest reconnect delay, never MQTT_TAKEOVER_RETRY_MS.
   { nodes: 1, backWithinMs: MAX_MS * 1.2 + 3000 },

@@ -89,6 +89,33 @@ describe("info", () => {
     expect(onRival).toHaveBeenCalledTimes(1);
   });
 
+  it("publishes its own only once the broker replayed the retained one, so a twin's is read first", async () => {
+    vi.useFakeTimers();
+    try {
+      const { connection, house, onRival } = build();
+      // The first connect publishes at once: what the broker kept is this lamp's previous run's.
+      house.onConnect(connect);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(connection.sent).toHaveLength(1);
+      await connection.ack();
+      // Online, the broker has not replayed yet (Aedes on Redis: tens of ms after the SUBACK).
+      house.onConnect({ ...connect, reconnects: 1 });
+      await vi.advanceTimersByTimeAsync(100);
+      expect(connection.sent).toHaveLength(1);
+      deliver(house, "0123456789ab", true);
+      expect(onRival).toHaveBeenCalledTimes(1);
+      expect(connection.sent).toHaveLength(2);
+      // Nothing retained at all: ours goes out anyway, half a second on.
+      house.onConnect({ ...connect, reconnects: 2 });
+      await vi.advanceTimersByTimeAsync(400);
+      expect(connection.sent).toHaveLength(2);
+      await vi.advanceTimersByTimeAsync(200);
+      expect(connection.sent).toHaveLength(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("does not count an info of ours that the broker never acknowledged", async () => {
     const { connection, house, onRival } = build();
     house.onConnect(connect);

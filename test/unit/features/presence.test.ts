@@ -13,10 +13,9 @@ const live = { retain: false } as never;
 function build() {
   const connection = new FakeConnection({ grants: true });
   const { logger, lines } = captureLogger("debug");
-  const onRival = vi.fn();
-  const presence = new Presence({ topic: "state/abc", mqtt: connection, logger, onRival });
+  const presence = new Presence({ topic: "state/abc", mqtt: connection, logger });
   const house = new FeatureHouse([presence], new TopicRouter(connection, logger), logger);
-  return { connection, house, lines, onRival };
+  return { connection, house, lines };
 }
 
 afterEach(() => {
@@ -102,42 +101,6 @@ describe("presence", () => {
     expect(
       lines.filter((l) => l.level === 40 && /presence 0 while this lamp is connected/.test(l.msg)),
     ).toHaveLength(1);
-  });
-
-  it("takes a live 0 just after its 1 for the Will of a connection it took over (a twin), not a retained one", async () => {
-    vi.useFakeTimers();
-    const { house, onRival } = build();
-    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 0, takenOver: false });
-    await vi.advanceTimersByTimeAsync(0);
-    house.onMessage("state/abc", Buffer.from("0"), { retain: true } as never);
-    await vi.advanceTimersByTimeAsync(500);
-    expect(onRival).not.toHaveBeenCalled();
-    house.onMessage("state/abc", Buffer.from("0"), live);
-    await vi.advanceTimersByTimeAsync(500);
-    expect(onRival).toHaveBeenCalledTimes(1);
-  });
-
-  it("takes a live 0 between the CONNACK and its 1 for a twin's Will too, told once it is online", async () => {
-    vi.useFakeTimers();
-    const { connection, house, onRival } = build();
-    house.onConnect({
-      protocol: 4,
-      sessionPresent: false,
-      node: "mqtt://a",
-      reconnects: 0,
-      takenOver: false,
-    });
-    house.onMessage("state/abc", Buffer.from("0"), live);
-    await vi.advanceTimersByTimeAsync(100);
-    expect(onRival).not.toHaveBeenCalled();
-    connection.grant();
-    await vi.advanceTimersByTimeAsync(0);
-    expect(ones(connection)).toBe(1);
-    expect(onRival).toHaveBeenCalledTimes(1);
-    // A new connection starts clean: nothing carried over.
-    house.onConnect({ protocol: 4, sessionPresent: true, node: "mqtt://a", reconnects: 1, takenOver: false });
-    await vi.advanceTimersByTimeAsync(3000);
-    expect(onRival).toHaveBeenCalledTimes(1);
   });
 
   it("does not answer a 0 that arrives just before the connection closes (a broker shutting down)", async () => {
