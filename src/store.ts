@@ -27,7 +27,10 @@ const fileSchema = z.object({
 });
 
 export interface StoreOptions {
-  /** Coalesces saves: at most one write per interval (a dragged slider is one write, not fifty). */
+  /**
+   * Coalesces saves: at most one write per interval (a dragged slider is one write a second, not fifty).
+   * The first change after a quiet interval is written at once.
+   */
   readonly intervalMs?: number;
   /** After a failed write, try again this much later even if nothing changes. */
   readonly retryMs?: number;
@@ -41,6 +44,8 @@ export class StateStore {
   private pending: LampState | undefined;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
+  /** When the last write began (Date.now()). */
+  private wroteAt = Number.NEGATIVE_INFINITY;
   private failing = false;
   /** Set by load() when the file was there but unusable: the caller saves a good state over it. */
   corrupt = false;
@@ -112,9 +117,17 @@ export class StateStore {
     }
   }
 
+  /**
+   * The first change after a quiet interval is written at once (on the next turn of the event loop, so
+   * the commands of one read from the socket are one write): a lamp switched on and unplugged within
+   * the second comes back on. Changes after it wait out the interval, the newest written then.
+   */
   save(state: LampState): void {
     this.pending = state;
-    this.timer ??= setTimeout(() => this.writeNow(), this.intervalMs);
+    this.timer ??= setTimeout(
+      () => this.writeNow(),
+      Math.max(0, this.wroteAt + this.intervalMs - Date.now()),
+    );
   }
 
   /** Writes what is pending now; used at stop. */
@@ -131,6 +144,7 @@ export class StateStore {
       this.timer = setTimeout(() => this.writeNow(), this.intervalMs);
       return;
     }
+    this.wroteAt = Date.now();
     this.writing = this.write().finally(() => {
       this.writing = undefined;
     });

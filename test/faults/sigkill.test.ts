@@ -3,6 +3,7 @@
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { spawnAgent } from "../helpers/agent-process.js";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
@@ -97,4 +98,32 @@ describe("SIGKILL while commands stream in", () => {
     // Kills at random moments from 0.2 s to 2 s: at least one came after a save.
     expect(saves).toBeGreaterThan(0);
   }, 150_000);
+
+  it("a command after a quiet second is on disk at once: a power cut right after it loses nothing", async () => {
+    const dir = track(mkdtempSync(path.join(tmpdir(), "lamp-kill-")));
+    const id = `quiet${process.pid}`;
+    const file = path.join(dir, "state.json");
+    const seen = track(await Recorder.connect(broker.url, [`state/${id}`, `lamp/${id}/changed`]));
+    const up = seen.next(`state/${id}`, (t) => t === "1", 15_000);
+    const first = track(spawnAgent(broker.url, {}, { id, dir }));
+    await up;
+    await sleep(1500);
+    const command = { on: true, color: { h: 0.66, s: 0.5 }, brightness: 0.3 };
+    const applied = seen.next(`lamp/${id}/changed`, (t) => JSON.parse(t).client === "hand");
+    await seen.publish(`lamp/${id}/set_config`, JSON.stringify({ ...command, client: "hand" }));
+    await applied;
+    // Saves are at most about once a second; this one must not wait for the second to pass.
+    const deadline = Date.now() + 900;
+    const onDisk = () => existsSync(file) && isDeepStrictEqual(readSaved(file), command);
+    while (!onDisk() && Date.now() < deadline) await sleep(10);
+    first.child.kill("SIGKILL");
+    await first.exited;
+    expect(onDisk(), "saved within 0.9 s of its state").toBe(true);
+
+    seen.clear();
+    const back = seen.next(`lamp/${id}/changed`, (t) => JSON.parse(t).client === `lamp-${id}`, 15_000);
+    track(spawnAgent(broker.url, {}, { id, dir }));
+    const { client: _client, ...restored } = JSON.parse((await back).text) as Saved & { client: string };
+    expect(restored).toEqual(command);
+  }, 60_000);
 });

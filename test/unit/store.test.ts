@@ -50,6 +50,15 @@ async function until(predicate: () => boolean, ms = 2000): Promise<void> {
   }
 }
 
+/** Waits (on real I/O, not the faked clock) until the file has been replaced `count` times. */
+async function written(count: number): Promise<void> {
+  const end = performance.now() + 2000;
+  while (rename.mock.calls.length < count) {
+    if (performance.now() > end) throw new Error(`${rename.mock.calls.length} writes, not ${count}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 describe("StateStore: load", () => {
   it("round-trips a state through the file", async () => {
     const file = path.join(dir, "sub", "state.json");
@@ -110,22 +119,33 @@ describe("StateStore: load", () => {
 });
 
 describe("StateStore: save", () => {
-  it("writes at most once per interval, the newest state", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+  it("writes the first change at once, later ones at most once per interval, the newest", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
     const file = path.join(dir, "state.json");
     const store = new StateStore(file, silentLogger(), { intervalMs: 1000 });
+    const saved = () => new StateStore(file, silentLogger()).load();
+    // Two commands in one read from the socket: one write, of the newer.
     store.save(red);
     store.save(blue);
+    await vi.advanceTimersByTimeAsync(0);
+    await written(1);
+    expect(saved()).toEqual(blue);
     await vi.advanceTimersByTimeAsync(500);
     store.save(green);
+    store.save(red);
     await vi.advanceTimersByTimeAsync(499);
-    expect(rename).not.toHaveBeenCalled();
-    await vi.advanceTimersByTimeAsync(1);
-    vi.useRealTimers();
-    await until(() => rename.mock.calls.length > 0);
-    await store.flush();
     expect(rename).toHaveBeenCalledTimes(1);
-    expect(new StateStore(file, silentLogger()).load()).toEqual(green);
+    await vi.advanceTimersByTimeAsync(1);
+    await written(2);
+    expect(saved()).toEqual(red);
+    // Quiet for longer than the interval: the next change is written at once again.
+    await vi.advanceTimersByTimeAsync(5000);
+    store.save(green);
+    await vi.advanceTimersByTimeAsync(0);
+    await written(3);
+    expect(saved()).toEqual(green);
+    await store.flush();
+    expect(rename).toHaveBeenCalledTimes(3);
   });
 
   it("flush writes what is pending at once, and nothing when nothing is", async () => {
