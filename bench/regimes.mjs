@@ -17,9 +17,16 @@ export function regimeParameters(quick) {
     coldWarmup: 50,
     coldCommands: 300,
     coldRounds: quick ? 4 : 6,
+    // Active and idle windows of 60 s each: whole periods of what the programs do on their own (the
+    // agent's keepalive timer every 5 s and telemetry every 60 s, the echo's keepalive every 30 s), so the
+    // idle window subtracts exactly what the active one carried. With 10 s windows one telemetry or ping
+    // landed in one window of six, and blocks came out at -5.9 to +1.5 ms per command.
     sparseBlocks: 3,
-    sparsePerBlock: 10,
+    sparsePerBlock: 60,
     sparseGapMs: 1000,
+    // V8's memory reducer collects a heap the steady regime grew, in the first half minute after the
+    // allocation stops: the steady regime's after-effect, not what a command a second costs.
+    sparseSettleMs: 60_000,
   };
 }
 
@@ -107,7 +114,7 @@ export async function runRegimes({ recorder, targets, launch, quick, log }) {
   log(
     `regime sparse: ${p.sparseBlocks} blocks of ${p.sparsePerBlock} commands a ${p.sparseGapMs} ms apart, each with an idle block`,
   );
-  await sleep(2000); // let the steady regime's saves and logs settle
+  await sleep(p.sparseSettleMs);
   for (let block = 0; block < p.sparseBlocks; block++) {
     const activeFrom = Object.fromEntries(targets.map((t) => [t.key, threadCpu(pid(t)).ms]));
     const began = now();

@@ -2,8 +2,8 @@
 // on one Mosquitto on loopback, in one run, interleaved so machine drift hits all of them alike.
 // Prints one table and writes bench/results/<date>-<host>.json. See docs/performance.md.
 //
-//   npm run bench                                  everything, about 6 minutes
-//   BENCH_QUICK=1 npm run bench                    the three regimes and the footprint only, about 3
+//   npm run bench                                  everything, about 15 minutes
+//   BENCH_QUICK=1 npm run bench                    the three regimes and the footprint only, about 12
 //   BENCH_B_MAIN=/other/dist/main.js npm run bench another build of the agent beside this one
 //   BENCH_B_FLAGS=--single-threaded npm run bench  this build with other Node flags beside it
 import { execFileSync, spawn } from "node:child_process";
