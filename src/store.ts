@@ -42,7 +42,8 @@ export interface StoreOptions {
  */
 export class StateStore {
   private pending: LampState | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  /** The write that is due: a timer, or the next turn of the loop. */
+  private due: { readonly cancel: () => void } | undefined;
   private writing: Promise<void> | undefined;
   /** When the last write began (Date.now()). */
   private wroteAt = Number.NEGATIVE_INFINITY;
@@ -124,24 +125,38 @@ export class StateStore {
    */
   save(state: LampState): void {
     this.pending = state;
-    this.timer ??= setTimeout(
-      () => this.writeNow(),
-      Math.max(0, this.wroteAt + this.intervalMs - Date.now()),
-    );
+    this.writeIn(this.wroteAt + this.intervalMs - Date.now());
   }
 
   /** Writes what is pending now; used at stop. */
   async flush(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.due?.cancel();
+    this.due = undefined;
     await this.writing;
     if (this.pending) await this.write();
   }
 
+  /**
+   * Unless a write is due already. Now is setImmediate, not a 0 ms timer: it runs in the same turn of
+   * the loop as the command's read, where a timer takes one more (a command a second pays for each).
+   */
+  private writeIn(delayMs: number, retry = false): void {
+    if (this.due) return;
+    if (delayMs <= 0) {
+      const immediate = setImmediate(() => this.writeNow());
+      this.due = { cancel: () => clearImmediate(immediate) };
+      return;
+    }
+    const timer = setTimeout(() => this.writeNow(), delayMs);
+    // A retry after a failure must not keep a stopping agent alive.
+    if (retry) timer.unref();
+    this.due = { cancel: () => clearTimeout(timer) };
+  }
+
   private writeNow(): void {
-    this.timer = undefined;
+    this.due = undefined;
     if (this.writing) {
-      this.timer = setTimeout(() => this.writeNow(), this.intervalMs);
+      this.writeIn(this.intervalMs);
       return;
     }
     this.wroteAt = Date.now();
@@ -190,8 +205,7 @@ export class StateStore {
       }
       this.failing = true;
       this.pending ??= state;
-      this.timer ??= setTimeout(() => this.writeNow(), this.retryMs);
-      this.timer.unref();
+      this.writeIn(this.retryMs, true);
     }
   }
 

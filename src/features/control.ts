@@ -45,6 +45,8 @@ export class Control implements Feature, CommandInbox {
   private backlogTimer: NodeJS.Timeout | undefined;
   private backlogEnds = 0;
   private changeTimer: NodeJS.Timeout | undefined;
+  /** When the last "state changed" line was written (Date.now()). */
+  private loggedAt = Number.NEGATIVE_INFINITY;
   private unlogged: { state: LampState; client: string | null; changes: number } | undefined;
 
   constructor(private readonly context: ControlContext) {
@@ -137,29 +139,31 @@ export class Control implements Feature, CommandInbox {
    * errors. The line after a busy interval carries the newest state and how many changes it stands for.
    */
   private noteChange(state: LampState, client: string | null): void {
-    if (this.changeTimer) {
-      this.unlogged = { state, client, changes: (this.unlogged?.changes ?? 0) + 1 };
+    const wait = this.loggedAt + CHANGE_LOG_MS - Date.now();
+    if (wait <= 0 && !this.changeTimer) {
+      // A change after a quiet interval: logged now, and no timer armed for it (a command a second
+      // would otherwise wake the loop twice).
+      this.loggedAt = Date.now();
+      // Off the round trip: the state packet goes out first.
+      setImmediate(() => this.logChange(state, client, 1));
       return;
     }
-    this.startChangeInterval();
-    // Off the round trip: the state packet goes out first.
-    setImmediate(() => this.logChange(state, client, 1));
-  }
-
-  private startChangeInterval(): void {
+    this.unlogged = { state, client, changes: (this.unlogged?.changes ?? 0) + 1 };
+    if (this.changeTimer) return;
     this.changeTimer = setTimeout(() => {
       this.changeTimer = undefined;
-      if (this.flushChangeLog()) this.startChangeInterval();
-    }, CHANGE_LOG_MS);
+      this.flushChangeLog();
+    }, wait);
     this.changeTimer.unref();
   }
 
-  /** Logs the change held back in this interval, if any; true when there was one. */
-  private flushChangeLog(): boolean {
+  /** Logs the change held back in this interval, if any. */
+  private flushChangeLog(): void {
     const pending = this.unlogged;
     this.unlogged = undefined;
-    if (pending) this.logChange(pending.state, pending.client, pending.changes);
-    return pending !== undefined;
+    if (!pending) return;
+    this.loggedAt = Date.now();
+    this.logChange(pending.state, pending.client, pending.changes);
   }
 
   private logChange(state: LampState, client: string | null, changes: number): void {
