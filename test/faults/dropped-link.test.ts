@@ -3,7 +3,8 @@
 // Nobody else has this client id. Each drop leaves our own Will queued in the kept session, which comes
 // as we reconnect just as a twin's Will would on Aedes: it once read as one, and two drops made the
 // agent sure of a takeover, waiting MQTT_TAKEOVER_RETRY_MS (5 minutes by default). Twins are now told
-// by their info alone (features/info.ts), which the fleet's twins check covers on both engines.
+// by their info (features/info.ts), which the fleet's twins check covers on both engines, and on one
+// broker also by quick closes (mqtt/takeover.ts), which this test allows for.
 import { describe, expect, it, vi } from "vitest";
 import { type AgentProcess, spawnAgent } from "../helpers/agent-process.js";
 import { startBroker } from "../helpers/broker.js";
