@@ -8,6 +8,8 @@ export default defineConfig({
   test: {
     root: fileURLToPath(new URL("../..", import.meta.url)),
     include: ["test/fleet/**/*.test.ts"],
+    // Builds dist/ when stale, and keeps the run's temp dirs in one dir it removes at the end.
+    globalSetup: ["test/global-setup.ts"],
     testTimeout: 180_000,
     hookTimeout: 180_000,
     pool: "forks",
