@@ -129,6 +129,8 @@ describe("StateStore: save", () => {
     store.save(blue);
     await vi.advanceTimersByTimeAsync(0);
     await written(1);
+    // The write goes on after its rename (the directory's fsync): let it end, or the next save waits.
+    await store.flush();
     expect(saved()).toEqual(blue);
     await vi.advanceTimersByTimeAsync(500);
     store.save(green);
@@ -137,6 +139,7 @@ describe("StateStore: save", () => {
     expect(rename).toHaveBeenCalledTimes(1);
     await vi.advanceTimersByTimeAsync(1);
     await written(2);
+    await store.flush();
     expect(saved()).toEqual(red);
     // Quiet for longer than the interval: the next change is written at once again.
     await vi.advanceTimersByTimeAsync(5000);
