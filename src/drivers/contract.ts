@@ -125,15 +125,34 @@ export class PinAccess {
    * mock enforces this so that a test catches an agent that breaks it (serialport's binding-mock
    * refuses overlapping writes the same way).
    */
-  async exclusive<T>(what: string, call: () => Promise<T>): Promise<T> {
+  exclusive<T>(what: string, call: () => Promise<T>): Promise<T> {
     if (this.inFlight !== undefined) {
-      throw new DriverError("busy", `${this.name} driver: ${what} while ${this.inFlight} is still in flight`);
+      return Promise.reject(
+        new DriverError("busy", `${this.name} driver: ${what} while ${this.inFlight} is still in flight`),
+      );
     }
     this.inFlight = what;
-    try {
-      return await call();
-    } finally {
+    // Not an async function around `await call()`: this runs for every pin write, and the extra promise
+    // and frame of one cost a steady command more than the write's own checks.
+    const done = (): void => {
       this.inFlight = undefined;
+    };
+    let result: Promise<T>;
+    try {
+      result = call();
+    } catch (error) {
+      done();
+      return Promise.reject(error);
     }
+    return result.then(
+      (value) => {
+        done();
+        return value;
+      },
+      (error: unknown) => {
+        done();
+        throw error;
+      },
+    );
   }
 }
