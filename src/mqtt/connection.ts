@@ -1,4 +1,9 @@
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import mqtt, {
+  type IClientOptions,
+  type IClientPublishOptions,
+  type IPublishPacket,
+  type MqttClient,
+} from "mqtt";
 import { type Config, redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
 import { type Backoff, ReconnectBackoff } from "./backoff.js";
@@ -226,9 +231,12 @@ export class MqttConnection {
       done(new Error("not connected"));
       return;
     }
-    const { userProperties, ...rest } = options;
-    const packet =
-      this.current.protocol === 5 && userProperties ? { ...rest, properties: { userProperties } } : rest;
+    // The state's every publish takes the first branch: no copy of its options.
+    let packet: IClientPublishOptions = options;
+    if (options.userProperties) {
+      const { userProperties, ...rest } = options;
+      packet = this.current.protocol === 5 ? { ...rest, properties: { userProperties } } : rest;
+    }
     client.publish(topic, payload, packet, (error) => done(error ?? undefined));
   }
 

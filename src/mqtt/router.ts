@@ -18,10 +18,12 @@ const RETRY: Backoff = { initialMs: 500, maxMs: 15_000 };
 /** MQTT's topic matching (MQTT 3.1.1 section 4.7): `+` is one level, a final `#` any number, even none. */
 export function topicMatches(filter: string, topic: string): boolean {
   if (filter === topic) return true;
+  return levelsMatch(filter.split("/"), topic.split("/"));
+}
+
+function levelsMatch(want: readonly string[], have: readonly string[]): boolean {
   // Topics starting with $ are the broker's; a wildcard at the first level never matches them.
-  if (topic.startsWith("$") && (filter.startsWith("+") || filter.startsWith("#"))) return false;
-  const want = filter.split("/");
-  const have = topic.split("/");
+  if (have[0]?.startsWith("$") && (want[0] === "+" || want[0] === "#")) return false;
   for (let i = 0; i < want.length; i++) {
     const level = want[i];
     if (level === "#") return i === want.length - 1;
@@ -33,6 +35,8 @@ export function topicMatches(filter: string, topic: string): boolean {
 
 interface Route {
   readonly filter: string;
+  /** The filter's levels when it has a wildcard; undefined when only the exact topic matches. */
+  readonly levels: readonly string[] | undefined;
   readonly handler: MessageHandler;
   /** See SubscribeOptions in connection.ts: false only where the broker publishes in our name. */
   readonly noLocal: boolean;
@@ -61,7 +65,8 @@ export class TopicRouter {
     handler: MessageHandler,
     { noLocal = true }: { readonly noLocal?: boolean } = {},
   ): void {
-    this.routes.push({ filter, handler, noLocal });
+    const wild = filter.includes("+") || filter.includes("#");
+    this.routes.push({ filter, levels: wild ? filter.split("/") : undefined, handler, noLocal });
   }
 
   /** Every distinct filter, in the order they were added. */
@@ -81,17 +86,26 @@ export class TopicRouter {
     );
   }
 
-  /** Hands the message to every handler with a matching filter; false when none wanted it. */
+  /**
+   * Hands the message to every handler with a matching filter; false when none wanted it. Runs for
+   * every message, so it splits the topic once, not once per filter, and only when a wildcard needs it.
+   */
   dispatch(topic: string, payload: Buffer, packet: IPublishPacket): boolean {
-    let handled = false;
-    const called = new Set<MessageHandler>();
-    for (const { filter, handler } of this.routes) {
-      if (called.has(handler) || !topicMatches(filter, topic)) continue;
-      called.add(handler);
-      handled = true;
+    let levels: string[] | undefined;
+    let called: MessageHandler[] | undefined;
+    for (const { filter, levels: want, handler } of this.routes) {
+      if (called?.includes(handler)) continue;
+      if (want === undefined) {
+        if (filter !== topic) continue;
+      } else {
+        levels ??= topic.split("/");
+        if (!levelsMatch(want, levels)) continue;
+      }
+      called ??= [];
+      called.push(handler);
       handler(topic, payload, packet);
     }
-    return handled;
+    return called !== undefined;
   }
 
   stop(): void {
