@@ -29,8 +29,9 @@ export class Output {
   private levels: number[] = [];
   private fade: Fade | undefined;
   private ticker: NodeJS.Timeout | undefined;
-  private scheduled = false;
   private inFlight: Promise<void> | undefined;
+  /** A write of what came while the last one was in flight is due on the next turn. */
+  private deferred = false;
   private dirty = false;
   private lastDuties: readonly number[] = [];
   private closed = false;
@@ -99,7 +100,7 @@ export class Output {
     this.closed = true;
     await this.inFlight;
     // The newest target must reach the pins before they are released.
-    if (this.dirty || this.scheduled) await this.flush();
+    while (this.dirty) await this.writeOnce();
   }
 
   private advance(): void {
@@ -120,45 +121,58 @@ export class Output {
   }
 
   private duties(): number[] {
-    return this.levels.map((level) => toDuty(level, this.options.gamma));
+    const { levels } = this;
+    const duties = new Array<number>(levels.length);
+    for (let i = 0; i < levels.length; i++) {
+      const level = levels[i] ?? 0;
+      // White (every channel at one level) is one gamma power, not three.
+      duties[i] = i > 0 && level === levels[i - 1] ? (duties[i - 1] ?? 0) : toDuty(level, this.options.gamma);
+    }
+    return duties;
   }
 
-  // Deferring to the next macrotask lets every command already read off the socket update the target
-  // first, so a backlog of 1000 becomes one write.
+  // The newest levels go to the pins at once when the output is idle, in the command's own turn: a
+  // steady stream of commands then costs no extra turn of the event loop per command (a setImmediate
+  // here cost each command more than the write itself, docs/performance.md). What arrives while that
+  // write is in flight goes out on the next turn, with everything else that turn brings, so a burst
+  // becomes one write per turn of the loop; a reconnect backlog is held (hold()) and becomes one write.
   private schedule(): void {
     this.dirty = true;
-    if (this.scheduled || this.closed || this.held) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      // After close() the pins belong to close(), which writes the newest levels itself.
-      // The reset is chained here, not in flush(): a flush with nothing to write finishes synchronously,
-      // before this assignment, and would otherwise leave a settled promise marked as in flight.
-      if (!this.inFlight && !this.closed) {
-        this.inFlight = this.flush().finally(() => {
-          this.inFlight = undefined;
-        });
-      }
+    if (this.inFlight || this.deferred || this.closed || this.held) return;
+    this.inFlight = this.writeOnce().finally(() => {
+      this.inFlight = undefined;
+      if (!this.dirty || this.closed || this.held) return;
+      this.deferred = true;
+      setImmediate(() => {
+        this.deferred = false;
+        if (this.dirty) this.schedule();
+      });
     });
   }
 
-  private async flush(): Promise<void> {
-    while (this.dirty) {
-      this.dirty = false;
-      const duties = this.duties();
-      if (duties.every((duty, i) => duty === this.lastDuties[i])) continue;
-      this.lastDuties = duties;
-      this.writes++;
-      try {
-        await this.driver.write(duties);
-        if (this.failing) this.options.logger.info("pin writes work again");
-        this.failing = false;
-      } catch (error) {
-        // Logged once per failure streak: a broken pin must not flood the journal 50 times a second.
-        if (!this.failing) this.options.logger.error({ err: error }, "could not write the pins");
-        this.failing = true;
-        this.lastDuties = [];
-      }
+  /** Writes the newest levels, if they differ from what the pins show. */
+  private async writeOnce(): Promise<void> {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const duties = this.duties();
+    if (sameDuties(duties, this.lastDuties)) return;
+    this.lastDuties = duties;
+    this.writes++;
+    try {
+      await this.driver.write(duties);
+      if (this.failing) this.options.logger.info("pin writes work again");
+      this.failing = false;
+    } catch (error) {
+      // Logged once per failure streak: a broken pin must not flood the journal 50 times a second.
+      if (!this.failing) this.options.logger.error({ err: error }, "could not write the pins");
+      this.failing = true;
+      this.lastDuties = [];
     }
   }
+}
+
+function sameDuties(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
