@@ -29,10 +29,16 @@ export interface MockWrite {
 export class MockDriver implements Driver {
   readonly name = "mock" as const;
   readonly dimmable = true;
-  // The newest MAX_RECORDED writes, in a ring: a demo left running for days must not grow without end,
-  // and a ring costs nothing per write, where an array trimmed from the front (splice, then shift())
-  // cost the steady state's command more than the rest of the lamp did (docs/performance.md).
-  private readonly recorded: MockWrite[] = [];
+  // The newest MAX_RECORDED writes, in a ring of typed arrays: a demo left running for days must not
+  // grow without end, and the ring allocates nothing per write. An array trimmed from the front (splice,
+  // then shift()) cost the steady state's command more than the rest of the lamp did, and a ring of
+  // objects kept every write alive for thousands of commands: V8 moved each one to its old generation,
+  // and collected that generation every few hundred commands, in pauses of milliseconds
+  // (docs/performance.md). Pages of these arrays not yet written cost no memory.
+  private readonly times = new Float64Array(MAX_RECORDED);
+  private readonly pinNumbers = new Int32Array(MAX_RECORDED);
+  private readonly dutyValues = new Float64Array(MAX_RECORDED);
+  private recorded = 0;
   private next = 0;
   private readonly access = new PinAccess("mock");
   private openedAt = 0;
@@ -43,10 +49,11 @@ export class MockDriver implements Driver {
 
   /** Every pin write still recorded, oldest first, for tests. */
   get writes(): readonly MockWrite[] {
-    const { recorded, next } = this;
-    return recorded.length < MAX_RECORDED
-      ? [...recorded]
-      : [...recorded.slice(next), ...recorded.slice(0, next)];
+    const oldest = this.recorded < MAX_RECORDED ? 0 : this.next;
+    return Array.from({ length: this.recorded }, (_, k) => {
+      const i = (oldest + k) % MAX_RECORDED;
+      return { t: this.times[i] ?? 0, pin: this.pinNumbers[i] ?? 0, duty: this.dutyValues[i] ?? 0 };
+    });
   }
 
   /** The duties the pins show now (logical: 1 is fully lit). */
@@ -78,17 +85,23 @@ export class MockDriver implements Driver {
       // One promise settled on the next tick, as nextTurn() then apply() would be, without an async
       // function's own: a steady command writes the pins once.
       return new Promise<void>((resolve, reject) =>
-        process.nextTick(() => {
-          try {
-            this.apply(duties);
-            resolve();
-          } catch (error) {
-            reject(error);
-          }
-        }),
+        process.nextTick(this.applyLater, duties, resolve, reject),
       );
     });
   }
+
+  private readonly applyLater = (
+    duties: readonly number[],
+    resolve: () => void,
+    reject: (error: unknown) => void,
+  ): void => {
+    try {
+      this.apply(duties);
+      resolve();
+    } catch (error) {
+      reject(error);
+    }
+  };
 
   close(): Promise<void> {
     return this.access.exclusive("close", async () => {
@@ -111,7 +124,7 @@ export class MockDriver implements Driver {
       const duty = duties[i] ?? 0;
       if (!first && this.last[i] === duty) continue;
       const pin = pins[i] ?? 0;
-      this.record({ t, pin, duty });
+      this.record(t, pin, duty);
       // The trace's JSON by hand: the bench reads it, and stringifying an object per pin cost more
       // than the write itself. Finite numbers print the same either way.
       if (this.trace !== undefined) lines += `{"t":${t},"pin":${pin},"duty":${duty}}\n`;
@@ -121,10 +134,12 @@ export class MockDriver implements Driver {
     if (this.options.draw) statusLine.set(this.options.draw, swatch(duties));
   }
 
-  private record(write: MockWrite): void {
-    if (this.recorded.length < MAX_RECORDED) this.recorded.push(write);
-    else this.recorded[this.next] = write;
+  private record(t: number, pin: number, duty: number): void {
+    this.times[this.next] = t;
+    this.pinNumbers[this.next] = pin;
+    this.dutyValues[this.next] = duty;
     this.next = (this.next + 1) % MAX_RECORDED;
+    if (this.recorded < MAX_RECORDED) this.recorded++;
   }
 }
 
