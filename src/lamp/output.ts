@@ -139,16 +139,21 @@ export class Output {
   private schedule(): void {
     this.dirty = true;
     if (this.inFlight || this.deferred || this.closed || this.held) return;
-    this.inFlight = this.writeOnce().finally(() => {
-      this.inFlight = undefined;
-      if (!this.dirty || this.closed || this.held) return;
-      this.deferred = true;
-      setImmediate(() => {
-        this.deferred = false;
-        if (this.dirty) this.schedule();
-      });
-    });
+    this.inFlight = this.writeOnce().finally(this.written);
   }
+
+  // Made once, not per write.
+  private readonly written = (): void => {
+    this.inFlight = undefined;
+    if (!this.dirty || this.closed || this.held) return;
+    this.deferred = true;
+    setImmediate(this.writeDeferred);
+  };
+
+  private readonly writeDeferred = (): void => {
+    this.deferred = false;
+    if (this.dirty) this.schedule();
+  };
 
   /** Writes the newest levels, if they differ from what the pins show. */
   private async writeOnce(): Promise<void> {

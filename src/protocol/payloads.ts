@@ -22,7 +22,22 @@ export function statePayload(
   // command more than the rest of this module's work. The numbers are validated and finite (a finite
   // number prints the same either way); the client, a string from the wire, is escaped by JSON.
   const { on, color, brightness } = state;
-  return `{"on":${on},"color":{"h":${color.h},"s":${color.s}},"brightness":${brightness},"client":${client === null ? "null" : JSON.stringify(client)}}`;
+  return `{"on":${on},"color":{"h":${decimal(color.h)},"s":${decimal(color.s)}},"brightness":${decimal(brightness)},"client":${client === null ? "null" : JSON.stringify(client)}}`;
+}
+
+/** "0", "0.01" ... "1": the text of every two-decimal value, made once. */
+const TWO_DECIMALS = Array.from({ length: 101 }, (_, i) => String(i / 100));
+
+/**
+ * A state's number as JSON writes it. Every one is kept at two decimals (quantize()), so it is one of
+ * 101 texts, looked up rather than formatted (a double's shortest text costs more than the rest of the
+ * payload); any other number is formatted as usual.
+ */
+function decimal(value: number): string {
+  const hundredths = Math.round(value * 100);
+  return hundredths >= 0 && hundredths <= 100 && hundredths / 100 === value
+    ? (TWO_DECIMALS[hundredths] ?? String(value))
+    : String(value);
 }
 
 export interface ErrorMessage {
