@@ -139,41 +139,55 @@ export class Output {
   private schedule(): void {
     this.dirty = true;
     if (this.inFlight || this.deferred || this.closed || this.held) return;
-    this.inFlight = this.writeOnce().finally(this.written);
+    this.inFlight = this.writeOnce();
+  }
+
+  /**
+   * Writes the newest levels if they differ from what the pins show: the write's promise, which never
+   * rejects, or undefined when there was nothing to write. A plain promise chain, not an async
+   * function: this runs for every command, and each promise and resumption is part of its cost.
+   */
+  private writeOnce(): Promise<void> | undefined {
+    this.dirty = false;
+    const duties = this.duties();
+    if (sameDuties(duties, this.lastDuties)) return undefined;
+    this.lastDuties = duties;
+    this.writes++;
+    let write: Promise<void>;
+    try {
+      write = this.driver.write(duties);
+    } catch (error) {
+      write = Promise.reject(error);
+    }
+    return write.then(this.wrote, this.writeFailed);
   }
 
   // Made once, not per write.
-  private readonly written = (): void => {
+  private readonly wrote = (): void => {
+    if (this.failing) this.options.logger.info("pin writes work again");
+    this.failing = false;
+    this.afterWrite();
+  };
+
+  private readonly writeFailed = (error: unknown): void => {
+    // Logged once per failure streak: a broken pin must not flood the journal 50 times a second.
+    if (!this.failing) this.options.logger.error({ err: error }, "could not write the pins");
+    this.failing = true;
+    this.lastDuties = [];
+    this.afterWrite();
+  };
+
+  private afterWrite(): void {
     this.inFlight = undefined;
     if (!this.dirty || this.closed || this.held) return;
     this.deferred = true;
     setImmediate(this.writeDeferred);
-  };
+  }
 
   private readonly writeDeferred = (): void => {
     this.deferred = false;
     if (this.dirty) this.schedule();
   };
-
-  /** Writes the newest levels, if they differ from what the pins show. */
-  private async writeOnce(): Promise<void> {
-    if (!this.dirty) return;
-    this.dirty = false;
-    const duties = this.duties();
-    if (sameDuties(duties, this.lastDuties)) return;
-    this.lastDuties = duties;
-    this.writes++;
-    try {
-      await this.driver.write(duties);
-      if (this.failing) this.options.logger.info("pin writes work again");
-      this.failing = false;
-    } catch (error) {
-      // Logged once per failure streak: a broken pin must not flood the journal 50 times a second.
-      if (!this.failing) this.options.logger.error({ err: error }, "could not write the pins");
-      this.failing = true;
-      this.lastDuties = [];
-    }
-  }
 }
 
 function sameDuties(a: readonly number[], b: readonly number[]): boolean {
