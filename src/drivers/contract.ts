@@ -132,27 +132,25 @@ export class PinAccess {
       );
     }
     this.inFlight = what;
-    // Not an async function around `await call()`: this runs for every pin write, and the extra promise
-    // and frame of one cost a steady command more than the write's own checks.
-    const done = (): void => {
-      this.inFlight = undefined;
-    };
     let result: Promise<T>;
     try {
       result = call();
     } catch (error) {
-      done();
+      this.inFlight = undefined;
       return Promise.reject(error);
     }
-    return result.then(
-      (value) => {
-        done();
-        return value;
-      },
-      (error: unknown) => {
-        done();
-        throw error;
-      },
-    );
+    // Not an async function around `await call()`, and no closure per call: this runs for every pin
+    // write, and each promise and function made for it is part of a command's cost.
+    return result.then(this.callSettled, this.callFailed);
   }
+
+  private readonly callSettled = <T>(value: T): T => {
+    this.inFlight = undefined;
+    return value;
+  };
+
+  private readonly callFailed = (error: unknown): never => {
+    this.inFlight = undefined;
+    throw error;
+  };
 }

@@ -8,7 +8,12 @@ export interface MqttPort {
   readonly connected: boolean;
   publish(topic: string, payload: string, options: PublishOptions): Promise<void>;
   /** publish(), calling `done` inside the broker's acknowledgement rather than a tick later. */
-  publishThen(topic: string, payload: string, options: PublishOptions, done: (error?: Error) => void): void;
+  publishThen(
+    topic: string,
+    payload: string,
+    options: PublishOptions,
+    done: (error?: Error | null) => void,
+  ): void;
 }
 
 /** A subscription a feature asks the router for. */
