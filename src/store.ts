@@ -125,6 +125,8 @@ export class StateStore {
    */
   save(state: LampState): void {
     this.pending = state;
+    // A write already due takes this state with it; no need to read the clock for each command.
+    if (this.due) return;
     this.writeIn(this.wroteAt + this.intervalMs - Date.now());
   }
 

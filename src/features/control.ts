@@ -139,17 +139,28 @@ export class Control implements Feature, CommandInbox {
    * errors. The line after a busy interval carries the newest state and how many changes it stands for.
    */
   private noteChange(state: LampState, client: string | null): void {
-    const wait = this.loggedAt + CHANGE_LOG_MS - Date.now();
-    if (wait <= 0 && !this.changeTimer) {
+    const held = this.unlogged;
+    if (this.changeTimer) {
+      // Within a busy interval: the line at its end carries this state (one object per interval, not
+      // one per command).
+      if (held) {
+        held.state = state;
+        held.client = client;
+        held.changes++;
+      } else this.unlogged = { state, client, changes: 1 };
+      return;
+    }
+    const now = Date.now();
+    const wait = this.loggedAt + CHANGE_LOG_MS - now;
+    if (wait <= 0) {
       // A change after a quiet interval: logged now, and no timer armed for it (a command a second
       // would otherwise wake the loop twice).
-      this.loggedAt = Date.now();
+      this.loggedAt = now;
       // Off the round trip: the state packet goes out first.
       setImmediate(() => this.logChange(state, client, 1));
       return;
     }
-    this.unlogged = { state, client, changes: (this.unlogged?.changes ?? 0) + 1 };
-    if (this.changeTimer) return;
+    this.unlogged = { state, client, changes: (held?.changes ?? 0) + 1 };
     this.changeTimer = setTimeout(() => {
       this.changeTimer = undefined;
       this.flushChangeLog();

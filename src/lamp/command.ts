@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { scanCommand } from "./command-scan.js";
 import { type LampState, makeState, unit } from "./state.js";
 
 /** Larger payloads are refused before parsing: a lamp command is under 200 bytes. */
@@ -89,6 +90,8 @@ export function parseCommand(payload: Uint8Array): Command {
       `payload is ${payload.byteLength} bytes; the limit is ${MAX_PAYLOAD_BYTES}`,
     );
   }
+  const common = scanCommand(payload);
+  if (common) return common;
   let text: string;
   try {
     text = decoder.decode(payload);

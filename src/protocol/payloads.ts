@@ -22,7 +22,19 @@ export function statePayload(
   // command more than the rest of this module's work. The numbers are validated and finite (a finite
   // number prints the same either way); the client, a string from the wire, is escaped by JSON.
   const { on, color, brightness } = state;
-  return `{"on":${on},"color":{"h":${decimal(color.h)},"s":${decimal(color.s)}},"brightness":${decimal(brightness)},"client":${client === null ? "null" : JSON.stringify(client)}}`;
+  return `{"on":${on},"color":{"h":${decimal(color.h)},"s":${decimal(color.s)}},"brightness":${decimal(brightness)},"client":${client === null ? "null" : quoted(client)}}`;
+}
+
+let lastClient = "";
+let lastQuoted = '""';
+
+/** The client's JSON text, kept for the next state: a stream of commands comes from one sender. */
+function quoted(client: string): string {
+  if (client !== lastClient) {
+    lastClient = client;
+    lastQuoted = JSON.stringify(client);
+  }
+  return lastQuoted;
 }
 
 /** "0", "0.01" ... "1": the text of every two-decimal value, made once. */
