@@ -2,7 +2,7 @@
 // look like numbers, nested objects, extra and prototype-named fields, clients of 64 and 65 characters,
 // 3600 and 3600.01): the fast paths of command parsing are held to the general one with them.
 
-/** mulberry32: small, fast, and the same sequence for the same seed on every run. */
+/** mulberry32: small, fast, and the same sequence for the same seed on every run, so a failure can be replayed. */
 export function random(seed: number): () => number {
   let a = seed >>> 0;
   return () => {

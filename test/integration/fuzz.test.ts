@@ -5,23 +5,12 @@ import { MAX_PAYLOAD_BYTES } from "../../src/lamp/command.js";
 import { type RunningAgent, startAgent } from "../helpers/agent.js";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
+import { random as prng } from "../helpers/random-commands.js";
 import { teardown } from "../helpers/teardown.js";
 
 // A real collection between rounds, so the comparison is of live memory, not of garbage not yet swept.
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
-
-/** Deterministic, so a failure can be replayed: mulberry32. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const EXTREMES = [
   0,
