@@ -15,12 +15,10 @@ export interface Subscriber {
 /** A refused subscription is tried again after this, doubling (with jitter) up to the maximum. */
 const RETRY: Backoff = { initialMs: 500, maxMs: 15_000 };
 
-/** MQTT's topic matching (MQTT 3.1.1 section 4.7): `+` is one level, a final `#` any number, even none. */
-export function topicMatches(filter: string, topic: string): boolean {
-  if (filter === topic) return true;
-  return levelsMatch(filter.split("/"), topic.split("/"));
-}
-
+/**
+ * MQTT's topic matching (MQTT 3.1.1 section 4.7) of a filter's levels against a topic's: `+` is one
+ * level, a final `#` any number, even none.
+ */
 function levelsMatch(want: readonly string[], have: readonly string[]): boolean {
   // Topics starting with $ are the broker's; a wildcard at the first level never matches them.
   if (have[0]?.startsWith("$") && (want[0] === "+" || want[0] === "#")) return false;
