@@ -8,6 +8,15 @@ export interface ScannedCommand {
   identify?: boolean;
 }
 
+/** The longest transition a command may ask for, in seconds. */
+export const MAX_TRANSITION_S = 3600;
+
+/** The rules of a command's numbers, shared with command.ts's check of a parsed command. */
+export const isUnit = (value: unknown): value is number =>
+  typeof value === "number" && value >= 0 && value <= 1;
+export const isTransition = (value: unknown): value is number =>
+  typeof value === "number" && value >= 0 && value <= MAX_TRANSITION_S;
+
 /**
  * The common command read straight from its bytes: a JSON object of the LAMPI fields, ASCII, no
  * escapes, each field once, every value valid. Returns the command JSON.parse and validCommand would
@@ -62,14 +71,14 @@ export function scanCommand(b: Uint8Array): ScannedCommand | undefined {
         case "brightness": {
           if (!Number.isNaN(brightness)) return undefined;
           brightness = numberAt(b, i);
-          if (!(brightness >= 0 && brightness <= 1)) return undefined;
+          if (!isUnit(brightness)) return undefined;
           i = at;
           break;
         }
         case "transition": {
           if (!Number.isNaN(transition)) return undefined;
           transition = numberAt(b, i);
-          if (!(transition >= 0 && transition <= 3600)) return undefined;
+          if (!isTransition(transition)) return undefined;
           i = at;
           break;
         }
@@ -274,7 +283,7 @@ function colorAt(b: Uint8Array, i: number): boolean {
     i = space(b, i + 3);
     if (b[i] !== COLON) return false;
     const value = numberAt(b, space(b, i + 1));
-    if (!(value >= 0 && value <= 1)) return false;
+    if (!isUnit(value)) return false;
     if (part === 0x68 && Number.isNaN(h)) h = value;
     else if (part === 0x73 && Number.isNaN(s)) s = value;
     else return false;

@@ -1,5 +1,5 @@
 import * as z from "zod/mini";
-import { scanCommand } from "./command-scan.js";
+import { isTransition, isUnit, MAX_TRANSITION_S, scanCommand } from "./command-scan.js";
 import { type LampState, makeState, unit } from "./state.js";
 
 /** Larger payloads are refused before parsing: a lamp command is under 200 bytes. */
@@ -33,7 +33,7 @@ function buildSchema() {
     on: z.optional(z.boolean()),
     color: z.optional(z.strictObject({ h: z.optional(unit), s: z.optional(unit) })),
     brightness: z.optional(unit),
-    transition: z.optional(z.number().check(z.minimum(0), z.maximum(3600))),
+    transition: z.optional(z.number().check(z.minimum(0), z.maximum(MAX_TRANSITION_S))),
     // null is what the lamp itself reports for an unnamed sender; a UI echoing a state back may send it.
     client: z.optional(z.nullable(z.string().check(z.minLength(1), z.maxLength(64)))),
     identify: z.optional(z.boolean()),
@@ -68,7 +68,7 @@ function describe(issue: z.core.$ZodIssue): { code: CommandErrorCode; message: s
     "color.h": "a number from 0 to 1",
     "color.s": "a number from 0 to 1",
     brightness: "a number from 0 to 1",
-    transition: "a number of seconds from 0 to 3600",
+    transition: `a number of seconds from 0 to ${MAX_TRANSITION_S}`,
     client: "a string of 1 to 64 characters",
     identify: "a boolean",
     color: 'an object like {"h": 0.5, "s": 1}',
@@ -110,8 +110,6 @@ export function parseCommand(payload: Uint8Array): Command {
   return validCommand(json) ?? checkWithSchema(json);
 }
 
-const isUnit = (value: unknown): boolean => typeof value === "number" && value >= 0 && value <= 1;
-
 /**
  * The common case, a valid command, checked by hand: zod's safeParse cost about 2% of the agent's CPU
  * per command. Returns the command, or undefined for anything it does not accept, which checkWithSchema
@@ -131,7 +129,7 @@ export function validCommand(json: object): Command | undefined {
         if (!isUnit(value)) return undefined;
         break;
       case "transition":
-        if (typeof value !== "number" || !(value >= 0 && value <= 3600)) return undefined;
+        if (!isTransition(value)) return undefined;
         break;
       case "client":
         if (value !== null && !isClientName(value)) return undefined;
