@@ -2,7 +2,50 @@
 // every command is republished as-is on `changed`: no parsing, no state, no pins. Whatever the agent
 // costs above this is the agent's own doing.
 //   MQTT_URL=mqtt://127.0.0.1:1883 LAMP_ID=x node bench/floor-echo.mjs
+//
+// With FLOOR_STATE_FILE it is also the floor of a lamp that keeps its state as CONTRACT.md section 8
+// asks: the last payload saved durably (a temp file, its fsync, a rename, the directory's fsync; both
+// fsyncs in libuv's thread pool so the loop never waits for the disk), the first change after a quiet
+// second at once, later ones coalesced to one save a second. A persisting lamp cannot do less, so what
+// the agent costs above this floor is its own; what it costs above the bare echo includes the save.
+import { closeSync, fsync, openSync, renameSync, writeSync } from "node:fs";
+import path from "node:path";
 import mqtt from "mqtt";
+
+const stateFile = process.env.FLOOR_STATE_FILE;
+const SAVE_INTERVAL_MS = 1000;
+let pending;
+let busy = false;
+let savedAt = Number.NEGATIVE_INFINITY;
+
+function save(payload) {
+  pending = payload;
+  if (busy) return;
+  busy = true;
+  const delay = savedAt + SAVE_INTERVAL_MS - Date.now();
+  // setImmediate, as the agent's store: it runs in the same turn of the loop as the command's read.
+  if (delay <= 0) setImmediate(write);
+  else setTimeout(write, delay);
+}
+
+function write() {
+  const bytes = pending;
+  pending = undefined;
+  savedAt = Date.now();
+  const temp = `${stateFile}.tmp`;
+  const fd = openSync(temp, "w", 0o644);
+  writeSync(fd, bytes);
+  fsync(fd, () => {
+    closeSync(fd);
+    renameSync(temp, stateFile);
+    const dir = openSync(path.dirname(stateFile), "r");
+    fsync(dir, () => {
+      closeSync(dir);
+      busy = false;
+      if (pending) save(pending);
+    });
+  });
+}
 
 const id = process.env.LAMP_ID ?? "floor";
 const base = `lamp/${id}`;
@@ -22,7 +65,9 @@ client.on("connect", () => {
 });
 client.on("message", (_topic, payload) => {
   client.publish(`${base}/changed`, payload, { qos: 1, retain: true });
+  if (stateFile) save(payload);
 });
+
 client.on("error", (error) => process.stderr.write(`floor-echo: ${error.message}\n`));
 process.on("SIGTERM", () => {
   if (!client.connected) process.exit(0);
