@@ -57,6 +57,12 @@ const TASKSET = (() => {
 })();
 const TARGET_CORE = String(cpus().length - 1);
 
+// Every Node program measured starts with the environment a lamp has, not this shell's: Node reads and
+// parses NODE_EXTRA_CA_CERTS's whole file before V8 starts (on this VM a CA bundle: 60 to 90 ms of every
+// start, `node -e ''` included), and NODE_OPTIONS would change every program alike. The unit sets neither.
+const UNSET = ["NODE_EXTRA_CA_CERTS", "NODE_OPTIONS"];
+const BASE_ENV = Object.fromEntries(Object.entries(process.env).filter(([name]) => !UNSET.includes(name)));
+
 const dir = tempDir();
 const log = (text) => process.stderr.write(`bench: ${text}\n`);
 
@@ -162,7 +168,7 @@ function launch(system, id, url) {
   const started = now();
   const child = spawn(command, args, {
     cwd: dir,
-    env: { ...process.env, MQTT_URL: url, LAMP_ID: id, ...system.env(id) },
+    env: { ...BASE_ENV, MQTT_URL: url, LAMP_ID: id, ...system.env(id) },
     stdio: ["ignore", out, out],
   });
   children.add(child);
@@ -210,11 +216,11 @@ async function nodeBaseline() {
   const pinned = (args) =>
     TASKSET ? [TASKSET, ["-c", TARGET_CORE, process.execPath, ...args]] : [process.execPath, args];
   let started = now();
-  const bare = spawn(...pinned(["-e", ""]), { stdio: "ignore" });
+  const bare = spawn(...pinned(["-e", ""]), { stdio: "ignore", env: BASE_ENV });
   await new Promise((resolve) => bare.once("exit", resolve));
   const startMs = now() - started;
   started = now();
-  const idle = spawn(...pinned(["-e", "setTimeout(() => {}, 1e9)"]), { stdio: "ignore" });
+  const idle = spawn(...pinned(["-e", "setTimeout(() => {}, 1e9)"]), { stdio: "ignore", env: BASE_ENV });
   children.add(idle);
   await sleep(IDLE_MS);
   const { rss } = memory(idle.pid);
@@ -277,8 +283,10 @@ async function main() {
     agentFlags: AGENT_FLAGS.join(" "),
     agentB: AGENT_B?.label,
     pinned: TASKSET ? `programs on core ${TARGET_CORE}, broker and driver on core 0` : "no",
+    unset: UNSET.filter((name) => process.env[name] !== undefined),
   };
   log(`${machine.cpu} x${machine.cores}, node ${machine.node}, ${machine.python}, ${machine.mosquitto}`);
+  if (machine.unset.length > 0) log(`unset for every program measured: ${machine.unset.join(", ")}`);
   const FOOTPRINT = AGENT_B ? [...SYSTEMS, AGENT_B] : SYSTEMS;
   const results = Object.fromEntries(
     [...FOOTPRINT.map((s) => s.key), "node"].map((k) => [
