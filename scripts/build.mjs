@@ -57,6 +57,11 @@ const LAZY = [
     functions: ["default"],
     file: "mqtt-tls",
   },
+  // MQTT.js logs through `debug`, which prints only when DEBUG names it (the agent gives MQTT.js a logger
+  // of its own, src/mqtt/client-options.ts). Loading it costs every start Node's tty and its colour
+  // probe (about 4.5 ms of a 105 ms start, docs/performance.md): while DEBUG is unset at start each
+  // logger it makes is one that does nothing, and with DEBUG set the real one is loaded.
+  { importer: /mqtt\/build\/lib\/.*\.js$/, request: "debug", whenEnv: "DEBUG", file: "debug" },
   // dotenv decrypts .env.vault files with it; the agent reads plain .env files.
   { importer: /dotenv\/lib\/main\.js$/, request: "crypto", functions: ["createDecipheriv"] },
   // The module is the class: pino calls `new ThreadStream(...)` only for `transport` targets, and
@@ -78,7 +83,7 @@ const lazyImporters = new Map();
 
 /** What a stand-in offers that the real module no longer has. */
 function missingExports(lazy, real) {
-  if (lazy.construct) return typeof real === "function" ? [] : ["the module itself"];
+  if (lazy.construct || lazy.whenEnv) return typeof real === "function" ? [] : ["the module itself"];
   if (lazy.constants) {
     return Object.entries(lazy.constants)
       .filter(([name, value]) => typeof real[name] !== typeof value)
@@ -123,6 +128,13 @@ const lazyRequires = (outDir) => ({
           resolveDir: dir,
           loader: "js",
         };
+      }
+      if (lazy.whenEnv) {
+        // A factory of loggers: off unless the variable was set when the logger was made.
+        const off = ["const off = () => {};", "off.enabled = false;", "off.extend = () => off;"];
+        const env = `process.env[${JSON.stringify(lazy.whenEnv)}]`;
+        const made = `module.exports = (...args) => (${env} ? load()(...args) : off);`;
+        return { contents: ["let real;", load, ...off, made].join("\n"), resolveDir: dir, loader: "js" };
       }
       const exported = lazy.construct
         ? ["module.exports = function LazyConstructor(...args) { return new (load())(...args); };"]

@@ -90,7 +90,8 @@ describe("the bundle (npm run build)", () => {
     async () => {
       // What a start used to load for nothing (docs/performance.md): OpenSSL's crypto and tls, the ES
       // module loader's fs/promises and readline, child_process without systemd, pino's worker_threads
-      // and sonic-boom's assert. Node's own list of what it loaded, written as the agent exits.
+      // and sonic-boom's assert; MQTT.js's `debug`, with tty, while DEBUG is unset. Node's own list of
+      // what it loaded, written as the agent exits.
       const dir = track(mkdtempSync(path.join(tmpdir(), "lamp-modules-")));
       const list = path.join(dir, "modules.txt");
       const preload = path.join(dir, "list-modules.cjs");
@@ -114,6 +115,7 @@ describe("the bundle (npm run build)", () => {
         "NativeModule worker_threads",
         "NativeModule assert",
         "NativeModule internal/modules/esm/translators",
+        "NativeModule tty",
       ];
       expect(loaded.filter((name) => unwanted.includes(name))).toEqual([]);
     },
