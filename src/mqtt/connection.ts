@@ -79,6 +79,8 @@ export interface SubscribeOptions {
    * the broker publishes in our name, the Will on the presence topic.
    */
   readonly noLocal?: boolean;
+  /** 1 (the default); 0 only while a broker refuses QoS 1 (see TopicRouter). */
+  readonly qos?: 0 | 1;
 }
 
 /** One node of MQTT_URL, and the protocol it speaks (each falls back to 3.1.1 on its own). */
@@ -248,15 +250,15 @@ export class MqttConnection {
   }
 
   /**
-   * Subscribes at QoS 1; on MQTT 5 with No Local (our own publishes never come back) and without Retain
+   * Subscribes at QoS 1 (unless told 0); on MQTT 5 with No Local (our own publishes never come back) and without Retain
    * As Published, so the retain flag of a message means what it means on 3.1.1: replayed from the
    * broker's store at subscribe, not live. Rejects when the broker refuses (an ACL, say, or a cluster
    * node that cannot reach its peers).
    */
-  subscribe(topic: string, { noLocal = true }: SubscribeOptions = {}): Promise<void> {
+  subscribe(topic: string, { noLocal = true, qos = 1 }: SubscribeOptions = {}): Promise<void> {
     const client = this.client;
     if (!client?.connected) return Promise.reject(new Error("not connected"));
-    const options = this.current.protocol === 5 ? { qos: 1 as const, nl: noLocal } : { qos: 1 as const };
+    const options = this.current.protocol === 5 ? { qos, nl: noLocal } : { qos };
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new Error("no answer from the broker"));

@@ -9,7 +9,7 @@ export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPa
 /** The part of the connection the router needs. */
 export interface Subscriber {
   readonly connected: boolean;
-  subscribe(filter: string, options?: { readonly noLocal?: boolean }): Promise<void>;
+  subscribe(filter: string, options?: { readonly noLocal?: boolean; readonly qos?: 0 | 1 }): Promise<void>;
 }
 
 /** A refused subscription is tried again after this, doubling (with jitter) up to the maximum. */
@@ -42,9 +42,15 @@ interface Route {
 
 /**
  * The one MQTT message path. Features add the filters they want; the router subscribes to every one of
- * them on every connect, retries a refused subscription until it is granted (a cluster may refuse one
- * while a node is down: a lamp must never stay deaf), and hands each message to every handler whose
- * filter matches it, once, however many of its filters match. It knows nothing of what the topics mean.
+ * them at QoS 1 on every connect, retries a refused subscription until it is granted, and hands each
+ * message to every handler whose filter matches it, once, however many of its filters match. It knows
+ * nothing of what the topics mean.
+ *
+ * A lamp must never stay deaf. A NATS cluster with a node down refuses a QoS 1 SUBSCRIBE that needs a new
+ * JetStream consumer (after 4 s, again and again, for as long as the node is down: docs/fleet.md) and
+ * grants a QoS 0 one at once. So when QoS 1 is refused the filter is subscribed at QoS 0 meanwhile, which
+ * hears every live message, and QoS 1 (which also keeps what is sent while the lamp is away) is retried
+ * with backoff until granted.
  */
 export class TopicRouter {
   private readonly routes: Route[] = [];
@@ -111,13 +117,25 @@ export class TopicRouter {
     this.cancelRetries();
   }
 
+  /** Resolves once the filter is heard: granted at QoS 1, or at QoS 0 while QoS 1 is refused. */
   private subscribeOne(filter: string, generation: number): Promise<void> {
     const backoff = new ReconnectBackoff(this.retry);
+    const noLocal = this.routes.every((route) => route.filter !== filter || route.noLocal);
+    // A call cut short by a lost connection is not a refusal; the next connect does it again.
+    const stale = () => generation !== this.generation || !this.subscriber.connected;
+    /** Subscribed at QoS 0 while QoS 1 is refused. */
+    let meanwhile = false;
     return new Promise<void>((resolve) => {
+      const retry = (tries: number, inMs: number): void => {
+        const timer = setTimeout(() => {
+          this.retries.delete(filter);
+          attempt(tries + 1);
+        }, inMs);
+        this.retries.set(filter, timer);
+      };
       const attempt = (tries: number): void => {
-        if (generation !== this.generation || !this.subscriber.connected) return;
-        const noLocal = this.routes.every((route) => route.filter !== filter || route.noLocal);
-        this.subscriber.subscribe(filter, { noLocal }).then(
+        if (stale()) return;
+        this.subscriber.subscribe(filter, { noLocal, qos: 1 }).then(
           () => {
             if (generation !== this.generation) return;
             if (tries > 0)
@@ -125,18 +143,28 @@ export class TopicRouter {
             resolve();
           },
           (error: unknown) => {
-            // A call cut short by a lost connection is not a refusal; the next connect does it again.
-            if (generation !== this.generation || !this.subscriber.connected) return;
+            if (stale()) return;
             const inMs = backoff.next();
             this.logger[tries === 0 ? "error" : "debug"](
               { topic: filter, cause: describeMqttError(error), inMs },
               "the broker refused to let us subscribe (check its ACL for this client; a cluster may refuse while a node is down); trying again",
             );
-            const timer = setTimeout(() => {
-              this.retries.delete(filter);
-              attempt(tries + 1);
-            }, inMs);
-            this.retries.set(filter, timer);
+            if (meanwhile) return retry(tries, inMs);
+            this.subscriber.subscribe(filter, { noLocal, qos: 0 }).then(
+              () => {
+                if (stale()) return;
+                meanwhile = true;
+                this.logger.warn(
+                  { topic: filter },
+                  "subscribed at QoS 0 until QoS 1 is granted: live messages are heard, but none is kept for this lamp while it is away",
+                );
+                resolve();
+                retry(tries, inMs);
+              },
+              () => {
+                if (!stale()) retry(tries, inMs);
+              },
+            );
           },
         );
       };

@@ -5,16 +5,19 @@ import { captureLogger, silentLogger } from "../../helpers/log.js";
 
 const packet = { retain: false } as IPublishPacket;
 
-/** Grants what it is told to, refuses the rest; records every SUBSCRIBE with its No Local flag. */
+/**
+ * Refuses the filters in `refuse` at any QoS (an ACL) and those in `refuseQos1` at QoS 1 only (a NATS
+ * cluster with a node down); grants the rest. Records every SUBSCRIBE with its QoS and No Local flag.
+ */
 class FakeSubscriber {
   connected = true;
   refuse = new Set<string>();
-  readonly calls: { filter: string; noLocal: boolean | undefined }[] = [];
-  subscribe(filter: string, options?: { noLocal?: boolean }): Promise<void> {
-    this.calls.push({ filter, noLocal: options?.noLocal });
-    return this.refuse.has(filter)
-      ? Promise.reject(new Error("refused: unspecified error"))
-      : Promise.resolve();
+  refuseQos1 = new Set<string>();
+  readonly calls: { filter: string; noLocal: boolean | undefined; qos: 0 | 1 | undefined }[] = [];
+  subscribe(filter: string, options?: { noLocal?: boolean; qos?: 0 | 1 }): Promise<void> {
+    this.calls.push({ filter, noLocal: options?.noLocal, qos: options?.qos });
+    const refused = this.refuse.has(filter) || (options?.qos !== 0 && this.refuseQos1.has(filter));
+    return refused ? Promise.reject(new Error("refused: unspecified error")) : Promise.resolve();
   }
 }
 
@@ -71,10 +74,10 @@ describe("TopicRouter", () => {
     await router.subscribeAll();
     await router.subscribeAll();
     expect(subscriber.calls).toEqual([
-      { filter: "state/abc", noLocal: false },
-      { filter: "lamp/abc/set_config", noLocal: true },
-      { filter: "state/abc", noLocal: false },
-      { filter: "lamp/abc/set_config", noLocal: true },
+      { filter: "state/abc", noLocal: false, qos: 1 },
+      { filter: "lamp/abc/set_config", noLocal: true, qos: 1 },
+      { filter: "state/abc", noLocal: false, qos: 1 },
+      { filter: "lamp/abc/set_config", noLocal: true, qos: 1 },
     ]);
   });
 
@@ -91,8 +94,10 @@ describe("TopicRouter", () => {
     });
     await vi.advanceTimersByTimeAsync(1000);
     expect(granted).toBe(false);
-    const tries = subscriber.calls.length;
+    // Each round asks for QoS 1, and for QoS 0 when that is refused too.
+    const tries = subscriber.calls.filter((c) => c.qos === 1).length;
     expect(tries).toBeGreaterThanOrEqual(3);
+    expect(subscriber.calls.filter((c) => c.qos === 0)).toHaveLength(tries);
     expect(lines.filter((l) => l.level === 50 && l.topic === "lamp/group/all/set_config")).toHaveLength(1);
     subscriber.refuse.clear();
     await vi.advanceTimersByTimeAsync(2000);
@@ -112,11 +117,51 @@ describe("TopicRouter", () => {
     await vi.advanceTimersByTimeAsync(0);
     subscriber.connected = false;
     await vi.advanceTimersByTimeAsync(1000);
-    expect(subscriber.calls).toHaveLength(1);
+    // QoS 1 refused, then QoS 0 refused; nothing more once the connection is gone.
+    expect(subscriber.calls.map((c) => c.qos)).toEqual([1, 0]);
     subscriber.connected = true;
     void router.subscribeAll();
     router.stop();
     await vi.advanceTimersByTimeAsync(1000);
-    expect(subscriber.calls).toHaveLength(2);
+    expect(subscriber.calls.map((c) => c.qos)).toEqual([1, 0, 1]);
+  });
+
+  it("hears at QoS 0 at once while QoS 1 is refused, says so once, and asks for QoS 1 until granted", async () => {
+    vi.useFakeTimers();
+    const subscriber = new FakeSubscriber();
+    subscriber.refuseQos1.add("lamp/group/all/set_config");
+    const { logger, lines } = captureLogger("debug");
+    const router = new TopicRouter(subscriber, logger, { initialMs: 25, maxMs: 250 });
+    router.add("lamp/group/all/set_config", () => undefined);
+    router.add("lamp/abc/set_config", () => undefined);
+    let heard = false;
+    void router.subscribeAll().then(() => {
+      heard = true;
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    // Listening before any retry: the granted filter at QoS 1, the refused one at QoS 0.
+    expect(heard).toBe(true);
+    expect(subscriber.calls).toEqual([
+      { filter: "lamp/group/all/set_config", noLocal: true, qos: 1 },
+      { filter: "lamp/abc/set_config", noLocal: true, qos: 1 },
+      { filter: "lamp/group/all/set_config", noLocal: true, qos: 0 },
+    ]);
+    const meanwhile = lines.filter((l) => l.level === 40 && l.topic === "lamp/group/all/set_config");
+    expect(meanwhile).toHaveLength(1);
+    expect(meanwhile[0]?.msg).toMatch(/QoS 0 until QoS 1 is granted/);
+    // QoS 1 is asked for again with backoff, and QoS 0 only the once.
+    await vi.advanceTimersByTimeAsync(1000);
+    const group = () => subscriber.calls.filter((c) => c.filter === "lamp/group/all/set_config");
+    expect(group().filter((c) => c.qos === 1).length).toBeGreaterThanOrEqual(3);
+    expect(group().filter((c) => c.qos === 0)).toHaveLength(1);
+    subscriber.refuseQos1.clear();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(
+      lines.some((l) => l.msg === "subscribed after a refusal" && l.topic === "lamp/group/all/set_config"),
+    ).toBe(true);
+    const settled = subscriber.calls.length;
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(subscriber.calls.length).toBe(settled);
+    expect(subscriber.calls.at(-1)).toEqual({ filter: "lamp/group/all/set_config", noLocal: true, qos: 1 });
   });
 });
