@@ -28,7 +28,10 @@ const CONNECT_TIMEOUT_MS = 5000;
 const LEAVE_LINGER_MS = 30_000;
 /** MQTT's DISCONNECT, 3.1.1 and 5 alike (reason code 0 and no properties may be left out in 5). */
 const DISCONNECT = Buffer.from([0xe0, 0x00]);
-/** A SUBSCRIBE unanswered this long: the node is not serving us (see unanswered()). */
+/**
+ * A SUBSCRIBE unanswered this long, with no other answered meanwhile: the node is not serving us (see
+ * unanswered()).
+ */
 const SUBACK_TIMEOUT_MS = 10_000;
 /**
  * Taken over this many times in a row, it is another client for sure, and the long wait
@@ -134,6 +137,8 @@ export class MqttConnection {
   private readonly initialDelayMs: number;
   private readonly connectTimeoutMs: number;
   private readonly subackTimeoutMs: number;
+  /** When the current connection last answered a SUBSCRIBE (0: not yet). */
+  private lastSubackAt = 0;
   /** Tries given up on, still open until their node has read our DISCONNECT: closed for good by stop(). */
   private readonly abandoned = new Set<MqttClient>();
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -260,12 +265,23 @@ export class MqttConnection {
     if (!client?.connected) return Promise.reject(new Error("not connected"));
     const options = this.current.protocol === 5 ? { qos, nl: noLocal } : { qos };
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new Error("no answer from the broker"));
-        this.unanswered(client, topic);
-      }, this.subackTimeoutMs);
+      // NATS answers a connection's SUBSCRIBEs one after another, taking 4 s over each it refuses: one
+      // sent behind three such waits longer than the timeout on a node that is serving us. So the wait
+      // counts from this SUBSCRIBE or the last one answered, whichever is later.
+      let timer: NodeJS.Timeout;
+      const wait = (ms: number) => {
+        timer = setTimeout(() => {
+          const sinceAnswer = Date.now() - this.lastSubackAt;
+          if (this.client === client && sinceAnswer < this.subackTimeoutMs)
+            return wait(this.subackTimeoutMs - sinceAnswer);
+          reject(new Error("no answer from the broker"));
+          this.unanswered(client, topic);
+        }, ms);
+      };
+      wait(this.subackTimeoutMs);
       client.subscribe(topic, options, (error, granted) => {
         clearTimeout(timer);
+        if (this.client === client) this.lastSubackAt = Date.now();
         // MQTT 3.1.1 has one failure code, 128; MQTT 5 says why (135: not authorized, by an ACL).
         // MQTT.js reports a refusal as an error carrying the SUBACK, or (older versions) in `granted`.
         const suback = (error as { packet?: { granted?: unknown[] } } | null)?.packet?.granted ?? [];
@@ -356,6 +372,7 @@ export class MqttConnection {
       // setNoDelay too; the WebSocket transport sets it itself (ws), hence the optional call.
       (client.stream as { setNoDelay?: (noDelay: boolean) => unknown }).setNoDelay?.(true);
       this.connectedAt = Date.now();
+      this.lastSubackAt = 0;
       this.sessionWasPresent = connack.sessionPresent;
       if (!this.rivalThisConnection) this.rivalStreak = 0;
       this.rivalThisConnection = false;

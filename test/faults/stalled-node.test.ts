@@ -6,9 +6,10 @@ import mqttPacket, { type Packet } from "mqtt-packet";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { type ConnectInfo, type ConnectionOptions, MqttConnection } from "../../src/mqtt/connection.js";
+import { TopicRouter } from "../../src/mqtt/router.js";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import { HoldingProxy } from "../helpers/holding-proxy.js";
-import { captureLogger } from "../helpers/log.js";
+import { captureLogger, silentLogger } from "../helpers/log.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
 import { RefusingBroker } from "../helpers/refusing-broker.js";
 import { teardown } from "../helpers/teardown.js";
@@ -132,5 +133,35 @@ describe("a node that holds the CONNECT past the connect timeout", () => {
       expect.stringContaining("the broker did not answer our subscription within 0.3 s"),
     );
     await expect.poll(() => silent.received[0]).toEqual(["connect", "subscribe", "disconnect"]);
+  });
+
+  it("a node that answers SUBSCRIBEs one at a time, refusing QoS 1 slowly, is kept, and the lamp listens at QoS 0", async () => {
+    // NATS with a node of its cluster down: 4 s per refused QoS 1 SUBSCRIBE, one after another. Scaled
+    // down: 200 ms each against a 300 ms SUBACK timeout, so the third and fourth wait longer than it.
+    const slow = track(await new RefusingBroker("qos0-only", 200).start());
+    const filters = ["lamp/x/set_config", "lamp/group/all/set_config", "state/x", "lamp/x/info"];
+    let listening = false;
+    const { connection, connects, lines } = lampConnection(
+      slow.url,
+      `slow${process.pid}`,
+      { subackTimeoutMs: 300 },
+      (_info, connection) => {
+        const router = new TopicRouter(connection, silentLogger(), { initialMs: 5000, maxMs: 5000 });
+        for (const filter of filters) router.add(filter, () => undefined);
+        void router.subscribeAll().then(() => {
+          listening = true;
+        });
+      },
+    );
+    track({ stop: () => connection.stop() });
+    connection.start();
+    await expect.poll(() => listening, { timeout: 5000 }).toBe(true);
+    expect(connects).toHaveLength(1);
+    expect(lines.map((l) => l.msg)).not.toContainEqual(
+      expect.stringContaining("did not answer our subscription"),
+    );
+    // Every filter asked for at QoS 1, refused, then granted at QoS 0, on the one connection.
+    expect(slow.received).toHaveLength(1);
+    expect(slow.received[0]?.filter((cmd) => cmd === "subscribe")).toHaveLength(2 * filters.length);
   });
 });

@@ -6,7 +6,9 @@ import mqttPacket, { type Packet } from "mqtt-packet";
  * the way HiveMQ, EMQX or VerneMQ answer a subscription their ACL denies: SUBACK 0x87 "not authorized"
  * in MQTT 5, 0x80 "failure" in 3.1.1. Mosquitto 2.0 cannot be used for this: it grants a denied
  * subscription and silently drops the messages instead. With `silent`, it never answers a SUBSCRIBE at
- * all, as a NATS node was seen to do at a cluster's start.
+ * all, as a NATS node was seen to do at a cluster's start. With `qos0-only`, it answers a connection's
+ * SUBSCRIBEs one after another, as NATS does, and with a node of its cluster down: a QoS 1 one is
+ * refused after `slowMs` (NATS: 4 s, the JetStream consumer it could not create), a QoS 0 one granted.
  */
 export class RefusingBroker {
   private server: net.Server | undefined;
@@ -15,7 +17,10 @@ export class RefusingBroker {
   readonly received: Packet["cmd"][][] = [];
   port = 0;
 
-  constructor(private readonly mode: "refuse" | "silent" = "refuse") {}
+  constructor(
+    private readonly mode: "refuse" | "silent" | "qos0-only" = "refuse",
+    private readonly slowMs = 0,
+  ) {}
 
   async start(): Promise<this> {
     this.server = net.createServer((socket) => {
@@ -26,7 +31,11 @@ export class RefusingBroker {
       const parser = mqttPacket.parser({ protocolVersion: 5 });
       const received: Packet["cmd"][] = [];
       this.received.push(received);
-      const send = (packet: Packet) => socket.write(mqttPacket.generate(packet, { protocolVersion }));
+      const send = (packet: Packet) => {
+        if (!socket.destroyed) socket.write(mqttPacket.generate(packet, { protocolVersion }));
+      };
+      /** When the last SUBSCRIBE queued on this connection is answered (qos0-only). */
+      let queueFreeAt = 0;
       parser.on("packet", (packet: Packet) => {
         received.push(packet.cmd);
         switch (packet.cmd) {
@@ -36,6 +45,16 @@ export class RefusingBroker {
             break;
           case "subscribe":
             if (this.mode === "silent") break;
+            if (this.mode === "qos0-only") {
+              const qos1 = packet.subscriptions.some((sub) => sub.qos > 0);
+              queueFreeAt = Math.max(queueFreeAt, Date.now()) + (qos1 ? this.slowMs : 0);
+              const granted = packet.subscriptions.map((sub) => (sub.qos > 0 ? 0x80 : 0));
+              setTimeout(
+                () => send({ cmd: "suback", messageId: packet.messageId, granted }),
+                queueFreeAt - Date.now(),
+              );
+              break;
+            }
             send({
               cmd: "suback",
               messageId: packet.messageId,
