@@ -317,7 +317,6 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
         } catch (error) {
           throw new Error(`${String(error)}\n${report()}`, { cause: error });
         }
-        if (process.env.FLEET_PROBE) console.error(`PROBE\n${report()}`);
         await Promise.all(lamps.map((agent) => agent.stop()));
       },
       SLOW,
