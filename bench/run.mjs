@@ -63,7 +63,8 @@ const TARGET_CORE = String(cpus().length - 1);
 const UNSET = ["NODE_EXTRA_CA_CERTS", "NODE_OPTIONS"];
 const BASE_ENV = Object.fromEntries(Object.entries(process.env).filter(([name]) => !UNSET.includes(name)));
 
-const dir = tempDir();
+/** The run's files (agents' logs, state, pin traces, the broker's); made once the preflight has passed. */
+let dir = "";
 const log = (text) => process.stderr.write(`bench: ${text}\n`);
 
 const agentEnv = (id) => ({
@@ -261,6 +262,7 @@ async function quiet(recorder, topic, from, quietMs = 300, maxMs = 30_000) {
 
 async function main() {
   preflight();
+  dir = tempDir();
   const broker = await startBroker(dir);
   if (TASKSET) {
     for (const pid of [process.pid, broker.pid]) {
