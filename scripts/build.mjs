@@ -81,6 +81,9 @@ const LAZY_DIR = "lazy";
 /** Where each LAZY module was first required from: its separate bundle is resolved from there. */
 const lazyImporters = new Map();
 
+/** A `debug` logger that does nothing: for mqtt-packet always, for MQTT.js while DEBUG is unset. */
+const OFF_LOGGER = ["const off = () => {};", "off.enabled = false;", "off.extend = () => off;"];
+
 /** What a stand-in offers that the real module no longer has. */
 function missingExports(lazy, real) {
   if (lazy.construct || lazy.whenEnv) return typeof real === "function" ? [] : ["the module itself"];
@@ -131,10 +134,13 @@ const lazyRequires = (outDir) => ({
       }
       if (lazy.whenEnv) {
         // A factory of loggers: off unless the variable was set when the logger was made.
-        const off = ["const off = () => {};", "off.enabled = false;", "off.extend = () => off;"];
         const env = `process.env[${JSON.stringify(lazy.whenEnv)}]`;
         const made = `module.exports = (...args) => (${env} ? load()(...args) : off);`;
-        return { contents: ["let real;", load, ...off, made].join("\n"), resolveDir: dir, loader: "js" };
+        return {
+          contents: ["let real;", load, ...OFF_LOGGER, made].join("\n"),
+          resolveDir: dir,
+          loader: "js",
+        };
       }
       const exported = lazy.construct
         ? ["module.exports = function LazyConstructor(...args) { return new (load())(...args); };"]
@@ -179,12 +185,7 @@ const mqttPacketDebugOff = {
       return { path: "debug", namespace: "debug-off" };
     });
     build.onLoad({ filter: /.*/, namespace: "debug-off" }, () => ({
-      contents: [
-        "const off = () => {};",
-        "off.enabled = false;",
-        "off.extend = () => off;",
-        "module.exports = () => off;",
-      ].join("\n"),
+      contents: [...OFF_LOGGER, "module.exports = () => off;"].join("\n"),
       loader: "js",
     }));
   },

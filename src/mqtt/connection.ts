@@ -255,10 +255,10 @@ export class MqttConnection {
   }
 
   /**
-   * Subscribes at QoS 1 (unless told 0); on MQTT 5 with No Local (our own publishes never come back) and without Retain
-   * As Published, so the retain flag of a message means what it means on 3.1.1: replayed from the
-   * broker's store at subscribe, not live. Rejects when the broker refuses (an ACL, say, or a cluster
-   * node that cannot reach its peers).
+   * Subscribes at QoS 1 (unless told 0); on MQTT 5 with No Local (our own publishes never come back)
+   * and without Retain As Published, so the retain flag of a message means what it means on 3.1.1:
+   * replayed from the broker's store at subscribe, not live. Rejects when the broker refuses (an ACL,
+   * say, or a cluster node that cannot reach its peers).
    */
   subscribe(topic: string, { noLocal = true, qos = 1 }: SubscribeOptions = {}): Promise<void> {
     const client = this.client;

@@ -294,10 +294,7 @@ describe.each(engines)("a fleet on a 3-node $engine cluster", ({ engine, missing
             .map((agent) =>
               [
                 `${agent.id}: ${ui.on(`state/${agent.id}`).map((m) => `${m.at - startedAt}:${m.text}`)}`,
-                ...agent.logs.map(
-                  (l) =>
-                    `  ${(l.time as number) - startedAt} ${l.msg} ${JSON.stringify(l.topic ?? l.node ?? "")}`,
-                ),
+                ...logReport(agent, startedAt),
               ].join("\n"),
             )
             .join("\n");
@@ -477,12 +474,17 @@ function lampReport(lamp: FleetLamp, watcher: PresenceWatcher, since: number): s
     .timeline(lamp.id)
     .filter((s) => s.at >= since - 1000)
     .map((s) => `${s.at - since}:${s.value}${s.retain ? "r" : ""}`);
-  const lines = lamp.agent.logs
+  return [`${lamp.id} presence ${presence.join(" ")}`, ...logReport(lamp.agent, since)].join("\n");
+}
+
+/** An agent's log lines since `since`, in ms from it, each with what it is about. */
+function logReport(agent: AgentProcess, since: number): string[] {
+  return agent.logs
     .filter((l) => (l.time as number) >= since)
     .map(
-      (l) => `  ${(l.time as number) - since} ${l.level} ${l.msg} ${JSON.stringify(l.node ?? l.cause ?? "")}`,
+      (l) =>
+        `  ${(l.time as number) - since} ${l.level} ${l.msg} ${JSON.stringify(l.topic ?? l.node ?? l.cause ?? "")}`,
     );
-  return [`${lamp.id} presence ${presence.join(" ")}`, ...lines].join("\n");
 }
 
 function showing(agent: AgentProcess): boolean {
