@@ -60,18 +60,19 @@ export function mosquittoVersion() {
 
 /**
  * Mosquitto on a free loopback port. `set_tcp_nodelay true`, or every figure measures Nagle and delayed
- * ACKs (40 ms stalls) rather than the clients. `max_queued_messages` is raised from Mosquitto's 1000 so
- * the 1000-command backlog is not cut short by the broker (which drops the newest when the queue is full).
+ * ACKs (40 ms stalls) rather than the clients (`nodelay: false` is Mosquitto's default, for
+ * bench/nagle.mjs). `max_queued_messages` is raised from Mosquitto's 1000 so the 1000-command backlog is
+ * not cut short by the broker (which drops the newest when the queue is full).
  */
-export async function startBroker(dir) {
+export async function startBroker(dir, { nodelay = true } = {}) {
   const port = await freePort();
-  const conf = path.join(dir, "mosquitto.conf");
+  const conf = path.join(dir, `mosquitto-${port}.conf`);
   writeFileSync(
     conf,
     [
       `listener ${port} 127.0.0.1`,
       "allow_anonymous true",
-      "set_tcp_nodelay true",
+      ...(nodelay ? ["set_tcp_nodelay true"] : []),
       "persistence false",
       "max_queued_messages 10000",
       ...(process.getuid?.() === 0 ? ["user root"] : []),
@@ -79,7 +80,7 @@ export async function startBroker(dir) {
     ].join("\n"),
   );
   const child = spawn("mosquitto", ["-c", conf], {
-    stdio: ["ignore", "ignore", openSync(path.join(dir, "mosquitto.log"), "a")],
+    stdio: ["ignore", "ignore", openSync(path.join(dir, `mosquitto-${port}.log`), "a")],
   });
   await waitForPort(port);
   return {

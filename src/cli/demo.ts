@@ -51,7 +51,9 @@ async function main(): Promise<void> {
   parseOrExit(process.argv.slice(2));
   const { Aedes } = await import("aedes");
   const broker = await Aedes.createBroker();
-  const server = net.createServer(broker.handle);
+  // Nagle's algorithm off, as Mosquitto's set_tcp_nodelay: with it on, a client that commands at QoS 1 and
+  // listens at QoS 1 (LAMPI's UIs, lampctl) waits for its delayed ACK, 40 ms a command (bench/nagle.mjs).
+  const server = net.createServer({ noDelay: true }, broker.handle);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : 0;

@@ -27,7 +27,8 @@ broker.on("client", (client) => say({ event: "connect", client: client.id }));
 broker.on("clientDisconnect", (client) => say({ event: "disconnect", client: client.id }));
 broker.on("error", (error) => say({ event: "error", message: String(error) }));
 
-const server = net.createServer(broker.handle);
+// Nagle off, as NATS (Go's sockets) and the tests' Mosquitto (set_tcp_nodelay) have it.
+const server = net.createServer({ noDelay: true }, broker.handle);
 server.listen(port, "127.0.0.1", () => say({ event: "ready", id: broker.id, port }));
 
 const shutdown = () => {

@@ -128,7 +128,8 @@ export async function startBroker(options: BrokerOptions = {}): Promise<TestBrok
 async function startAedes(port: number, dir: string): Promise<TestBroker> {
   const { Aedes } = await import("aedes");
   let aedes = await Aedes.createBroker();
-  let server = net.createServer(aedes.handle);
+  // Nagle off, as the Mosquitto above (set_tcp_nodelay) and the demo's broker.
+  let server = net.createServer({ noDelay: true }, aedes.handle);
   const listen = () => new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   await listen();
   return closable({
@@ -142,7 +143,7 @@ async function startAedes(port: number, dir: string): Promise<TestBroker> {
     },
     async restart() {
       aedes = await Aedes.createBroker();
-      server = net.createServer(aedes.handle);
+      server = net.createServer({ noDelay: true }, aedes.handle);
       await listen();
     },
   });
