@@ -4,6 +4,7 @@ import { distance } from "fastest-levenshtein";
 import * as z from "zod/mini";
 import { type ConfigFile, findConfigFiles, readable } from "./config-files.js";
 import { DRIVER_NAMES, type DriverName } from "./drivers/driver.js";
+import { MAX_TRANSITION_S } from "./lamp/command-scan.js";
 import { defaultLampId } from "./lamp-id.js";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.js";
 import {
@@ -354,7 +355,7 @@ const TABLE = {
   LED_ACTIVE_LOW: setting(boolean, () => false),
   PWM_FREQUENCY: setting(integer(1, 40000, " Hz"), () => 1000),
   GAMMA: setting(number(1, 4), () => 2.2),
-  DEFAULT_TRANSITION: setting(number(0, 3600, " seconds"), () => 0),
+  DEFAULT_TRANSITION: setting(number(0, MAX_TRANSITION_S, " seconds"), () => 0),
   STATE_FILE: setting(nonEmpty, defaultStateFile),
   POWER_ON: choice(POWER_ON_MODES, "restore"),
   HA_DISCOVERY: setting(boolean, () => true),

@@ -4,6 +4,7 @@ import "../debug-guard.js";
 import type { IPublishPacket, MqttClient } from "mqtt";
 import { type ClientConfig, ConfigError, loadConfig, redactUrl } from "../config.js";
 import { applyCommand, type Command, CommandError, parseCommand } from "../lamp/command.js";
+import { MAX_TRANSITION_S } from "../lamp/command-scan.js";
 import { sameState } from "../lamp/state.js";
 import { parseError, parseState, type StateMessage } from "../protocol/payloads.js";
 import { groupCommandTopic, NAME_PATTERN } from "../protocol/topics.js";
@@ -93,7 +94,7 @@ function buildCommand(values: ReturnType<typeof parse>["values"]): Command | und
     raw.color = { ...(h !== undefined && { h }), ...(s !== undefined && { s }) };
   const brightness = num("brightness", values.brightness);
   if (brightness !== undefined) raw.brightness = brightness;
-  const transition = num("transition", values.transition, 3600, " (seconds)");
+  const transition = num("transition", values.transition, MAX_TRANSITION_S, " (seconds)");
   if (transition !== undefined) raw.transition = transition;
   if (values.identify) raw.identify = true;
   if (Object.keys(raw).length === 0) return undefined;

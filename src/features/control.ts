@@ -127,8 +127,10 @@ export class Control implements Feature, CommandInbox {
 
   stop(): void {
     clearTimeout(this.changeTimer);
+    this.changeTimer = undefined;
     this.flushChangeLog();
     clearTimeout(this.backlogTimer);
+    this.backlogTimer = undefined;
     this.context.lamp.release();
   }
 

@@ -1,4 +1,5 @@
 import type { Config } from "../config.js";
+import { MAX_TRANSITION_S } from "../lamp/command-scan.js";
 import type { Logger } from "../log.js";
 import { describeMqttError } from "../mqtt/errors.js";
 import { RateLimiter } from "../mqtt/rate-limit.js";
@@ -20,7 +21,7 @@ export const HA_CLIENT = "home-assistant";
  */
 
 /** HA allows transitions beyond what the agent accepts; clamp instead of having the command refused. */
-const TRANSITION = `{% if transition is defined %}, "transition": {{ transition if transition <= 3600 else 3600 }}{% endif %}`;
+const TRANSITION = `{% if transition is defined %}, "transition": {{ transition if transition <= ${MAX_TRANSITION_S} else ${MAX_TRANSITION_S} }}{% endif %}`;
 const CLIENT = `, "client": "${HA_CLIENT}"`;
 
 const COMMAND_ON_RGB =
