@@ -15,7 +15,10 @@ import {
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import mqtt from "mqtt";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export const now = () => performance.now();
@@ -91,6 +94,27 @@ export async function startBroker(dir, { nodelay = true } = {}) {
       await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", resolve)));
     },
   };
+}
+
+/**
+ * The built agent (dist/main.js) as a lamp called `id` on `url`: the mock driver, its state file and log
+ * in `dir`, an environment of PATH, HOME and `env` only. For the small benches; run.mjs has its own.
+ */
+export function spawnBuiltAgent(dir, url, id, env = {}) {
+  const out = openSync(path.join(dir, `${id}.log`), "a");
+  return spawn(process.execPath, [path.join(ROOT, "dist/main.js")], {
+    cwd: dir,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      MQTT_URL: url,
+      LAMP_ID: id,
+      GPIO_DRIVER: "mock",
+      STATE_FILE: path.join(dir, `${id}.json`),
+      ...env,
+    },
+    stdio: ["ignore", out, out],
+  });
 }
 
 export function tempDir() {

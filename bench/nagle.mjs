@@ -7,10 +7,20 @@
 //
 //   npm run build && node bench/nagle.mjs [commands]    prints one row per broker, and a JSON line
 import { spawn } from "node:child_process";
-import { openSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, median, now, percentile, Recorder, sleep, startBroker, tempDir } from "./lib.mjs";
+import {
+  freePort,
+  median,
+  now,
+  percentile,
+  Recorder,
+  sleep,
+  spawnBuiltAgent,
+  startBroker,
+  tempDir,
+} from "./lib.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const COMMANDS = Number(process.argv[2] ?? 100);
@@ -88,20 +98,7 @@ const BROKERS = [
 ];
 
 function launchAgent(url, id, v5) {
-  const out = openSync(path.join(dir, `${id}.log`), "a");
-  const child = spawn(process.execPath, [path.join(root, "dist/main.js")], {
-    cwd: dir,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      MQTT_URL: url,
-      LAMP_ID: id,
-      GPIO_DRIVER: "mock",
-      STATE_FILE: path.join(dir, `${id}.json`),
-      ...(v5 ? {} : { MQTT_PROTOCOL: "3.1.1" }),
-    },
-    stdio: ["ignore", out, out],
-  });
+  const child = spawnBuiltAgent(dir, url, id, v5 ? {} : { MQTT_PROTOCOL: "3.1.1" });
   return {
     async stop() {
       child.kill("SIGTERM");

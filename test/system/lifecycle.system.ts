@@ -164,7 +164,7 @@ describe("lamp-agent deployed on a real systemd", () => {
 
   afterAll(async () => {
     await recorder?.end().catch(() => {});
-    await broker?.stop().catch(() => {});
+    await broker?.close().catch(() => {});
     if (container) {
       const journal = await container.exec(`journalctl -u ${UNIT} -n 40 --no-pager`).catch(() => undefined);
       if (journal) process.stderr.write(`--- last journal lines of ${UNIT}\n${journal.stdout}\n`);
