@@ -97,8 +97,13 @@ const BROKERS = [
   { name: "npm run demo (its broker)", start: startDemo, v5: false },
 ];
 
+/** Every agent started, so a run that fails halfway leaves none behind. */
+const agents = new Set();
+
 function launchAgent(url, id, v5) {
   const child = spawnBuiltAgent(dir, url, id, v5 ? {} : { MQTT_PROTOCOL: "3.1.1" });
+  agents.add(child);
+  child.once("exit", () => agents.delete(child));
   return {
     async stop() {
       child.kill("SIGTERM");
@@ -173,5 +178,6 @@ try {
     `${JSON.stringify({ date: new Date().toISOString(), commands: COMMANDS, results })}\n`,
   );
 } finally {
+  for (const child of agents) child.kill("SIGKILL");
   rmSync(dir, { recursive: true, force: true });
 }

@@ -51,18 +51,22 @@ async function idle(url, receiver, watchdog) {
       ? { NOTIFY_SOCKET: path.join(dir, "notify.sock"), WATCHDOG_USEC: String(2 * PING_MS * 1000) }
       : {},
   );
-  // Past the start: the code cache is written at 5 s (src/code-cache.ts) and V8 settles after it.
-  await sleep(10_000);
-  const from = { own: threadCpu(child.pid).ms, children: childrenMs(child.pid), pings: receiver.pings() };
-  await sleep(SECONDS * 1000);
-  const to = { own: threadCpu(child.pid).ms, children: childrenMs(child.pid), pings: receiver.pings() };
-  child.kill("SIGTERM");
-  await new Promise((resolve) => child.once("exit", resolve));
-  return {
-    ownMs: to.own - from.own,
-    childrenMs: to.children - from.children,
-    pings: to.pings - from.pings,
-  };
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  try {
+    // Past the start: the code cache is written at 5 s (src/code-cache.ts) and V8 settles after it.
+    await sleep(10_000);
+    const from = { own: threadCpu(child.pid).ms, children: childrenMs(child.pid), pings: receiver.pings() };
+    await sleep(SECONDS * 1000);
+    const to = { own: threadCpu(child.pid).ms, children: childrenMs(child.pid), pings: receiver.pings() };
+    return {
+      ownMs: to.own - from.own,
+      childrenMs: to.children - from.children,
+      pings: to.pings - from.pings,
+    };
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+  }
 }
 
 const broker = await startBroker(dir);
