@@ -18,7 +18,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import mqtt from "mqtt";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+/** The repository: where dist/ and test/helpers/ are. */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export const now = () => performance.now();
@@ -34,7 +35,7 @@ export async function freePort() {
   });
 }
 
-async function waitForPort(port, timeoutMs = 10_000) {
+export async function waitForPort(port, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise((resolve) => {
@@ -89,10 +90,7 @@ export async function startBroker(dir, { nodelay = true } = {}) {
   return {
     url: `mqtt://127.0.0.1:${port}`,
     pid: child.pid,
-    async stop() {
-      child.kill("SIGTERM");
-      await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", resolve)));
-    },
+    stop: () => stopChild(child),
   };
 }
 
@@ -117,18 +115,36 @@ export function spawnBuiltAgent(dir, url, id, env = {}) {
   });
 }
 
+/** Signals a child process and resolves once it has exited (at once if it already has). */
+export async function stopChild(child, signal = "SIGTERM") {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill(signal);
+  await exited;
+}
+
 export function tempDir() {
   return mkdtempSync(path.join(tmpdir(), "lamp-bench-"));
 }
 
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
+/** The fields of /proc/<pid>/stat after the command name (which may contain spaces). */
+function statFields(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /** CPU time (user + system) of a process so far, in ms, from /proc/<pid>/stat. */
 export function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // The command name may contain spaces; the fields after it are fixed.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = statFields(pid);
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/** CPU time of a process's children that have exited and been waited for (cutime + cstime), in ms. */
+export function childrenCpuMs(pid) {
+  const fields = statFields(pid);
+  return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLK_TCK;
 }
 
 /**

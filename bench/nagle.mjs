@@ -9,20 +9,21 @@
 import { spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   freePort,
   median,
   now,
   percentile,
   Recorder,
+  ROOT,
   sleep,
   spawnBuiltAgent,
   startBroker,
+  stopChild,
   tempDir,
+  waitForPort,
 } from "./lib.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const COMMANDS = Number(process.argv[2] ?? 100);
 const WARMUP = 20;
 const STARTS = 5;
@@ -37,35 +38,20 @@ async function startAedes(noDelay) {
     [
       "import net from 'node:net';",
       "import { createRequire } from 'node:module';",
-      `const { Aedes } = createRequire(${JSON.stringify(path.join(root, "package.json"))})("aedes");`,
+      `const { Aedes } = createRequire(${JSON.stringify(path.join(ROOT, "package.json"))})("aedes");`,
       "const broker = await Aedes.createBroker();",
       `net.createServer(${noDelay ? "{ noDelay: true }" : "{}"}, broker.handle).listen(${port}, "127.0.0.1");`,
       "",
     ].join("\n"),
   );
   const child = spawn(process.execPath, [script], { stdio: "ignore" });
-  for (let i = 0; i < 100; i++) {
-    await sleep(50);
-    try {
-      const probe = await Recorder.connect(`mqtt://127.0.0.1:${port}`, ["bench/none"]);
-      await probe.end();
-      break;
-    } catch {
-      // Not listening yet.
-    }
-  }
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    async stop() {
-      child.kill("SIGTERM");
-      await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", resolve)));
-    },
-  };
+  await waitForPort(port);
+  return { url: `mqtt://127.0.0.1:${port}`, stop: () => stopChild(child) };
 }
 
 /** `npm run demo` itself (its broker, built as the demo builds it, and its own lamp, "demo"). */
 async function startDemo() {
-  const child = spawn(process.execPath, [path.join(root, "dist/cli/demo.js")], {
+  const child = spawn(process.execPath, [path.join(ROOT, "dist/cli/demo.js")], {
     cwd: dir,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, STATE_FILE: path.join(dir, "demo-state.json") },
     stdio: ["ignore", "pipe", "ignore"],
@@ -80,13 +66,7 @@ async function startDemo() {
     child.once("exit", () => reject(new Error(`the demo exited: ${out}`)));
   });
   child.stdout.resume();
-  return {
-    url,
-    async stop() {
-      child.kill("SIGINT");
-      await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", resolve)));
-    },
-  };
+  return { url, stop: () => stopChild(child, "SIGINT") };
 }
 
 const BROKERS = [
@@ -104,12 +84,7 @@ function launchAgent(url, id, v5) {
   const child = spawnBuiltAgent(dir, url, id, v5 ? {} : { MQTT_PROTOCOL: "3.1.1" });
   agents.add(child);
   child.once("exit", () => agents.delete(child));
-  return {
-    async stop() {
-      child.kill("SIGTERM");
-      await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", resolve)));
-    },
-  };
+  return { stop: () => stopChild(child) };
 }
 
 async function measure(broker) {

@@ -7,26 +7,26 @@
 //
 //   npm run build && node bench/watchdog.mjs [seconds per run]    needs systemd-notify and python3
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { sleep, spawnBuiltAgent, startBroker, tempDir, threadCpu } from "./lib.mjs";
+import {
+  childrenCpuMs,
+  ROOT,
+  sleep,
+  spawnBuiltAgent,
+  startBroker,
+  stopChild,
+  tempDir,
+  threadCpu,
+} from "./lib.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const SECONDS = Number(process.argv[2] ?? 60);
 const PING_MS = 100;
 const dir = tempDir();
 
-/** CPU of the process's reaped children so far, in ms (cutime + cstime: clock ticks). */
-function childrenMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[13]) + Number(fields[14])) * 10;
-}
-
 async function startReceiver(socketPath) {
-  const child = spawn("python3", [path.join(root, "test/helpers/notify-socket.py"), socketPath], {
+  const child = spawn("python3", [path.join(ROOT, "test/helpers/notify-socket.py"), socketPath], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   let pings = 0;
@@ -51,21 +51,23 @@ async function idle(url, receiver, watchdog) {
       ? { NOTIFY_SOCKET: path.join(dir, "notify.sock"), WATCHDOG_USEC: String(2 * PING_MS * 1000) }
       : {},
   );
-  const exited = new Promise((resolve) => child.once("exit", resolve));
   try {
     // Past the start: the code cache is written at 5 s (src/code-cache.ts) and V8 settles after it.
     await sleep(10_000);
-    const from = { own: threadCpu(child.pid).ms, children: childrenMs(child.pid), pings: receiver.pings() };
+    const from = {
+      own: threadCpu(child.pid).ms,
+      children: childrenCpuMs(child.pid),
+      pings: receiver.pings(),
+    };
     await sleep(SECONDS * 1000);
-    const to = { own: threadCpu(child.pid).ms, children: childrenMs(child.pid), pings: receiver.pings() };
+    const to = { own: threadCpu(child.pid).ms, children: childrenCpuMs(child.pid), pings: receiver.pings() };
     return {
       ownMs: to.own - from.own,
       childrenMs: to.children - from.children,
       pings: to.pings - from.pings,
     };
   } finally {
-    child.kill("SIGTERM");
-    await exited;
+    await stopChild(child);
   }
 }
 

@@ -129,7 +129,8 @@ async function startAedes(port: number, dir: string): Promise<TestBroker> {
   const { Aedes } = await import("aedes");
   let aedes = await Aedes.createBroker();
   // Nagle off, as the Mosquitto above (set_tcp_nodelay) and the demo's broker.
-  let server = net.createServer({ noDelay: true }, aedes.handle);
+  const serve = () => net.createServer({ noDelay: true }, aedes.handle);
+  let server = serve();
   const listen = () => new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   await listen();
   return closable({
@@ -143,7 +144,7 @@ async function startAedes(port: number, dir: string): Promise<TestBroker> {
     },
     async restart() {
       aedes = await Aedes.createBroker();
-      server = net.createServer({ noDelay: true }, aedes.handle);
+      server = serve();
       await listen();
     },
   });
