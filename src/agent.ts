@@ -123,7 +123,7 @@ export class Agent {
     );
     this.house = new FeatureHouse(
       this.features(lamp, driver, connection, logger),
-      new TopicRouter(connection, logger),
+      new TopicRouter(connection, logger, { probe: this.config.topics.error }),
       logger,
     );
     this.connection = connection;

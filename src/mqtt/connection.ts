@@ -294,6 +294,15 @@ export class MqttConnection {
     });
   }
 
+  /** Ends a subscription; rejects when not connected, or when the broker does not end it. */
+  unsubscribe(topic: string): Promise<void> {
+    const client = this.client;
+    if (!client?.connected) return Promise.reject(new Error("not connected"));
+    return new Promise((resolve, reject) => {
+      client.unsubscribe(topic, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
   /**
    * Proof that another client uses our client id: we read another process's info, retained since we
    * published ours (features/info.ts). Not a `0` on our presence topic as we connect, which Aedes sends

@@ -10,9 +10,19 @@ export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPa
 export interface Subscriber {
   readonly connected: boolean;
   subscribe(filter: string, options?: { readonly noLocal?: boolean; readonly qos?: 0 | 1 }): Promise<void>;
+  unsubscribe(filter: string): Promise<void>;
 }
 
-/** A refused subscription is tried again after this, doubling (with jitter) up to the maximum. */
+export interface RouterOptions {
+  /** A refused subscription is tried again after this, doubling (with jitter) up to the maximum. */
+  readonly retry?: Backoff;
+  /**
+   * A topic the lamp may read but does not subscribe to, asked for at QoS 1 to learn whether the broker
+   * grants QoS 1 again (see TopicRouter); without one, the filters themselves are asked.
+   */
+  readonly probe?: string;
+}
+
 const RETRY: Backoff = { initialMs: 500, maxMs: 15_000 };
 
 /**
@@ -49,20 +59,41 @@ interface Route {
  * A lamp must never stay deaf. A NATS cluster with a node down refuses a QoS 1 SUBSCRIBE that needs a new
  * JetStream consumer (after 4 s, again and again, for as long as the node is down: docs/fleet.md) and
  * grants a QoS 0 one at once. So when QoS 1 is refused the filter is subscribed at QoS 0 meanwhile, which
- * hears every live message, and QoS 1 (which also keeps what is sent while the lamp is away) is retried
- * with backoff until granted.
+ * hears every live message, and QoS 1 (which also keeps what is sent while the lamp is away) is asked for
+ * again with backoff until granted.
+ *
+ * Asking again must not cost the hearing. NATS hands the new SUBSCRIBE the filter's QoS 0 subscription,
+ * marks it QoS 1 (so it passes on no QoS 1 message) while it waits the 4 s for a consumer, and on the
+ * refusal removes it: the lamp is deaf from the first refused retry until one is granted. So the retries
+ * go to a probe topic the lamp is not subscribed to; only once the probe is granted (the cluster makes
+ * consumers again) are the filters asked, one at a time, and a filter refused even then is at once
+ * subscribed at QoS 0 again. Where the probe cannot be read at all (an ACL), the filters are asked
+ * themselves, and each is subscribed at QoS 0 again after every refusal.
  */
 export class TopicRouter {
   private readonly routes: Route[] = [];
   private readonly retries = new Map<string, NodeJS.Timeout>();
+  private readonly retry: Backoff;
+  private readonly probe: string | undefined;
   /** Bumped on every connect: a retry or a grant from an earlier connection is stale. */
   private generation = 0;
+  /** Filters heard at QoS 0 while QoS 1 is refused, with how many times QoS 1 was asked for. */
+  private readonly meanwhile = new Map<string, number>();
+  private upgradeTimer: NodeJS.Timeout | undefined;
+  private upgrading = false;
+  private upgradeBackoff: ReconnectBackoff;
+  /** Whether this connection's broker lets us read the probe at all; undefined until it refuses once. */
+  private probeReadable: boolean | undefined;
 
   constructor(
     private readonly subscriber: Subscriber,
     private readonly logger: Logger,
-    private readonly retry: Backoff = RETRY,
-  ) {}
+    { retry = RETRY, probe }: RouterOptions = {},
+  ) {
+    this.retry = retry;
+    this.probe = probe;
+    this.upgradeBackoff = new ReconnectBackoff(retry);
+  }
 
   add(
     filter: string,
@@ -120,19 +151,10 @@ export class TopicRouter {
   /** Resolves once the filter is heard: granted at QoS 1, or at QoS 0 while QoS 1 is refused. */
   private subscribeOne(filter: string, generation: number): Promise<void> {
     const backoff = new ReconnectBackoff(this.retry);
-    const noLocal = this.routes.every((route) => route.filter !== filter || route.noLocal);
+    const noLocal = this.noLocal(filter);
     // A call cut short by a lost connection is not a refusal; the next connect does it again.
-    const stale = () => generation !== this.generation || !this.subscriber.connected;
-    /** Subscribed at QoS 0 while QoS 1 is refused. */
-    let meanwhile = false;
+    const stale = () => this.stale(generation);
     return new Promise<void>((resolve) => {
-      const retry = (tries: number, inMs: number): void => {
-        const timer = setTimeout(() => {
-          this.retries.delete(filter);
-          attempt(tries + 1);
-        }, inMs);
-        this.retries.set(filter, timer);
-      };
       const attempt = (tries: number): void => {
         if (stale()) return;
         this.subscriber.subscribe(filter, { noLocal, qos: 1 }).then(
@@ -149,20 +171,24 @@ export class TopicRouter {
               { topic: filter, cause: describeMqttError(error), inMs },
               "the broker refused to let us subscribe (check its ACL for this client; a cluster may refuse while a node is down); trying again",
             );
-            if (meanwhile) return retry(tries, inMs);
             this.subscriber.subscribe(filter, { noLocal, qos: 0 }).then(
               () => {
                 if (stale()) return;
-                meanwhile = true;
                 this.logger.warn(
                   { topic: filter },
                   "subscribed at QoS 0 until QoS 1 is granted: live messages are heard, but none is kept for this lamp while it is away",
                 );
                 resolve();
-                retry(tries, inMs);
+                this.meanwhile.set(filter, tries + 1);
+                this.scheduleUpgrade(generation);
               },
               () => {
-                if (!stale()) retry(tries, inMs);
+                if (stale()) return;
+                const timer = setTimeout(() => {
+                  this.retries.delete(filter);
+                  attempt(tries + 1);
+                }, inMs);
+                this.retries.set(filter, timer);
               },
             );
           },
@@ -172,8 +198,112 @@ export class TopicRouter {
     });
   }
 
+  private scheduleUpgrade(generation: number): void {
+    if (this.upgradeTimer || this.upgrading || this.meanwhile.size === 0) return;
+    this.upgradeTimer = setTimeout(() => {
+      this.upgradeTimer = undefined;
+      void this.upgrade(generation);
+    }, this.upgradeBackoff.next());
+  }
+
+  /**
+   * One round of asking for QoS 1 again: the probe first, then (once it is granted, or when there is no
+   * probe to ask) each filter heard at QoS 0, one at a time, until one is refused.
+   */
+  private async upgrade(generation: number): Promise<void> {
+    if (this.stale(generation)) return;
+    this.upgrading = true;
+    try {
+      if (!(await this.probeGranted(generation))) return;
+      for (const [filter, tries] of this.meanwhile) {
+        if (this.stale(generation)) return;
+        const noLocal = this.noLocal(filter);
+        try {
+          await this.subscriber.subscribe(filter, { noLocal, qos: 1 });
+        } catch (error) {
+          if (this.stale(generation)) return;
+          this.meanwhile.set(filter, tries + 1);
+          this.logger.debug(
+            { topic: filter, cause: describeMqttError(error) },
+            "the broker refused QoS 1 again; hearing at QoS 0 again meanwhile",
+          );
+          // The refusal may have taken the QoS 0 subscription with it (NATS does): ask for it again.
+          await this.subscriber.subscribe(filter, { noLocal, qos: 0 }).catch((cause: unknown) => {
+            if (!this.stale(generation))
+              this.logger.error(
+                { topic: filter, cause: describeMqttError(cause) },
+                "the broker refused QoS 0 too: this filter is not heard until the next try",
+              );
+          });
+          return;
+        }
+        if (this.stale(generation)) return;
+        this.meanwhile.delete(filter);
+        this.logger.info({ topic: filter, tries: tries + 1 }, "subscribed after a refusal");
+      }
+      this.upgradeBackoff.reset();
+    } finally {
+      if (generation === this.generation) {
+        this.upgrading = false;
+        this.scheduleUpgrade(generation);
+      }
+    }
+  }
+
+  /**
+   * Whether the broker grants QoS 1 on the probe now (its subscription ended at once), or true when there
+   * is no probe to ask. The first refusal is told apart from an ACL's by asking for QoS 0: refused too,
+   * the probe is no use on this connection.
+   */
+  private async probeGranted(generation: number): Promise<boolean> {
+    const probe = this.probe;
+    const subscribed = this.routes.some((route) => route.filter === probe);
+    if (probe === undefined || subscribed || this.probeReadable === false) return true;
+    const end = () => {
+      this.subscriber.unsubscribe(probe).catch(() => undefined);
+    };
+    try {
+      await this.subscriber.subscribe(probe, { qos: 1 });
+    } catch (error) {
+      if (this.stale(generation)) return false;
+      this.logger.debug({ topic: probe, cause: describeMqttError(error) }, "QoS 1 still refused");
+      if (this.probeReadable) return false;
+      try {
+        await this.subscriber.subscribe(probe, { qos: 0 });
+        if (!this.stale(generation)) end();
+        this.probeReadable = true;
+        return false;
+      } catch {
+        if (this.stale(generation)) return false;
+        this.probeReadable = false;
+        this.logger.warn(
+          { topic: probe },
+          "the broker refuses us the probe topic too (check its ACL): QoS 1 is asked for on each filter itself, and a filter may miss what comes while the broker answers",
+        );
+        return true;
+      }
+    }
+    if (!this.stale(generation)) end();
+    this.probeReadable = true;
+    return true;
+  }
+
+  private noLocal(filter: string): boolean {
+    return this.routes.every((route) => route.filter !== filter || route.noLocal);
+  }
+
+  private stale(generation: number): boolean {
+    return generation !== this.generation || !this.subscriber.connected;
+  }
+
   private cancelRetries(): void {
     for (const timer of this.retries.values()) clearTimeout(timer);
     this.retries.clear();
+    clearTimeout(this.upgradeTimer);
+    this.upgradeTimer = undefined;
+    this.upgrading = false;
+    this.meanwhile.clear();
+    this.upgradeBackoff = new ReconnectBackoff(this.retry);
+    this.probeReadable = undefined;
   }
 }

@@ -146,7 +146,9 @@ describe("a node that holds the CONNECT past the connect timeout", () => {
       `slow${process.pid}`,
       { subackTimeoutMs: 300 },
       (_info, connection) => {
-        const router = new TopicRouter(connection, silentLogger(), { initialMs: 5000, maxMs: 5000 });
+        const router = new TopicRouter(connection, silentLogger(), {
+          retry: { initialMs: 5000, maxMs: 5000 },
+        });
         for (const filter of filters) router.add(filter, () => undefined);
         void router.subscribeAll().then(() => {
           listening = true;

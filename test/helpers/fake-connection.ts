@@ -17,6 +17,7 @@ export class FakeConnection {
   connected = true;
   readonly sent: Sent[] = [];
   readonly subscribed: string[] = [];
+  readonly unsubscribed: string[] = [];
   private readonly acks: (() => void)[] = [];
   private readonly grants: (() => void)[] = [];
 
@@ -37,6 +38,11 @@ export class FakeConnection {
     this.subscribed.push(filter);
     if (!this.hold.grants) return Promise.resolve();
     return new Promise((resolve) => this.grants.push(resolve));
+  }
+
+  unsubscribe(filter: string): Promise<void> {
+    this.unsubscribed.push(filter);
+    return Promise.resolve();
   }
 
   /** Grants every subscription held so far. */

@@ -44,20 +44,26 @@ export function natsConfig(
   storeDir: string,
   extra: readonly string[] = [],
   replicas = Math.min(3, routes.length),
+  mqtt: readonly string[] = [],
 ): string {
   return [
     `server_name: ${name}`,
     `listen: 127.0.0.1:${ports.client}`,
     `http: 127.0.0.1:${ports.http}`,
     `jetstream { store_dir: "${storeDir}" }`,
-    "cluster {",
-    "  name: lamps",
-    `  listen: 127.0.0.1:${ports.cluster}`,
-    `  routes: [${routes.map((port) => `nats-route://127.0.0.1:${port}`).join(", ")}]`,
-    "}",
+    // A lone node is a plain server: in a cluster of one, JetStream waits for routes that never come.
+    ...(routes.length > 1
+      ? [
+          "cluster {",
+          "  name: lamps",
+          `  listen: 127.0.0.1:${ports.cluster}`,
+          `  routes: [${routes.map((port) => `nats-route://127.0.0.1:${port}`).join(", ")}]`,
+          "}",
+        ]
+      : []),
     // Every MQTT stream on every node: created while the cluster forms, they could otherwise end up with
     // one replica, on the node a test then kills.
-    `mqtt { listen: 127.0.0.1:${ports.mqtt}, stream_replicas: ${replicas}, consumer_replicas: ${replicas} }`,
+    `mqtt { ${[`listen: 127.0.0.1:${ports.mqtt}`, `stream_replicas: ${replicas}`, `consumer_replicas: ${replicas}`, ...mqtt].join(", ")} }`,
     ...extra,
     "",
   ].join("\n");
@@ -80,6 +86,8 @@ export interface NatsClusterOptions {
   readonly nodes?: number;
   /** More lines for every node's config (an `authorization` block, say; `include` paths are relative to it). */
   readonly config?: readonly string[];
+  /** More fields for every node's `mqtt` block (`max_ack_pending: 40000`, say). */
+  readonly mqtt?: readonly string[];
   /** The user the readiness probe logs in as, when `config` requires one. */
   readonly probeAuth?: ProbeAuth;
 }
@@ -97,7 +105,7 @@ async function startOnce(options: NatsClusterOptions): Promise<NatsCluster> {
   const configs = ports.map((p, i) => {
     const storeDir = path.join(dir, `n${i}`, "jetstream");
     mkdirSync(storeDir, { recursive: true });
-    const config = natsConfig(`n${i}`, p, routes, storeDir, options.config);
+    const config = natsConfig(`n${i}`, p, routes, storeDir, options.config, undefined, options.mqtt);
     writeFileSync(path.join(dir, `n${i}`, "nats-server.conf"), config);
     return config;
   });

@@ -6,18 +6,39 @@ import { captureLogger, silentLogger } from "../../helpers/log.js";
 const packet = { retain: false } as IPublishPacket;
 
 /**
- * Refuses the filters in `refuse` at any QoS (an ACL) and those in `refuseQos1` at QoS 1 only (a NATS
- * cluster with a node down); grants the rest. Records every SUBSCRIBE with its QoS and No Local flag.
+ * Refuses the filters in `refuse` at any QoS (an ACL); refuses QoS 1 on those in `refuseQos1`, or on
+ * every filter while `cluster` is "degraded" (a NATS cluster with a node down, which takes `refuseMs` to
+ * say so); grants the rest. As NATS does, a QoS 1 SUBSCRIBE takes over the filter's subscription at once
+ * and removes it when refused: `heard` is what the lamp would hear. Records every SUBSCRIBE with its QoS
+ * and No Local flag.
  */
 class FakeSubscriber {
   connected = true;
   refuse = new Set<string>();
   refuseQos1 = new Set<string>();
+  cluster: "healthy" | "degraded" = "healthy";
+  refuseMs = 0;
+  readonly heard = new Map<string, 0 | 1>();
   readonly calls: { filter: string; noLocal: boolean | undefined; qos: 0 | 1 | undefined }[] = [];
+  readonly unsubscribed: string[] = [];
   subscribe(filter: string, options?: { noLocal?: boolean; qos?: 0 | 1 }): Promise<void> {
+    const qos = options?.qos ?? 1;
     this.calls.push({ filter, noLocal: options?.noLocal, qos: options?.qos });
-    const refused = this.refuse.has(filter) || (options?.qos !== 0 && this.refuseQos1.has(filter));
-    return refused ? Promise.reject(new Error("refused: unspecified error")) : Promise.resolve();
+    const refused =
+      this.refuse.has(filter) || (qos === 1 && (this.cluster === "degraded" || this.refuseQos1.has(filter)));
+    if (!refused) {
+      this.heard.set(filter, qos);
+      return Promise.resolve();
+    }
+    if (qos === 1) this.heard.delete(filter);
+    const error = new Error("refused: unspecified error");
+    if (this.refuseMs === 0) return Promise.reject(error);
+    return new Promise((_resolve, reject) => setTimeout(() => reject(error), this.refuseMs));
+  }
+  unsubscribe(filter: string): Promise<void> {
+    this.unsubscribed.push(filter);
+    this.heard.delete(filter);
+    return Promise.resolve();
   }
 }
 
@@ -86,7 +107,7 @@ describe("TopicRouter", () => {
     const subscriber = new FakeSubscriber();
     subscriber.refuse.add("lamp/group/all/set_config");
     const { logger, lines } = captureLogger("debug");
-    const router = new TopicRouter(subscriber, logger, { initialMs: 25, maxMs: 250 });
+    const router = new TopicRouter(subscriber, logger, { retry: { initialMs: 25, maxMs: 250 } });
     router.add("lamp/group/all/set_config", () => undefined);
     let granted = false;
     void router.subscribeAll().then(() => {
@@ -111,7 +132,7 @@ describe("TopicRouter", () => {
     vi.useFakeTimers();
     const subscriber = new FakeSubscriber();
     subscriber.refuse.add("a");
-    const router = new TopicRouter(subscriber, silentLogger(), { initialMs: 100, maxMs: 100 });
+    const router = new TopicRouter(subscriber, silentLogger(), { retry: { initialMs: 100, maxMs: 100 } });
     router.add("a", () => undefined);
     void router.subscribeAll();
     await vi.advanceTimersByTimeAsync(0);
@@ -131,7 +152,7 @@ describe("TopicRouter", () => {
     const subscriber = new FakeSubscriber();
     subscriber.refuseQos1.add("lamp/group/all/set_config");
     const { logger, lines } = captureLogger("debug");
-    const router = new TopicRouter(subscriber, logger, { initialMs: 25, maxMs: 250 });
+    const router = new TopicRouter(subscriber, logger, { retry: { initialMs: 25, maxMs: 250 } });
     router.add("lamp/group/all/set_config", () => undefined);
     router.add("lamp/abc/set_config", () => undefined);
     let heard = false;
@@ -149,11 +170,13 @@ describe("TopicRouter", () => {
     const meanwhile = lines.filter((l) => l.level === 40 && l.topic === "lamp/group/all/set_config");
     expect(meanwhile).toHaveLength(1);
     expect(meanwhile[0]?.msg).toMatch(/QoS 0 until QoS 1 is granted/);
-    // QoS 1 is asked for again with backoff, and QoS 0 only the once.
+    // QoS 1 is asked for again with backoff (no probe here: on the filter itself), and after each
+    // refusal QoS 0 again, since the refusal may have taken the subscription with it.
     await vi.advanceTimersByTimeAsync(1000);
     const group = () => subscriber.calls.filter((c) => c.filter === "lamp/group/all/set_config");
     expect(group().filter((c) => c.qos === 1).length).toBeGreaterThanOrEqual(3);
-    expect(group().filter((c) => c.qos === 0)).toHaveLength(1);
+    expect(group().filter((c) => c.qos === 0)).toHaveLength(group().filter((c) => c.qos === 1).length);
+    expect(subscriber.heard.get("lamp/group/all/set_config")).toBe(0);
     subscriber.refuseQos1.clear();
     await vi.advanceTimersByTimeAsync(1000);
     expect(
@@ -163,5 +186,119 @@ describe("TopicRouter", () => {
     await vi.advanceTimersByTimeAsync(10_000);
     expect(subscriber.calls.length).toBe(settled);
     expect(subscriber.calls.at(-1)).toEqual({ filter: "lamp/group/all/set_config", noLocal: true, qos: 1 });
+    expect(subscriber.heard.get("lamp/group/all/set_config")).toBe(1);
+  });
+
+  it("never goes deaf while a NATS cluster refuses QoS 1: asks the probe, and the filters only once it is granted", async () => {
+    vi.useFakeTimers();
+    const subscriber = new FakeSubscriber();
+    subscriber.cluster = "degraded";
+    subscriber.refuseMs = 4000;
+    const { logger, lines } = captureLogger("debug");
+    const router = new TopicRouter(subscriber, logger, {
+      retry: { initialMs: 500, maxMs: 15_000 },
+      probe: "lamp/abc/error",
+    });
+    const filters = ["state/abc", "lamp/abc/set_config", "lamp/group/all/set_config"];
+    for (const filter of filters) router.add(filter, () => undefined);
+    void router.subscribeAll();
+    // NATS answers one refusal after another, 4 s each (this fake answers them side by side).
+    await vi.advanceTimersByTimeAsync(4000);
+    expect([...subscriber.heard.keys()].sort()).toEqual([...filters].sort());
+    // Two minutes of a degraded cluster, looked at every 100 ms: every filter is heard throughout, and
+    // QoS 1 is asked for on the probe alone.
+    const asked = subscriber.calls.length;
+    for (let t = 0; t < 120_000; t += 100) {
+      await vi.advanceTimersByTimeAsync(100);
+      for (const filter of filters) expect(subscriber.heard.get(filter), `${filter} at ${t} ms`).toBe(0);
+    }
+    const retries = subscriber.calls.slice(asked);
+    expect(retries.filter((c) => c.filter === "lamp/abc/error" && c.qos === 1).length).toBeGreaterThanOrEqual(
+      5,
+    );
+    expect(retries.filter((c) => c.filter !== "lamp/abc/error")).toEqual([]);
+    // Told apart from an ACL once: the probe at QoS 0, granted, and ended at once.
+    expect(retries.filter((c) => c.qos === 0)).toEqual([
+      { filter: "lamp/abc/error", noLocal: undefined, qos: 0 },
+    ]);
+    expect(subscriber.heard.has("lamp/abc/error")).toBe(false);
+    // The cluster is whole again: within one backoff ceiling and a refusal, the probe is granted and
+    // ended, and every filter has QoS 1.
+    subscriber.cluster = "healthy";
+    await vi.advanceTimersByTimeAsync(20_000);
+    for (const filter of filters) expect(subscriber.heard.get(filter)).toBe(1);
+    expect(subscriber.heard.has("lamp/abc/error")).toBe(false);
+    expect(lines.filter((l) => l.msg === "subscribed after a refusal").map((l) => l.topic)).toEqual(filters);
+    const settled = subscriber.calls.length;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(subscriber.calls.length).toBe(settled);
+  });
+
+  it("hears a filter at QoS 0 again at once when it is refused after the probe was granted", async () => {
+    vi.useFakeTimers();
+    const subscriber = new FakeSubscriber();
+    subscriber.refuseQos1.add("lamp/abc/set_config");
+    const router = new TopicRouter(subscriber, silentLogger(), {
+      retry: { initialMs: 25, maxMs: 250 },
+      probe: "lamp/abc/error",
+    });
+    router.add("lamp/abc/set_config", () => undefined);
+    void router.subscribeAll();
+    for (let t = 0; t < 2000; t += 10) {
+      await vi.advanceTimersByTimeAsync(10);
+      expect(subscriber.heard.get("lamp/abc/set_config")).toBe(0);
+    }
+    const asked = subscriber.calls.filter((c) => c.filter === "lamp/abc/set_config");
+    expect(asked.filter((c) => c.qos === 1).length).toBeGreaterThanOrEqual(3);
+    expect(asked.filter((c) => c.qos === 0)).toHaveLength(asked.filter((c) => c.qos === 1).length);
+    expect(subscriber.unsubscribed.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(subscriber.unsubscribed)).toEqual(new Set(["lamp/abc/error"]));
+  });
+
+  it("asks the filters themselves when an ACL forbids the probe, and says so once", async () => {
+    vi.useFakeTimers();
+    const subscriber = new FakeSubscriber();
+    subscriber.cluster = "degraded";
+    subscriber.refuse.add("lamp/abc/error");
+    const { logger, lines } = captureLogger("debug");
+    const router = new TopicRouter(subscriber, logger, {
+      retry: { initialMs: 25, maxMs: 250 },
+      probe: "lamp/abc/error",
+    });
+    router.add("lamp/abc/set_config", () => undefined);
+    void router.subscribeAll();
+    await vi.advanceTimersByTimeAsync(2000);
+    const probes = subscriber.calls.filter((c) => c.filter === "lamp/abc/error");
+    expect(probes.map((c) => c.qos)).toEqual([1, 0]);
+    expect(lines.filter((l) => /probe topic too/.test(l.msg))).toHaveLength(1);
+    const asked = subscriber.calls.filter((c) => c.filter === "lamp/abc/set_config");
+    expect(asked.filter((c) => c.qos === 1).length).toBeGreaterThanOrEqual(3);
+    expect(asked.filter((c) => c.qos === 0)).toHaveLength(asked.filter((c) => c.qos === 1).length);
+    expect(subscriber.heard.get("lamp/abc/set_config")).toBe(0);
+    subscriber.cluster = "healthy";
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(subscriber.heard.get("lamp/abc/set_config")).toBe(1);
+  });
+
+  it("starts afresh on a new connect: no probe or retry from the old one carries over", async () => {
+    vi.useFakeTimers();
+    const subscriber = new FakeSubscriber();
+    subscriber.cluster = "degraded";
+    subscriber.refuseMs = 4000;
+    const router = new TopicRouter(subscriber, silentLogger(), {
+      retry: { initialMs: 500, maxMs: 15_000 },
+      probe: "lamp/abc/error",
+    });
+    router.add("lamp/abc/set_config", () => undefined);
+    void router.subscribeAll();
+    await vi.advanceTimersByTimeAsync(30_000);
+    subscriber.cluster = "healthy";
+    subscriber.refuseMs = 0;
+    subscriber.heard.clear();
+    subscriber.calls.length = 0;
+    await router.subscribeAll();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(subscriber.calls).toEqual([{ filter: "lamp/abc/set_config", noLocal: true, qos: 1 }]);
+    expect(subscriber.heard.get("lamp/abc/set_config")).toBe(1);
   });
 });
