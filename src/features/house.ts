@@ -30,7 +30,7 @@ export class FeatureHouse implements ConnectionEvents {
   onConnect(info: ConnectInfo): void {
     const generation = ++this.generation;
     for (const feature of this.features) feature.connected?.(info);
-    const granted = this.router.subscribeAll();
+    const granted = this.router.subscribeAll({ sessionPresent: info.sessionPresent });
     const online = () => {
       if (generation !== this.generation) return;
       for (const feature of this.features) feature.online?.();

@@ -111,14 +111,22 @@ export class TopicRouter {
 
   /**
    * Subscribes to every filter; resolves once each one is granted, however many tries that takes, and
-   * never rejects. A connection lost meanwhile leaves it pending: the next connect starts afresh.
+   * never rejects. A connection lost meanwhile leaves it pending: the next connect starts afresh. On a
+   * kept session a filter the last connection heard at QoS 0 is asked for at QoS 0 again, not 1: asking
+   * for QoS 1 would cost its hearing while the broker refuses (see the class), and the probe asks first.
    */
-  subscribeAll(): Promise<void> {
+  subscribeAll({ sessionPresent = false }: { readonly sessionPresent?: boolean } = {}): Promise<void> {
+    const heldAtQos0 = sessionPresent ? new Map(this.meanwhile) : new Map<string, number>();
     this.cancelRetries();
     const generation = ++this.generation;
-    return Promise.all(this.filters.map((filter) => this.subscribeOne(filter, generation))).then(
-      () => undefined,
-    );
+    return Promise.all(
+      this.filters.map((filter) => {
+        const tries = heldAtQos0.get(filter);
+        return tries === undefined
+          ? this.subscribeOne(filter, generation)
+          : this.hearMeanwhile(filter, tries, generation);
+      }),
+    ).then(() => undefined);
   }
 
   /**
@@ -196,6 +204,20 @@ export class TopicRouter {
       };
       attempt(0);
     });
+  }
+
+  /** Subscribes at QoS 0 a filter whose QoS 1 was refused before; falls back to the whole path. */
+  private hearMeanwhile(filter: string, tries: number, generation: number): Promise<void> {
+    return this.subscriber.subscribe(filter, { noLocal: this.noLocal(filter), qos: 0 }).then(
+      () => {
+        // Cut short by a lost connection: pending, as subscribeOne leaves it.
+        if (this.stale(generation)) return new Promise<void>(() => undefined);
+        this.logger.debug({ topic: filter }, "kept session: at QoS 0 again until QoS 1 is granted");
+        this.meanwhile.set(filter, tries);
+        this.scheduleUpgrade(generation);
+      },
+      () => this.subscribeOne(filter, generation),
+    );
   }
 
   private scheduleUpgrade(generation: number): void {

@@ -280,6 +280,41 @@ describe("TopicRouter", () => {
     expect(subscriber.heard.get("lamp/abc/set_config")).toBe(1);
   });
 
+  it("on a kept session asks for QoS 0 again where the last connection heard at QoS 0, and stays hearing", async () => {
+    vi.useFakeTimers();
+    const subscriber = new FakeSubscriber();
+    subscriber.cluster = "degraded";
+    subscriber.refuseMs = 4000;
+    const router = new TopicRouter(subscriber, silentLogger(), {
+      retry: { initialMs: 500, maxMs: 15_000 },
+      probe: "lamp/abc/error",
+    });
+    router.add("lamp/abc/set_config", () => undefined);
+    void router.subscribeAll();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(subscriber.heard.get("lamp/abc/set_config")).toBe(0);
+    // Reconnected, the session kept (its QoS 0 subscription with it): not asked for QoS 1 on the filter.
+    subscriber.calls.length = 0;
+    let heard = false;
+    void router.subscribeAll({ sessionPresent: true }).then(() => {
+      heard = true;
+    });
+    for (let t = 0; t < 60_000; t += 100) {
+      await vi.advanceTimersByTimeAsync(100);
+      expect(subscriber.heard.get("lamp/abc/set_config"), `at ${t} ms`).toBe(0);
+    }
+    expect(heard).toBe(true);
+    const onFilter = subscriber.calls.filter((c) => c.filter === "lamp/abc/set_config");
+    expect(onFilter).toEqual([{ filter: "lamp/abc/set_config", noLocal: true, qos: 0 }]);
+    subscriber.cluster = "healthy";
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(subscriber.heard.get("lamp/abc/set_config")).toBe(1);
+    // A new session holds nothing: every filter is asked for at QoS 1 first.
+    subscriber.calls.length = 0;
+    await router.subscribeAll({ sessionPresent: false });
+    expect(subscriber.calls).toEqual([{ filter: "lamp/abc/set_config", noLocal: true, qos: 1 }]);
+  });
+
   it("starts afresh on a new connect: no probe or retry from the old one carries over", async () => {
     vi.useFakeTimers();
     const subscriber = new FakeSubscriber();
