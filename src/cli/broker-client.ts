@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import mqtt, { type MqttClient } from "mqtt";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { createLogger } from "../log.js";
 import {
   baseClientOptions,
@@ -10,19 +10,48 @@ import {
 } from "../mqtt/client-options.js";
 import { explainConnectionError } from "../mqtt/errors.js";
 
+type NodeProtocol = NonNullable<NonNullable<IClientOptions["servers"]>[number]["protocol"]>;
+const DEFAULT_PORTS: Readonly<Record<string, number>> = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 };
+
+/** One node of MQTT_URL as MQTT.js's `servers` takes it (config.ts has already checked the URL). */
+function serverOf(url: string): { host: string; port: number; protocol: NodeProtocol } {
+  const parsed = new URL(url);
+  const protocol = parsed.protocol.slice(0, -1) as NodeProtocol;
+  // URL keeps an IPv6 address's brackets, which net.connect does not want.
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  return { host, port: Number(parsed.port) || (DEFAULT_PORTS[protocol] ?? 1883), protocol };
+}
+
 /**
  * lampctl's connection: the agent's client options (credentials, TLS files, scrubbed debug output),
  * a client id of its own, and the agent's fallback to 3.1.1 when a broker refuses MQTT 5 (the demo's
- * Aedes, NATS). `watch` keeps reconnecting; a one-shot command does not.
+ * Aedes, NATS). Given a cluster, it goes through MQTT_URL's nodes in order, one per reconnect, so a
+ * node that is down does not stop it. It reconnects on its own (a one-shot command at once: MQTT.js
+ * then sends an unacknowledged command again); the Session decides when to give up.
  */
 export function connectClient(settings: MqttSettings, watch: boolean, timeoutMs: number): MqttClient {
-  return mqtt.connect(settings.url, {
+  const nodes = settings.urls.length > 0 ? settings.urls : [settings.url];
+  return mqtt.connect(nodes[0] ?? settings.url, {
     ...baseClientOptions(settings, createLogger({ level: "silent", format: "json" })),
     clientId: `lampctl-${randomBytes(4).toString("hex")}`,
     protocolVersion: settings.protocol,
-    reconnectPeriod: watch ? 1000 : 0,
+    reconnectPeriod: watch ? 1000 : 100,
     connectTimeout: timeoutMs,
+    ...(nodes.length > 1 && { servers: nodes.map(serverOf) }),
   });
+}
+
+/**
+ * The node of MQTT_URL the client is on, or trying: MQTT.js takes the next of its `servers` at every
+ * reconnect, ours (the 3.1.1 fallback) included, and every one emits `reconnect`.
+ */
+export function nodeTracker(client: MqttClient, settings: MqttSettings): () => string {
+  const nodes = settings.urls.length > 0 ? settings.urls : [settings.url];
+  let reconnects = 0;
+  client.on("reconnect", () => {
+    reconnects++;
+  });
+  return () => nodes[reconnects % nodes.length] ?? settings.url;
 }
 
 /** True when the broker refused MQTT 5 and the client is reconnecting in 3.1.1. */
@@ -36,11 +65,11 @@ export function fellBack(client: MqttClient, error: unknown): boolean {
   return true;
 }
 
-/** The agent's own sentence for a connection problem. */
-export function explain(settings: MqttSettings, client: MqttClient, error: unknown): string {
+/** The agent's own sentence for a connection problem with `node`. */
+export function explain(settings: MqttSettings, client: MqttClient, error: unknown, node: string): string {
   return explainConnectionError(
     error,
-    errorContext(settings, client.options.protocolVersion === 4 ? 4 : 5, settings.url),
+    errorContext(settings, client.options.protocolVersion === 4 ? 4 : 5, node),
   );
 }
 

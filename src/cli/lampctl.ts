@@ -11,7 +11,7 @@ import { groupCommandTopic, NAME_PATTERN } from "../protocol/topics.js";
 import { suggest } from "../suggest.js";
 import { VERSION } from "../version.js";
 import { parseCommandLine, UsageError } from "./args.js";
-import { connectClient, explain, fellBack, refusedForGood } from "./broker-client.js";
+import { connectClient, explain, fellBack, nodeTracker, refusedForGood } from "./broker-client.js";
 import { FleetView, formatTable, rowCells, toJson } from "./fleet-view.js";
 
 const CLIENT = "lampctl";
@@ -198,37 +198,72 @@ async function main(): Promise<void> {
 /** One connection and how lampctl talks about it: every mode finishes through `finish`. */
 class Session {
   private done = false;
-  readonly url: string;
   /** Watch: one line per change of condition (an explanation, lost, connected again), not per retry. */
   private problem = "";
   private connected = false;
+  /** The node of MQTT_URL the client is on, or trying. */
+  private readonly node: () => string;
 
   constructor(
     readonly config: ClientConfig,
     readonly client: MqttClient,
-    watch: boolean,
+    private readonly watch: boolean,
     /** LAMP_ID was not given: the id is this machine's own default, rarely the lamp meant. */
     readonly defaultId: boolean,
   ) {
-    this.url = redactUrl(config.mqtt.url);
+    this.node = nodeTracker(client, config.mqtt);
+    const nodes = Math.max(1, config.mqtt.urls.length);
+    // A one-shot command gives up once every node has failed in a row (one broker: at its first
+    // failure); a connection that held and dropped is carried on by MQTT.js's reconnect.
+    let failed = 0;
+    let reason = "";
+    let fallingBack = false;
     client.on("error", (error) => {
-      if (this.done || fellBack(client, error)) return;
-      const text = explain(config.mqtt, client, error);
-      if (!watch || refusedForGood(error)) fail(text, 1);
+      if (this.done) return;
+      if (fellBack(client, error)) {
+        fallingBack = true;
+        return;
+      }
+      const text = explain(config.mqtt, client, error, this.node());
+      if (refusedForGood(error)) fail(text, 1);
+      if (!watch) {
+        reason = text;
+        return;
+      }
       if (text !== this.problem) this.say(text);
       this.problem = text;
     });
     client.on("close", () => {
-      if (!watch || !this.connected) return;
+      if (this.done) return;
+      if (fallingBack) {
+        fallingBack = false;
+        return;
+      }
+      const wasConnected = this.connected;
       this.connected = false;
-      this.problem = `lost the connection to ${this.url}; reconnecting`;
+      if (!watch) {
+        failed = wasConnected ? 0 : failed + 1;
+        if (failed < nodes) return;
+        const why =
+          reason ||
+          `${redactUrl(this.node())} closed the connection without accepting it, or did not answer: check MQTT_USERNAME and MQTT_PASSWORD and the broker's log`;
+        fail(nodes > 1 ? `none of the ${nodes} nodes of MQTT_URL let us in; the last: ${why}` : why, 1);
+      }
+      if (!wasConnected) return;
+      this.problem = `lost the connection to ${redactUrl(this.node())}; reconnecting`;
       this.say(this.problem);
     });
     client.on("connect", () => {
-      if (watch && this.problem) this.say(`connected to ${this.url}`);
+      if (watch && this.problem) this.say(`connected to ${redactUrl(this.node())}`);
       this.problem = "";
       this.connected = true;
+      reason = "";
     });
+  }
+
+  /** The node the client is on, its password masked. */
+  get url(): string {
+    return redactUrl(this.node());
   }
 
   say(text: string): void {
@@ -243,11 +278,17 @@ class Session {
     this.client.end(false, () => process.exit(code));
   }
 
-  /** Subscribes on every connect (watch reconnects); `then` runs after each SUBACK. */
+  /**
+   * Subscribes on every connect (both modes reconnect); `then` runs after the SUBACK: after each in
+   * watch mode, after the first only for a one-shot command (which must not send twice).
+   */
   subscribe(filters: readonly string[], then: () => void): void {
+    let ran = false;
     this.client.on("connect", () => {
       this.client.subscribe([...filters], { qos: 1 }, (error) => {
         if (error) fail(`cannot subscribe: ${error.message}`, 1);
+        if (ran && !this.watch) return;
+        ran = true;
         then();
       });
     });

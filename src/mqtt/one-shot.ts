@@ -7,15 +7,42 @@ import { explainConnectionError } from "./errors.js";
 /**
  * A one-shot client (`--check`, `--test`, `--forget`): the agent's own credentials and TLS, a client id
  * of its own so a running agent is not kicked off the broker, no Will, no reconnect. Like the agent, it
- * speaks MQTT 5 and falls back to 3.1.1 when the broker refuses 5 (Aedes, NATS). Rejects with the one
- * line `explainConnectionError` gives for the agent itself.
+ * speaks MQTT 5 and falls back to 3.1.1 when the broker refuses 5 (Aedes, NATS). Given no `url`, it
+ * goes through MQTT_URL's nodes in order until one lets it in, so a cluster with a node down still
+ * serves it. Rejects with the one line `explainConnectionError` gives for the agent itself (for the last
+ * node, when every one failed).
  */
 export async function connectOnce(
   settings: MqttSettings,
   logger: Logger,
   role: string,
   timeoutMs: number,
-  url: string = settings.url,
+  url?: string,
+): Promise<MqttClient> {
+  const nodes = url !== undefined ? [url] : settings.urls.length > 0 ? settings.urls : [settings.url];
+  let last: unknown;
+  for (const node of nodes) {
+    try {
+      return await connectNode(settings, logger, role, timeoutMs, node);
+    } catch (error) {
+      last = error;
+    }
+  }
+  if (nodes.length === 1) throw last;
+  throw new Error(
+    `none of the ${nodes.length} nodes of MQTT_URL let us in; the last: ${(last as Error).message}`,
+    {
+      cause: last,
+    },
+  );
+}
+
+async function connectNode(
+  settings: MqttSettings,
+  logger: Logger,
+  role: string,
+  timeoutMs: number,
+  url: string,
 ): Promise<MqttClient> {
   try {
     return await attempt(settings, logger, role, timeoutMs, url, settings.protocol);

@@ -107,6 +107,63 @@ describe("lampctl against the running agent", () => {
     expect(result.stderr).toBe("lampctl: --brightness 1.5: allowed: a number from 0 to 1\n");
   });
 
+  it("goes on to the next node of a cluster's MQTT_URL when the first is down, for a command and for ls", async () => {
+    const down = `mqtt://127.0.0.1:${await freePort()}`;
+    const url = `${down},${broker.url}`;
+    const set = await lampctl(["--url", url, "--id", id, "--brightness", "0.4"]);
+    expect(set.stderr).toBe("");
+    expect(set.code).toBe(0);
+    expect(JSON.parse(set.stdout)).toMatchObject({ brightness: 0.4, client: "lampctl" });
+    const ls = await lampctl(["ls", "--timeout", "1"], { MQTT_URL: url });
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toContain(id);
+  });
+
+  it("sends a command again on the next node when its node closes the connection before the PUBACK", async () => {
+    // As a NATS survivor does in the seconds after a node's death (docs/fleet.md): it takes the
+    // PUBLISH and closes the connection without answering.
+    const marker = Buffer.from(`lamp/${id}/set_config`);
+    let dropped = 0;
+    const survivor = net.createServer((inbound) => {
+      const outbound = net.connect(broker.port, "127.0.0.1");
+      inbound.on("data", (chunk: Buffer) => {
+        if (chunk.includes(marker)) {
+          dropped++;
+          inbound.destroy();
+          outbound.destroy();
+        } else outbound.write(chunk);
+      });
+      outbound.on("data", (chunk: Buffer) => inbound.write(chunk));
+      for (const socket of [inbound, outbound]) socket.on("error", () => undefined);
+      inbound.on("close", () => outbound.destroy());
+      outbound.on("close", () => inbound.destroy());
+    });
+    track({ close: () => new Promise<void>((resolve) => survivor.close(() => resolve())) });
+    await new Promise<void>((resolve) => survivor.listen(0, "127.0.0.1", resolve));
+    const port = (survivor.address() as net.AddressInfo).port;
+    const result = await lampctl([
+      "--url",
+      `mqtt://127.0.0.1:${port},${broker.url}`,
+      "--id",
+      id,
+      "--brightness",
+      "0.6",
+    ]);
+    expect(dropped).toBe(1);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ brightness: 0.6, client: "lampctl" });
+  });
+
+  it("every node of MQTT_URL down: one line that says so, with the last node's reason, exit 1", async () => {
+    const ports = [await freePort(), await freePort()];
+    const result = await lampctl(["--url", ports.map((p) => `mqtt://127.0.0.1:${p}`).join(","), "--id", id]);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toEqual([
+      `lampctl: none of the 2 nodes of MQTT_URL let us in; the last: nothing accepts connections at 127.0.0.1:${ports[1]} (ECONNREFUSED): is the broker running, and is this its port?`,
+    ]);
+  });
+
   it("says so when no lamp answers", async () => {
     const result = await lampctl(["--url", broker.url, "--id", "nobody", "--timeout", "1", "--off"]);
     expect(result.code).toBe(1);
