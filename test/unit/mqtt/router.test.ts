@@ -42,6 +42,23 @@ class FakeSubscriber {
   }
 }
 
+/**
+ * A router with a probe on a NATS cluster with a node down: every QoS 1 SUBSCRIBE refused after 4 s,
+ * the backoff the agent uses; `filters` added. Fake timers are on.
+ */
+function onDegradedCluster(filters: readonly string[], logger = silentLogger()) {
+  vi.useFakeTimers();
+  const subscriber = new FakeSubscriber();
+  subscriber.cluster = "degraded";
+  subscriber.refuseMs = 4000;
+  const router = new TopicRouter(subscriber, logger, {
+    retry: { initialMs: 500, maxMs: 15_000 },
+    probe: "lamp/abc/error",
+  });
+  for (const filter of filters) router.add(filter, () => undefined);
+  return { subscriber, router };
+}
+
 afterEach(() => {
   vi.useRealTimers();
 });
@@ -190,17 +207,9 @@ describe("TopicRouter", () => {
   });
 
   it("never goes deaf while a NATS cluster refuses QoS 1: asks the probe, and the filters only once it is granted", async () => {
-    vi.useFakeTimers();
-    const subscriber = new FakeSubscriber();
-    subscriber.cluster = "degraded";
-    subscriber.refuseMs = 4000;
     const { logger, lines } = captureLogger("debug");
-    const router = new TopicRouter(subscriber, logger, {
-      retry: { initialMs: 500, maxMs: 15_000 },
-      probe: "lamp/abc/error",
-    });
     const filters = ["state/abc", "lamp/abc/set_config", "lamp/group/all/set_config"];
-    for (const filter of filters) router.add(filter, () => undefined);
+    const { subscriber, router } = onDegradedCluster(filters, logger);
     void router.subscribeAll();
     // NATS answers one refusal after another, 4 s each (this fake answers them side by side).
     await vi.advanceTimersByTimeAsync(4000);
@@ -281,15 +290,7 @@ describe("TopicRouter", () => {
   });
 
   it("on a kept session asks for QoS 0 again where the last connection heard at QoS 0, and stays hearing", async () => {
-    vi.useFakeTimers();
-    const subscriber = new FakeSubscriber();
-    subscriber.cluster = "degraded";
-    subscriber.refuseMs = 4000;
-    const router = new TopicRouter(subscriber, silentLogger(), {
-      retry: { initialMs: 500, maxMs: 15_000 },
-      probe: "lamp/abc/error",
-    });
-    router.add("lamp/abc/set_config", () => undefined);
+    const { subscriber, router } = onDegradedCluster(["lamp/abc/set_config"]);
     void router.subscribeAll();
     await vi.advanceTimersByTimeAsync(10_000);
     expect(subscriber.heard.get("lamp/abc/set_config")).toBe(0);
@@ -316,15 +317,7 @@ describe("TopicRouter", () => {
   });
 
   it("starts afresh on a new connect: no probe or retry from the old one carries over", async () => {
-    vi.useFakeTimers();
-    const subscriber = new FakeSubscriber();
-    subscriber.cluster = "degraded";
-    subscriber.refuseMs = 4000;
-    const router = new TopicRouter(subscriber, silentLogger(), {
-      retry: { initialMs: 500, maxMs: 15_000 },
-      probe: "lamp/abc/error",
-    });
-    router.add("lamp/abc/set_config", () => undefined);
+    const { subscriber, router } = onDegradedCluster(["lamp/abc/set_config"]);
     void router.subscribeAll();
     await vi.advanceTimersByTimeAsync(30_000);
     subscriber.cluster = "healthy";
