@@ -280,12 +280,15 @@ class Session {
 
   /**
    * Subscribes on every connect (both modes reconnect); `then` runs after the SUBACK: after each in
-   * watch mode, after the first only for a one-shot command (which must not send twice).
+   * watch mode, after the first only for a one-shot command (which must not send twice). At QoS 0: a
+   * clean session keeps nothing for lampctl anyway, and QoS 1 would cost it, on NATS, a JetStream
+   * consumer per filter, which a cluster with a node down refuses (4 s each), just when the fleet needs
+   * looking at; on a broker with Nagle on, it would also wait for the delayed ACK of each PUBACK.
    */
   subscribe(filters: readonly string[], then: () => void): void {
     let ran = false;
     this.client.on("connect", () => {
-      this.client.subscribe([...filters], { qos: 1 }, (error) => {
+      this.client.subscribe([...filters], { qos: 0 }, (error) => {
         if (error) fail(`cannot subscribe: ${error.message}`, 1);
         if (ran && !this.watch) return;
         ran = true;

@@ -1,11 +1,33 @@
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { spawnAgent, white } from "../helpers/agent-process.js";
 import { hasNatsServer } from "../helpers/cluster.js";
 import { Recorder, sleep } from "../helpers/mqtt-client.js";
 import { startNatsCluster } from "../helpers/nats-cluster.js";
+import { ROOT } from "../helpers/process.js";
 import { teardown } from "../helpers/teardown.js";
 
 const V4 = { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000 } as const;
+const run = promisify(execFile);
+
+async function lampctl(args: string[], url: string) {
+  try {
+    const { stdout, stderr } = await run(
+      process.execPath,
+      [path.join(ROOT, "dist/cli/lampctl.js"), ...args],
+      {
+        env: { PATH: process.env.PATH ?? "", MQTT_URL: url },
+        timeout: 20_000,
+      },
+    );
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
 
 // A NATS cluster with a node down refuses a new client's QoS 1 SUBSCRIBEs, but only now and then (it
 // depends on where the cluster's leaders were). NATS refuses them just the same, at once and every time,
@@ -16,7 +38,7 @@ const V4 = { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000 } as
 describe.skipIf(!hasNatsServer())("a NATS node that refuses a lamp QoS 1 on its command topic", () => {
   const track = teardown("each");
 
-  it("the lamp hears every command at QoS 0 while it keeps asking for QoS 1, for 25 s", async () => {
+  it("the lamp hears every command at QoS 0 while it keeps asking for QoS 1, for 25 s; lampctl lists and commands it", async () => {
     const cluster = track(await startNatsCluster({ nodes: 1, mqtt: ["max_ack_pending: 40000"] }));
     const id = `refused${process.pid}`;
     const ui = track(await Recorder.connect(cluster.url(0), [`state/${id}`], V4));
@@ -37,5 +59,12 @@ describe.skipIf(!hasNatsServer())("a NATS node that refuses a lamp QoS 1 on its 
     const refusedAgain = lamp.logs.filter((l) => l.msg === "QoS 1 still refused" && Number(l.time) > heardAt);
     expect(refusedAgain.length).toBeGreaterThanOrEqual(2);
     expect(lamp.logs.some((l) => l.msg === "subscribed after a refusal")).toBe(false);
+    // lampctl, on the same node, lists it and commands it: it asks for no QoS 1 at all.
+    const ls = await lampctl(["ls", "--json", "--timeout", "2"], cluster.mqttUrl);
+    expect(ls.stderr).toBe("");
+    expect(JSON.parse(ls.stdout)).toContainEqual(expect.objectContaining({ id, presence: "online" }));
+    const set = await lampctl(["--id", id, "--brightness", "0.5"], cluster.mqttUrl);
+    expect(set.stderr).toBe("");
+    expect(JSON.parse(set.stdout)).toMatchObject({ brightness: 0.5, client: "lampctl" });
   });
 });
