@@ -443,12 +443,14 @@ function commandGroup(session: Session, group: string, command: Command, timeout
   const view = new FleetView();
   const answered = new Set<string>();
   let sent = false;
+  /** Each member's state once the command is applied, when its state before was known. */
+  const targets = new Map<string, StateMessage>();
   client.on("message", (topic, payload, packet) => {
     view.take(topic, payload, packet);
-    if (sent && topic.endsWith("/changed") && parseState(payload.toString())?.client === CLIENT) {
-      const id = topic.split("/")[1];
-      if (id) answered.add(id);
-    }
+    if (!sent || !topic.endsWith("/changed")) return;
+    const id = topic.split("/")[1];
+    const state = parseState(payload.toString());
+    if (id && state && answers(state, packet, targets.get(id))) answered.add(id);
   });
   session.subscribe(FleetView.filters, () => {
     void session.quiet(SETTLE_MS, timeoutMs).then(() => {
@@ -458,6 +460,8 @@ function commandGroup(session: Session, group: string, command: Command, timeout
         (row) => row.state && !wouldChange({ ...row.state, client: null }, command),
       );
       const expected = new Set(members.map((row) => row.id));
+      for (const row of members)
+        if (row.state) targets.set(row.id, { ...applyCommand(row.state, command), client: CLIENT });
       const topic = groupCommandTopic(config.groupTopicBase, group);
       sent = true;
       client.publish(topic, JSON.stringify(command), { qos: 1 }, (error) => {
@@ -489,6 +493,17 @@ function commandGroup(session: Session, group: string, command: Command, timeout
   });
 }
 
+/**
+ * Whether a state on `changed` answers our command: live and in lampctl's name, or, replayed from the
+ * broker's store, the very state the command leads to. A replay in lampctl's name alone could be an
+ * older lampctl's; and after a reconnect MQTT.js sends the unacknowledged command again before lampctl
+ * has subscribed again, so the live answer may be missed and the replay is all there is.
+ */
+function answers(state: StateMessage, packet: IPublishPacket, expected: StateMessage | undefined): boolean {
+  if (state.client !== CLIENT) return false;
+  return !packet.retain || (expected !== undefined && sameState(state, expected));
+}
+
 /** One lamp: print its state, command it, or watch it. */
 function driveLamp(session: Session, watch: boolean, command: Command | undefined, timeoutMs: number): void {
   const { client, config } = session;
@@ -496,6 +511,8 @@ function driveLamp(session: Session, watch: boolean, command: Command | undefine
   let state: StateMessage | undefined;
   let presence: Presence | undefined;
   let sent = false;
+  /** The state the command leads to, when the state before it was known. */
+  let expected: StateMessage | undefined;
   const send = () => {
     if (!command || sent) return;
     if (state && !wouldChange(state, command)) {
@@ -503,6 +520,7 @@ function driveLamp(session: Session, watch: boolean, command: Command | undefine
       return;
     }
     sent = true;
+    if (state) expected = { ...applyCommand(state, command), client: CLIENT };
     client.publish(topics.command, JSON.stringify(command), { qos: 1 }, (error) => {
       if (error) {
         session.finish(1, `could not send the command: ${error.message}`);
@@ -532,7 +550,7 @@ function driveLamp(session: Session, watch: boolean, command: Command | undefine
       state = parseState(text);
       if (!state) return;
       if (!command) session.finish(0, text, offline(topics.presence, presence));
-      else if (sent && state.client === CLIENT) session.finish(0, text);
+      else if (sent && answers(state, packet, expected)) session.finish(0, text);
     } else if (topic === topics.error && sent) {
       const error = parseError(text);
       if (error?.client === CLIENT)

@@ -26,7 +26,9 @@ export async function roundTrip(client: MqttClient, topic: string, timeoutMs: nu
     );
   });
   try {
-    const granted = await Promise.race([client.subscribeAsync(topic, { qos: 1 }), late]);
+    // QoS 0, like the subscriptions it follows (wiring-test.ts): on NATS a QoS 1 one needs a
+    // JetStream consumer, which a cluster with a node down refuses, and its delivery takes another path.
+    const granted = await Promise.race([client.subscribeAsync(topic, { qos: 0 }), late]);
     // MQTT 5 reason codes >= 0x80 (and 3.1.1's 0x80) in a SUBACK are refusals.
     if (granted.some((g) => g.qos >= 0x80))
       throw new Error(`the broker refused the subscription to ${topic}`);
@@ -149,7 +151,8 @@ export async function lampProblem(
       });
       setTimeout(() => resolve(undefined), INFO_WAIT_MS).unref();
     });
-    await client.subscribeAsync(config.topics.info, { qos: 1 });
+    // QoS 0: a retained message to read, nothing to keep (a QoS 1 one may be refused: wiring-test.ts).
+    await client.subscribeAsync(config.topics.info, { qos: 0 });
     return await problem;
   } catch {
     return undefined;

@@ -53,9 +53,11 @@ export async function forget(config: Config, logger: Logger, timeoutMs = 10_000)
   try {
     await Promise.race([
       (async () => {
+        // QoS 0: the retained messages are all it reads; QoS 1 would need a JetStream consumer per
+        // topic on NATS, which a cluster with a node down refuses.
         await client.subscribeAsync(
           owned.map(({ topic }) => topic),
-          { qos: 1 },
+          { qos: 0 },
         );
         await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
         await Promise.all(owned.map(({ topic }) => client.publishAsync(topic, "", { qos: 1, retain: true })));

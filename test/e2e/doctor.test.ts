@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { spawnAgent as spawnMockAgent } from "../helpers/agent-process.js";
 import { startBroker, type TestBroker } from "../helpers/broker.js";
 import {
@@ -164,6 +164,10 @@ describe("lamp-agent --test", () => {
       { qos: 1 },
     );
     await watcher.wait(`lamp/${id}/changed`, (t) => JSON.parse(t).client === "setup");
+    // On the pins too: a command this soon after the connect is held with any that follow within 100 ms
+    // (control.ts, the reconnect backlog), and the test's red could otherwise come first.
+    const shown = () => [...agent.duties().values()].map((d) => Math.round(d * 100) / 100);
+    await vi.waitFor(() => expect(shown()).toEqual([0.18, 0.3, 0.3]), { timeout: 5000 });
     const before = agent.trace().length;
 
     const test = perTest(spawnAgent(mockEnv(id, path.join(dir, "unused.jsonl")), ["--test"]));

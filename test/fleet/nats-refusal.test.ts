@@ -12,16 +12,13 @@ import { teardown } from "../helpers/teardown.js";
 const V4 = { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000 } as const;
 const run = promisify(execFile);
 
-async function lampctl(args: string[], url: string) {
+/** Runs a built script to its end, against `url`; its exit code, stdout and stderr. */
+async function runBuilt(script: string, args: string[], url: string, env: Record<string, string> = {}) {
   try {
-    const { stdout, stderr } = await run(
-      process.execPath,
-      [path.join(ROOT, "dist/cli/lampctl.js"), ...args],
-      {
-        env: { PATH: process.env.PATH ?? "", MQTT_URL: url },
-        timeout: 20_000,
-      },
-    );
+    const { stdout, stderr } = await run(process.execPath, [path.join(ROOT, script), ...args], {
+      env: { PATH: process.env.PATH ?? "", MQTT_URL: url, ...env },
+      timeout: 30_000,
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };
@@ -38,7 +35,7 @@ async function lampctl(args: string[], url: string) {
 describe.skipIf(!hasNatsServer())("a NATS node that refuses a lamp QoS 1 on its command topic", () => {
   const track = teardown("each");
 
-  it("the lamp hears every command at QoS 0 while it keeps asking for QoS 1, for 25 s; lampctl lists and commands it", async () => {
+  it("the lamp hears every command at QoS 0 while it keeps asking for QoS 1, for 25 s; lampctl and the one-shot tools work", async () => {
     const cluster = track(await startNatsCluster({ nodes: 1, mqtt: ["max_ack_pending: 40000"] }));
     const id = `refused${process.pid}`;
     const ui = track(await Recorder.connect(cluster.url(0), [`state/${id}`], V4));
@@ -60,11 +57,21 @@ describe.skipIf(!hasNatsServer())("a NATS node that refuses a lamp QoS 1 on its 
     expect(refusedAgain.length).toBeGreaterThanOrEqual(2);
     expect(lamp.logs.some((l) => l.msg === "subscribed after a refusal")).toBe(false);
     // lampctl, on the same node, lists it and commands it: it asks for no QoS 1 at all.
-    const ls = await lampctl(["ls", "--json", "--timeout", "2"], cluster.mqttUrl);
+    const lampctl = (args: string[]) => runBuilt("dist/cli/lampctl.js", args, cluster.mqttUrl);
+    const ls = await lampctl(["ls", "--json", "--timeout", "2"]);
     expect(ls.stderr).toBe("");
     expect(JSON.parse(ls.stdout)).toContainEqual(expect.objectContaining({ id, presence: "online" }));
-    const set = await lampctl(["--id", id, "--brightness", "0.5"], cluster.mqttUrl);
+    const set = await lampctl(["--id", id, "--brightness", "0.5"]);
     expect(set.stderr).toBe("");
     expect(JSON.parse(set.stdout)).toMatchObject({ brightness: 0.5, client: "lampctl" });
+    // So do the agent's own one-shot tools: the wiring test (through the running agent), and, once the
+    // lamp is stopped, --forget.
+    const own = { LAMP_ID: id, GPIO_DRIVER: "mock" };
+    const test = await runBuilt("dist/main.js", ["--test"], cluster.mqttUrl, own);
+    expect(test.code, test.stdout + test.stderr).toBe(0);
+    await lamp.stop();
+    const forget = await runBuilt("dist/main.js", ["--forget"], cluster.mqttUrl, own);
+    expect(forget.code, forget.stdout + forget.stderr).toBe(0);
+    expect(forget.stdout).toContain(`removed lamp/${id}/changed (the lamp's last state)`);
   });
 });
