@@ -235,8 +235,11 @@ class Session {
     });
     client.on("close", () => {
       if (this.done) return;
+      // That node answered, in 3.1.1: not a failure. MQTT.js's reconnect takes the next node, and the
+      // count starts again, so the node that answered is tried again within the round.
       if (fallingBack) {
         fallingBack = false;
+        failed = 0;
         return;
       }
       const wasConnected = this.connected;

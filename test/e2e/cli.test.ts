@@ -119,6 +119,19 @@ describe("lampctl against the running agent", () => {
     expect(ls.stdout).toContain(id);
   });
 
+  it("passes a node that is down on the way to one that speaks MQTT 3.1.1 only (the demo's Aedes, NATS)", async () => {
+    const aedes = track(await startBroker({ aedes: true }));
+    const recorder = track(await Recorder.connect(aedes.url, [], { protocolVersion: 4 }));
+    await recorder.publish("state/old311", "1", { retain: true, qos: 1 });
+    const down = `mqtt://127.0.0.1:${await freePort()}`;
+    const ls = await lampctl(["ls", "--json", "--timeout", "1"], { MQTT_URL: `${down},${aedes.url}` });
+    expect(ls.stderr).toBe("");
+    expect(ls.code).toBe(0);
+    expect(JSON.parse(ls.stdout)).toContainEqual(
+      expect.objectContaining({ id: "old311", presence: "online" }),
+    );
+  });
+
   it("sends a command again on the next node when its node closes the connection before the PUBACK", async () => {
     // As a NATS survivor does in the seconds after a node's death (docs/fleet.md): it takes the
     // PUBLISH and closes the connection without answering.

@@ -26,6 +26,8 @@ export interface BrokerOptions {
   readonly port?: number;
   /** Keep the broker's stderr for inspection instead of discarding it. */
   readonly verbose?: boolean;
+  /** Aedes in-process even where Mosquitto is installed: a broker that speaks MQTT 3.1.1 only. */
+  readonly aedes?: boolean;
 }
 
 export function hasMosquitto(): boolean {
@@ -76,7 +78,7 @@ async function waitForExit(child: ChildProcess): Promise<void> {
 export async function startBroker(options: BrokerOptions = {}): Promise<TestBroker> {
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(path.join(tmpdir(), "lamp-broker-"));
-  if (!hasMosquitto()) return startAedes(port, dir);
+  if (options.aedes || !hasMosquitto()) return startAedes(port, dir);
 
   const listener = (options.listener ?? [`listener ${port} 127.0.0.1`, "allow_anonymous true"]).map((line) =>
     line.replaceAll("{port}", String(port)),
