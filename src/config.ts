@@ -35,7 +35,7 @@ export interface Config {
   /** Seconds between telemetry messages; 0 = none. */
   readonly telemetryInterval: number;
   readonly mqtt: {
-    /** The first node of `urls`: where a one-shot client goes unless told. */
+    /** The first node of `urls`: where lampctl and the one-shot clients start. */
     readonly url: string;
     /** MQTT_URL's nodes: one broker, or the nodes of one cluster. */
     readonly urls: readonly string[];

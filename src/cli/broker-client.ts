@@ -30,8 +30,8 @@ function serverOf(url: string): { host: string; port: number; protocol: NodeProt
  * then sends an unacknowledged command again); the Session decides when to give up.
  */
 export function connectClient(settings: MqttSettings, watch: boolean, timeoutMs: number): MqttClient {
-  const nodes = settings.urls.length > 0 ? settings.urls : [settings.url];
-  return mqtt.connect(nodes[0] ?? settings.url, {
+  const nodes = settings.urls;
+  return mqtt.connect(settings.url, {
     ...baseClientOptions(settings, createLogger({ level: "silent", format: "json" })),
     clientId: `lampctl-${randomBytes(4).toString("hex")}`,
     protocolVersion: settings.protocol,
@@ -46,7 +46,7 @@ export function connectClient(settings: MqttSettings, watch: boolean, timeoutMs:
  * reconnect, ours (the 3.1.1 fallback) included, and every one emits `reconnect`.
  */
 export function nodeTracker(client: MqttClient, settings: MqttSettings): () => string {
-  const nodes = settings.urls.length > 0 ? settings.urls : [settings.url];
+  const nodes = settings.urls;
   let reconnects = 0;
   client.on("reconnect", () => {
     reconnects++;

@@ -6,6 +6,7 @@ import { type ClientConfig, ConfigError, loadConfig, redactUrl } from "../config
 import { applyCommand, type Command, CommandError, parseCommand } from "../lamp/command.js";
 import { MAX_TRANSITION_S } from "../lamp/command-scan.js";
 import { sameState } from "../lamp/state.js";
+import { noNodeLetUsIn } from "../mqtt/errors.js";
 import { parseError, parseState, type StateMessage } from "../protocol/payloads.js";
 import { groupCommandTopic, NAME_PATTERN } from "../protocol/topics.js";
 import { suggest } from "../suggest.js";
@@ -212,7 +213,7 @@ class Session {
     readonly defaultId: boolean,
   ) {
     this.node = nodeTracker(client, config.mqtt);
-    const nodes = Math.max(1, config.mqtt.urls.length);
+    const nodes = config.mqtt.urls.length;
     // A one-shot command gives up once every node has failed in a row (one broker: at its first
     // failure); a connection that held and dropped is carried on by MQTT.js's reconnect.
     let failed = 0;
@@ -250,7 +251,7 @@ class Session {
         const why =
           reason ||
           `${redactUrl(this.node())} closed the connection without accepting it, or did not answer: check MQTT_USERNAME and MQTT_PASSWORD and the broker's log`;
-        fail(nodes > 1 ? `none of the ${nodes} nodes of MQTT_URL let us in; the last: ${why}` : why, 1);
+        fail(nodes > 1 ? noNodeLetUsIn(nodes, why) : why, 1);
       }
       if (!wasConnected) return;
       this.problem = `lost the connection to ${redactUrl(this.node())}; reconnecting`;

@@ -2,7 +2,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { redactUrl } from "../config.js";
 import type { Logger } from "../log.js";
 import { baseClientOptions, errorContext, type MqttSettings, refusesMqtt5 } from "./client-options.js";
-import { explainConnectionError } from "./errors.js";
+import { explainConnectionError, noNodeLetUsIn } from "./errors.js";
 
 /**
  * A one-shot client (`--check`, `--test`, `--forget`): the agent's own credentials and TLS, a client id
@@ -19,7 +19,7 @@ export async function connectOnce(
   timeoutMs: number,
   url?: string,
 ): Promise<MqttClient> {
-  const nodes = url !== undefined ? [url] : settings.urls.length > 0 ? settings.urls : [settings.url];
+  const nodes = url !== undefined ? [url] : settings.urls;
   let last: unknown;
   for (const node of nodes) {
     try {
@@ -29,12 +29,7 @@ export async function connectOnce(
     }
   }
   if (nodes.length === 1) throw last;
-  throw new Error(
-    `none of the ${nodes.length} nodes of MQTT_URL let us in; the last: ${(last as Error).message}`,
-    {
-      cause: last,
-    },
-  );
+  throw new Error(noNodeLetUsIn(nodes.length, (last as Error).message), { cause: last });
 }
 
 async function connectNode(
