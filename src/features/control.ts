@@ -38,6 +38,7 @@ export interface CommandInbox {
  */
 export class Control implements Feature, CommandInbox {
   readonly name = "control";
+  readonly urgent = true;
   readonly filters;
   private readonly guard: FeedbackGuard;
   private readonly errors = new RateLimiter(10, 2);

@@ -35,6 +35,12 @@ export interface Feature {
   connected?(info: ConnectInfo): void;
   /** Once the lamp listens (its subscriptions in place) and its presence `1` is out. */
   online?(): void;
+  /**
+   * `online` in the very turn the lamp starts to listen: presence and the state. Every other feature's
+   * `online` runs a turn of the event loop later, so `1` and the state leave in a packet of their own,
+   * not behind the info, telemetry and discovery configs (5 kB at a new lamp's start).
+   */
+  readonly urgent?: boolean;
   /** A message on one of `filters`. */
   message?(topic: string, payload: Buffer, packet: IPublishPacket): void;
   /** A clean stop, while still connected; each feature's stop is bounded by itself. */

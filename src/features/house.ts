@@ -8,7 +8,8 @@ import type { Feature } from "./feature.js";
  * Runs the features on one connection. On every connect: each feature's `connected`, then the router
  * subscribes to every filter, and once the lamp listens (the broker kept its session, or every
  * subscription is granted) each feature's `online`, presence first, so `1` means a command will be
- * heard (CONTRACT section 2). On a clean stop: each feature's `stop` in reverse order, each on its own.
+ * heard (CONTRACT section 2); the urgent ones (presence, the state) in that turn, the others in the
+ * next. On a clean stop: each feature's `stop` in reverse order, each on its own.
  */
 export class FeatureHouse implements ConnectionEvents {
   /** Bumped on every connect: an `online` waiting for the grants of an older connection is dropped. */
@@ -33,7 +34,13 @@ export class FeatureHouse implements ConnectionEvents {
     const granted = this.router.subscribeAll({ sessionPresent: info.sessionPresent });
     const online = () => {
       if (generation !== this.generation) return;
-      for (const feature of this.features) feature.online?.();
+      for (const feature of this.features) if (feature.urgent) feature.online?.();
+      // MQTT.js writes what was published in this turn at its end (it corks the socket until the next
+      // tick); the rest is built after that write.
+      setImmediate(() => {
+        if (generation !== this.generation) return;
+        for (const feature of this.features) if (!feature.urgent) feature.online?.();
+      });
     };
     // A kept session already holds every subscription: the lamp listens from the CONNACK on, and says so
     // now, before any command queued in the session is read (its first state is the one it had).

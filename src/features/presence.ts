@@ -28,6 +28,7 @@ const FROM_BEFORE_MS = 2000;
  */
 export class Presence implements Feature {
   readonly name = "presence";
+  readonly urgent = true;
   readonly filters;
   /** Three answers at once, then one every 10 s: a late Will sweep is one message per lamp. */
   private readonly answers = new RateLimiter(3, 0.1);

@@ -114,6 +114,33 @@ describe("control and presence: connect", () => {
     await link.goOffline();
   });
 
+  it("says 1 and its state in the turn it starts to listen, and lets the other features announce a turn later", async () => {
+    const { connection, link } = await build();
+    link.addFeature({
+      name: "info-like",
+      filters: [],
+      online: () => void connection.publish("lamp/abc/info", "{}", { qos: 1, retain: true }),
+    });
+    link.onConnect();
+    await flush();
+    // MQTT.js writes a turn's publishes together: `1` is not held behind the announcements.
+    expect(connection.sent.map((s) => s.topic)).toEqual(["state/abc", "lamp/abc/changed"]);
+    await flush();
+    expect(connection.sent.map((s) => s.topic)).toEqual(["state/abc", "lamp/abc/changed", "lamp/abc/info"]);
+    await link.goOffline();
+  });
+
+  it("an announcement due after the lamp stopped is not made", async () => {
+    const { link } = await build();
+    const online = vi.fn();
+    link.addFeature({ name: "late", filters: [], online });
+    link.onConnect();
+    await flush();
+    await link.goOffline();
+    await flush();
+    expect(online).not.toHaveBeenCalled();
+  });
+
   it("goOffline publishes presence 0 retained at QoS 1, saying since when", async () => {
     const { connection, link } = await build();
     await link.goOffline();
@@ -271,6 +298,9 @@ describe("control: commands", () => {
     link.onConnect();
     await flush();
     expect(connection.subscribed).toEqual(["state/abc", "lamp/abc/set_config", "homeassistant/status"]);
+    // A feature that is not urgent goes online a turn after presence and the state.
+    expect(onConnect).not.toHaveBeenCalled();
+    await flush();
     expect(onConnect).toHaveBeenCalledTimes(1);
     connection.sent.length = 0;
     send(link, "online", false, "homeassistant/status");
