@@ -2,6 +2,8 @@
 // every command is republished as-is on `changed`: no parsing, no state, no pins. Whatever the agent
 // costs above this is the agent's own doing.
 //   MQTT_URL=mqtt://127.0.0.1:1883 LAMP_ID=x node bench/floor-echo.mjs
+// bench/run.mjs also runs it bundled and started as the agent is (`node scripts/build.mjs --floor DIR`):
+// the floor of a start, which pays for loading MQTT.js as the agent does.
 //
 // With FLOOR_STATE_FILE it is also the floor of a lamp that keeps its state as CONTRACT.md section 8
 // asks: the last payload saved durably (a temp file, its fsync, a rename, the directory's fsync; both
@@ -56,12 +58,16 @@ const client = mqtt.connect(process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883", {
   clean: false,
   properties: { sessionExpiryInterval: 3600 },
   will: { topic: presence, payload: Buffer.from("0"), qos: 1, retain: true },
+  // As the agent (src/mqtt/client-options.ts): otherwise MQTT.js fills a 6 MB cache at its first write.
+  writeCache: false,
 });
 client.on("connect", () => {
   // MQTT.js leaves Nagle on; a fair floor turns it off, as the broker does (set_tcp_nodelay).
   client.stream.setNoDelay?.(true);
-  client.publish(presence, "1", { qos: 1, retain: true });
-  client.subscribe(`${base}/set_config`, { qos: 1, nl: true });
+  // `1` once the command topic is granted, as CONTRACT.md section 2 asks of a lamp: it then listens.
+  client.subscribe(`${base}/set_config`, { qos: 1, nl: true }, () =>
+    client.publish(presence, "1", { qos: 1, retain: true }),
+  );
 });
 client.on("message", (_topic, payload) => {
   client.publish(`${base}/changed`, payload, { qos: 1, retain: true });

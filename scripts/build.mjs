@@ -4,6 +4,8 @@
 //
 //   node scripts/build.mjs            dist/main.js, dist/agent.js, dist/cli/lampctl.js, dist/cli/demo.js
 //   node scripts/build.mjs --device   without the demo (its broker, aedes, is a development package)
+//   node scripts/build.mjs --floor DIR  the bench's floor (bench/floor-echo.mjs) bundled and started as the
+//                                       agent is: DIR/main.js, DIR/agent.js, DIR/lazy/ (bench/run.mjs)
 //
 // dist/main.js (src/start.ts) is the `lamp-agent` command: it runs the agent's bundle, dist/agent.js,
 // through V8's code cache. dist/lazy/ holds what the bundles load only on first use (LAZY below).
@@ -20,6 +22,14 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const esbuild = createRequire(import.meta.url)("esbuild");
 const pkg = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8"));
 const device = process.argv.includes("--device");
+// The bench's start floor: an MQTT.js lamp pays for its bundle, its loader and its code cache as the agent
+// does, so the agent's start is compared with the same echo built the same way (docs/performance.md).
+const floorAt = process.argv.indexOf("--floor");
+const floorDir = floorAt >= 0 ? process.argv[floorAt + 1] : undefined;
+if (floorAt >= 0 && !floorDir) {
+  process.stderr.write("build: --floor needs a directory to write to\n");
+  process.exit(2);
+}
 
 /**
  * MQTT.js loads at start what an agent on mqtt:// or mqtts:// never runs: the WebSocket transport, the
@@ -191,10 +201,12 @@ const mqttPacketDebugOff = {
   },
 };
 
-const entryPoints = { agent: "src/main.ts", "cli/lampctl": "src/cli/lampctl.ts" };
-if (!device) entryPoints["cli/demo"] = "src/cli/demo.ts";
+const entryPoints = floorDir
+  ? { agent: "bench/floor-echo.mjs" }
+  : { agent: "src/main.ts", "cli/lampctl": "src/cli/lampctl.ts" };
+if (!device && !floorDir) entryPoints["cli/demo"] = "src/cli/demo.ts";
 
-const outdir = path.join(root, "dist");
+const outdir = floorDir ? path.resolve(floorDir) : path.join(root, "dist");
 rmSync(outdir, { recursive: true, force: true });
 
 const shared = {
@@ -280,7 +292,8 @@ try {
   // esbuild has already printed the errors with their file and line.
   process.exit(1);
 }
-const unseen = LAZY.filter((l) => !lazyImporters.has(l));
+// The floor has no logger and no configuration file: pino's and dotenv's stand-ins are not its.
+const unseen = floorDir ? [] : LAZY.filter((l) => !lazyImporters.has(l));
 if (unseen.length > 0) {
   const names = unseen.map((l) => l.request).join(", ");
   process.stderr.write(`build: no bundled module requires ${names} any more; update LAZY\n`);
@@ -292,7 +305,8 @@ if (debugReplacedIn.size === 0) {
 }
 
 // Commands: install.sh links them into /usr/local/bin, and `npm install -g` expects the same.
-for (const command of ["main.js", "cli/lampctl.js"]) chmodSync(path.join(outdir, command), 0o755);
+for (const command of floorDir ? ["main.js"] : ["main.js", "cli/lampctl.js"])
+  chmodSync(path.join(outdir, command), 0o755);
 
 // The entry points are CommonJS with a .js name, inside a package that says "module": the nearest
 // package.json must say so.
