@@ -61,13 +61,16 @@ const client = mqtt.connect(process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883", {
   // As the agent (src/mqtt/client-options.ts): otherwise MQTT.js fills a 6 MB cache at its first write.
   writeCache: false,
 });
-client.on("connect", () => {
+client.on("connect", (connack) => {
   // MQTT.js leaves Nagle on; a fair floor turns it off, as the broker does (set_tcp_nodelay).
   client.stream.setNoDelay?.(true);
-  // `1` once the command topic is granted, as CONTRACT.md section 2 asks of a lamp: it then listens.
-  client.subscribe(`${base}/set_config`, { qos: 1, nl: true }, () =>
-    client.publish(presence, "1", { qos: 1, retain: true }),
-  );
+  // `1` once the lamp listens, as CONTRACT.md section 2 asks and the agent does: at once when the broker
+  // kept the session (and the subscription with it; the backlog follows), else once it is granted.
+  const online = () => client.publish(presence, "1", { qos: 1, retain: true });
+  if (connack.sessionPresent) online();
+  client.subscribe(`${base}/set_config`, { qos: 1, nl: true }, () => {
+    if (!connack.sessionPresent) online();
+  });
 });
 client.on("message", (_topic, payload) => {
   client.publish(`${base}/changed`, payload, { qos: 1, retain: true });
