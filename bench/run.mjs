@@ -559,6 +559,8 @@ function issueTargets(regimes, footprints, aa) {
   const vsFloor = regimes.ratios["agent/floor"] ?? {};
   const vsSaving = regimes.ratios["agent/floorSaving"] ?? {};
   const saveAlone = regimes.ratios["floorSaving/floor"] ?? {};
+  const vsBundled = regimes.ratios["agent/floorBundled"] ?? {};
+  const bundling = regimes.ratios["floorBundled/floor"] ?? {};
   const noise = (g) => (aa?.[g] === undefined ? "" : ` (A/A ${aa[g]}x)`);
   return [
     [`steady: agent <= 1.1x the echo: ${vsFloor.steady}x${noise("steady")}`, vsFloor.steady <= 1.1],
@@ -566,7 +568,15 @@ function issueTargets(regimes, footprints, aa) {
       `steady: agent below Python: ${m.agent.steady} vs ${m.python.steady} µs`,
       m.agent.steady < m.python.steady,
     ],
+    [
+      `steady: agent <= 1.1x the echo bundled as the agent is: ${vsBundled.steady}x (that echo is ${bundling.steady}x the bare one)`,
+      vsBundled.steady <= 1.1,
+    ],
     [`first 300: agent <= 1.3x the echo: ${vsFloor.cold}x${noise("cold")}`, vsFloor.cold <= 1.3],
+    [
+      `first 300: agent <= 1.3x the echo bundled as the agent is: ${vsBundled.cold}x (that echo is ${bundling.cold}x the bare one)`,
+      vsBundled.cold <= 1.3,
+    ],
     [`sparse: agent <= 1.4x the echo: ${vsFloor.sparse}x${noise("sparse")}`, vsFloor.sparse <= 1.4],
     [
       `sparse: agent <= 1.4x the echo that saves its state (section 8): ${vsSaving.sparse}x (that echo is ${saveAlone.sparse}x the bare one)`,
