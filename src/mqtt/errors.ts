@@ -157,12 +157,12 @@ export function explainConnectionError(error: unknown, context: ErrorContext): s
   return code && !message.includes(code) ? `${message} (${code})` : message;
 }
 
-/** The refusal reason of an MQTT error, readable: "Not authorized (reason code 135)". */
 /** A one-shot client's line when every node of a cluster's MQTT_URL failed: `why` is the last node's. */
 export function noNodeLetUsIn(nodes: number, why: string): string {
   return `none of the ${nodes} nodes of MQTT_URL let us in; the last: ${why}`;
 }
 
+/** The refusal reason of an MQTT error, readable: "Not authorized (reason code 135)". */
 export function describeMqttError(error: unknown): string {
   const e = error as { message?: string; code?: unknown };
   return typeof e.code === "number" ? `${e.message} (reason code ${e.code})` : String(e.message ?? error);
