@@ -281,7 +281,14 @@ export class MqttConnection {
       wait(this.subackTimeoutMs);
       client.subscribe(topic, options, (error, granted) => {
         clearTimeout(timer);
-        if (this.client === client) this.lastSubackAt = Date.now();
+        if (this.client === client) {
+          this.lastSubackAt = Date.now();
+          // A sign of life, as a PINGRESP is. NATS answers our PINGREQ only after the SUBSCRIBEs before
+          // it, 4 s for each QoS 1 one it refuses while a node is down: with reschedulePings off, a node
+          // answering every few seconds would be given up for dead, and the SUBSCRIBEs we left queued
+          // there, processed late, disturb our session on the next node.
+          client.reschedulePing(true);
+        }
         // MQTT 3.1.1 has one failure code, 128; MQTT 5 says why (135: not authorized, by an ACL).
         // MQTT.js reports a refusal as an error carrying the SUBACK, or (older versions) in `granted`.
         const suback = (error as { packet?: { granted?: unknown[] } } | null)?.packet?.granted ?? [];

@@ -47,8 +47,12 @@ function lampConnection(
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
   },
   onConnect: (info: ConnectInfo, connection: MqttConnection) => void = () => undefined,
+  env: Record<string, string> = {},
 ) {
-  const { config } = loadConfig({ dotenv: false, env: { MQTT_URL: urls, LAMP_ID: id, GPIO_DRIVER: "mock" } });
+  const { config } = loadConfig({
+    dotenv: false,
+    env: { MQTT_URL: urls, LAMP_ID: id, GPIO_DRIVER: "mock", ...env },
+  });
   const { logger, lines } = captureLogger("debug");
   const connects: ConnectInfo[] = [];
   const connection: MqttConnection = new MqttConnection(
@@ -165,5 +169,41 @@ describe("a node that holds the CONNECT past the connect timeout", () => {
     // Every filter asked for at QoS 1, refused, then granted at QoS 0, on the one connection.
     expect(slow.received).toHaveLength(1);
     expect(slow.received[0]?.filter((cmd) => cmd === "subscribe")).toHaveLength(2 * filters.length);
+  });
+
+  it("a node slow to answer SUBSCRIBEs is not taken for dead: each SUBACK counts as a sign of life, as a PINGRESP does", async () => {
+    // NATS with a node of its cluster down answers the PINGREQ only after the SUBSCRIBEs before it, 4 s
+    // for each QoS 1 one it refuses: a 10 s keepalive gave up on such a node after three (seen in CI),
+    // and the abandoned connection's SUBSCRIBEs, processed later, upset the session on the next node.
+    // Scaled down: a 1 s keepalive (PINGREQ after 1 s quiet, given up 0.5 s later), 600 ms per refusal.
+    const slow = track(await new RefusingBroker("qos0-only", 600).start());
+    const filters = ["lamp/x/set_config", "lamp/group/all/set_config", "state/x", "lamp/x/info"];
+    let listening = false;
+    const { connection, connects, lines } = lampConnection(
+      slow.url,
+      `busy${process.pid}`,
+      {},
+      (_info, connection) => {
+        const router = new TopicRouter(connection, silentLogger(), {
+          retry: { initialMs: 5000, maxMs: 5000 },
+        });
+        for (const filter of filters) router.add(filter, () => undefined);
+        void router.subscribeAll().then(() => {
+          listening = true;
+        });
+      },
+      { MQTT_KEEPALIVE: "1" },
+    );
+    track({ stop: () => connection.stop() });
+    connection.start();
+    await expect.poll(() => listening, { timeout: 5000 }).toBe(true);
+    // Past the refusals (2.4 s) and a full keepalive round after them.
+    await sleep(2000);
+    expect(lines.map((l) => String(l.cause ?? ""))).not.toContainEqual(expect.stringContaining("Keepalive"));
+    expect(connects).toHaveLength(1);
+    expect(slow.received).toHaveLength(1);
+    // The keepalive did run: a PINGREQ was sent, and answered.
+    expect(slow.received[0]).toContain("pingreq");
+    expect(connection.connected).toBe(true);
   });
 });

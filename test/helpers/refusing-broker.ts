@@ -8,7 +8,8 @@ import mqttPacket, { type Packet } from "mqtt-packet";
  * subscription and silently drops the messages instead. With `silent`, it never answers a SUBSCRIBE at
  * all, as a NATS node was seen to do at a cluster's start. With `qos0-only`, it answers a connection's
  * SUBSCRIBEs one after another, as NATS does, and with a node of its cluster down: a QoS 1 one is
- * refused after `slowMs` (NATS: 4 s, the JetStream consumer it could not create), a QoS 0 one granted.
+ * refused after `slowMs` (NATS: 4 s, the JetStream consumer it could not create), a QoS 0 one granted,
+ * and a PINGREQ answered only once the SUBSCRIBEs before it are.
  */
 export class RefusingBroker {
   private server: net.Server | undefined;
@@ -65,7 +66,11 @@ export class RefusingBroker {
             if (packet.qos === 1) send({ cmd: "puback", messageId: packet.messageId });
             break;
           case "pingreq":
-            send({ cmd: "pingresp" });
+            // NATS reads a connection's packets one after another: a PINGREQ behind SUBSCRIBEs it is
+            // still refusing waits its turn.
+            if (this.mode === "qos0-only")
+              setTimeout(() => send({ cmd: "pingresp" }), Math.max(0, queueFreeAt - Date.now()));
+            else send({ cmd: "pingresp" });
             break;
           case "disconnect":
             socket.end();
