@@ -16,6 +16,8 @@ import { teardown } from "../helpers/teardown.js";
 
 const HOLD_MS = 1500;
 const CONNECT_TIMEOUT_MS = 400;
+/** A lamp's filters, as the router subscribes to them. */
+const FILTERS = ["lamp/x/set_config", "lamp/group/all/set_config", "state/x", "lamp/x/info"];
 
 const track = teardown("each");
 let held: TestBroker;
@@ -139,64 +141,65 @@ describe("a node that holds the CONNECT past the connect timeout", () => {
     await expect.poll(() => silent.received[0]).toEqual(["connect", "subscribe", "disconnect"]);
   });
 
-  it("a node that answers SUBSCRIBEs one at a time, refusing QoS 1 slowly, is kept, and the lamp listens at QoS 0", async () => {
-    // NATS with a node of its cluster down: 4 s per refused QoS 1 SUBSCRIBE, one after another. Scaled
-    // down: 200 ms each against a 300 ms SUBACK timeout, so the third and fourth wait longer than it.
-    const slow = track(await new RefusingBroker("qos0-only", 200).start());
-    const filters = ["lamp/x/set_config", "lamp/group/all/set_config", "state/x", "lamp/x/info"];
+  /** A lamp whose router subscribes to four filters on every connect; `listening()` once all are heard. */
+  function routedLamp(
+    url: string,
+    id: string,
+    timeouts: Pick<ConnectionOptions, "subackTimeoutMs">,
+    env: Record<string, string> = {},
+  ) {
     let listening = false;
-    const { connection, connects, lines } = lampConnection(
-      slow.url,
-      `slow${process.pid}`,
-      { subackTimeoutMs: 300 },
+    const lamp = lampConnection(
+      url,
+      id,
+      timeouts,
       (_info, connection) => {
         const router = new TopicRouter(connection, silentLogger(), {
           retry: { initialMs: 5000, maxMs: 5000 },
         });
-        for (const filter of filters) router.add(filter, () => undefined);
+        for (const filter of FILTERS) router.add(filter, () => undefined);
         void router.subscribeAll().then(() => {
           listening = true;
         });
       },
+      env,
     );
-    track({ stop: () => connection.stop() });
-    connection.start();
-    await expect.poll(() => listening, { timeout: 5000 }).toBe(true);
+    track({ stop: () => lamp.connection.stop() });
+    lamp.connection.start();
+    return { ...lamp, listening: () => listening };
+  }
+
+  it("a node that answers SUBSCRIBEs one at a time, refusing QoS 1 slowly, is kept, and the lamp listens at QoS 0", async () => {
+    // NATS with a node of its cluster down: 4 s per refused QoS 1 SUBSCRIBE, one after another. Scaled
+    // down: 200 ms each against a 300 ms SUBACK timeout, so the third and fourth wait longer than it.
+    const slow = track(await new RefusingBroker("qos0-only", 200).start());
+    const { connects, lines, listening } = routedLamp(slow.url, `slow${process.pid}`, {
+      subackTimeoutMs: 300,
+    });
+    await expect.poll(listening, { timeout: 5000 }).toBe(true);
     expect(connects).toHaveLength(1);
     expect(lines.map((l) => l.msg)).not.toContainEqual(
       expect.stringContaining("did not answer our subscription"),
     );
     // Every filter asked for at QoS 1, refused, then granted at QoS 0, on the one connection.
     expect(slow.received).toHaveLength(1);
-    expect(slow.received[0]?.filter((cmd) => cmd === "subscribe")).toHaveLength(2 * filters.length);
+    expect(slow.received[0]?.filter((cmd) => cmd === "subscribe")).toHaveLength(2 * FILTERS.length);
   });
 
   it("a node slow to answer SUBSCRIBEs is not taken for dead: each SUBACK counts as a sign of life, as a PINGRESP does", async () => {
     // NATS with a node of its cluster down answers the PINGREQ only after the SUBSCRIBEs before it, 4 s
     // for each QoS 1 one it refuses: a 10 s keepalive gave up on such a node after three (seen in CI),
-    // and the abandoned connection's SUBSCRIBEs, processed later, upset the session on the next node.
-    // Scaled down: a 1 s keepalive (PINGREQ after 1 s quiet, given up 0.5 s later), 600 ms per refusal.
+    // and that node, processing later what the lamp had queued there, published its Will while the lamp
+    // was live on the next. Scaled down: a 1 s keepalive (PINGREQ after 1 s quiet, given up 0.5 s
+    // later), 600 ms per refusal.
     const slow = track(await new RefusingBroker("qos0-only", 600).start());
-    const filters = ["lamp/x/set_config", "lamp/group/all/set_config", "state/x", "lamp/x/info"];
-    let listening = false;
-    const { connection, connects, lines } = lampConnection(
+    const { connection, connects, lines, listening } = routedLamp(
       slow.url,
       `busy${process.pid}`,
       {},
-      (_info, connection) => {
-        const router = new TopicRouter(connection, silentLogger(), {
-          retry: { initialMs: 5000, maxMs: 5000 },
-        });
-        for (const filter of filters) router.add(filter, () => undefined);
-        void router.subscribeAll().then(() => {
-          listening = true;
-        });
-      },
       { MQTT_KEEPALIVE: "1" },
     );
-    track({ stop: () => connection.stop() });
-    connection.start();
-    await expect.poll(() => listening, { timeout: 5000 }).toBe(true);
+    await expect.poll(listening, { timeout: 5000 }).toBe(true);
     // Past the refusals (2.4 s) and a full keepalive round after them.
     await sleep(2000);
     expect(lines.map((l) => String(l.cause ?? ""))).not.toContainEqual(expect.stringContaining("Keepalive"));
