@@ -285,8 +285,8 @@ export class MqttConnection {
           this.lastSubackAt = Date.now();
           // A sign of life, as a PINGRESP is. NATS answers our PINGREQ only after the SUBSCRIBEs before
           // it, 4 s for each QoS 1 one it refuses while a node is down: with reschedulePings off, a node
-          // answering every few seconds would be given up for dead, and the SUBSCRIBEs we left queued
-          // there, processed late, disturb our session on the next node.
+          // answering every few seconds would be given up for dead, and would then process what we left
+          // queued there and publish our Will while we are live on the next node.
           client.reschedulePing(true);
         }
         // MQTT 3.1.1 has one failure code, 128; MQTT 5 says why (135: not authorized, by an ACL).
